@@ -1,0 +1,141 @@
+"""Normalisation statistics of a capture (``tex_mean.png``, ``tex_var.txt``,
+``vert_mean.bin``, ``vert_var.txt``).
+
+Files use Multiface's units: textures in 0..255 (the variance file is in 0..255 squared),
+vertices in mm. In memory, textures are in [0, 1]; :class:`NormStats` converts.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import torch
+
+from .._io import read_png, write_bytes_atomic, write_png, write_text_atomic
+from ..errors import FormatError, ShapeError
+from .layout import Layout
+
+__all__ = ["NormStats", "read_stats", "write_stats", "compute_stats", "read_scalar"]
+
+
+@dataclass(frozen=True)
+class NormStats:
+    """Mean and scalar standard deviation of textures and vertices.
+
+    Attributes:
+        tex_mean: ``(3, T, T)`` mean texture in [0, 1].
+        tex_std: scalar standard deviation of texel values, in [0, 1] units.
+        vert_mean: ``(V, 3)`` mean head-local vertices (mm).
+        vert_std: scalar standard deviation of vertex coordinates (mm).
+    """
+
+    tex_mean: torch.Tensor
+    tex_std: float
+    vert_mean: torch.Tensor
+    vert_std: float
+
+    def normalise_texture(self, texture: torch.Tensor) -> torch.Tensor:
+        """``(..., 3, T, T)`` in [0, 1] -> zero-mean, unit-std texture."""
+        return (texture - self.tex_mean.to(texture)) / self.tex_std
+
+    def denormalise_texture(self, texture: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`normalise_texture`."""
+        return texture * self.tex_std + self.tex_mean.to(texture)
+
+    def normalise_verts(self, verts: torch.Tensor) -> torch.Tensor:
+        """``(..., V, 3)`` head-local mm -> normalised vertices."""
+        return (verts - self.vert_mean.to(verts)) / self.vert_std
+
+    def denormalise_verts(self, verts: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`normalise_verts`."""
+        return verts * self.vert_std + self.vert_mean.to(verts)
+
+
+def read_scalar(path: Path) -> float:
+    """Read a text file holding one finite positive number."""
+    if not path.is_file():
+        raise FormatError(path, "file not found")
+    text = path.read_text(encoding="utf-8", errors="replace").split()
+    if len(text) != 1:
+        raise FormatError(path, f"expected one number, found {len(text)} tokens", 1)
+    try:
+        value = float(text[0])
+    except ValueError:
+        raise FormatError(path, f"expected a number, found {text[0]!r}", 1) from None
+    if not math.isfinite(value) or value <= 0:
+        raise FormatError(path, f"expected a finite positive variance, found {value}", 1)
+    return value
+
+
+def read_stats(root: str | os.PathLike, num_verts: int | None = None) -> NormStats:
+    """Read the four statistics files of a capture folder.
+
+    Args:
+        root: capture folder.
+        num_verts: if given, ``vert_mean.bin`` must hold exactly this many vertices.
+    """
+    layout = Layout.of(root)
+    tex_mean = read_png(layout.tex_mean)
+    if tex_mean.shape[1] != tex_mean.shape[2]:
+        raise FormatError(layout.tex_mean, f"expected a square texture, found {tex_mean.shape[2]}x{tex_mean.shape[1]}")
+    if not layout.vert_mean.is_file():
+        raise FormatError(layout.vert_mean, "file not found")
+    raw = layout.vert_mean.read_bytes()
+    expected = None if num_verts is None else num_verts * 12
+    if (expected is not None and len(raw) != expected) or len(raw) % 12 or not raw:
+        want = f"{expected} bytes ({num_verts} vertices x 3 float32)" if expected else "a multiple of 12 bytes"
+        raise FormatError(layout.vert_mean, f"expected {want}, found {len(raw)} bytes")
+    vert_mean = torch.from_numpy(np.frombuffer(raw, dtype="<f4").reshape(-1, 3).copy())
+    return NormStats(
+        tex_mean=tex_mean,
+        tex_std=math.sqrt(read_scalar(layout.tex_var)) / 255.0,
+        vert_mean=vert_mean,
+        vert_std=math.sqrt(read_scalar(layout.vert_var)),
+    )
+
+
+def write_stats(root: str | os.PathLike, stats: NormStats) -> None:
+    """Write the four statistics files atomically (Multiface units)."""
+    layout = Layout.of(root)
+    write_png(layout.tex_mean, stats.tex_mean)
+    write_text_atomic(layout.tex_var, f"{(stats.tex_std * 255.0) ** 2:.8f}\n")
+    write_bytes_atomic(layout.vert_mean, stats.vert_mean.detach().cpu().numpy().astype("<f4").tobytes())
+    write_text_atomic(layout.vert_var, f"{stats.vert_std ** 2:.8f}\n")
+
+
+def compute_stats(textures: Iterable[torch.Tensor], verts: Iterable[torch.Tensor]) -> NormStats:
+    """Compute statistics in one pass over the frames.
+
+    Args:
+        textures: average textures, each ``(3, T, T)`` in [0, 1].
+        verts: head-local vertices, each ``(V, 3)``.
+    """
+    tex_sum = tex_sq = None
+    n_tex = 0
+    for tex in textures:
+        tex = tex.double()
+        tex_sum = tex.clone() if tex_sum is None else tex_sum + tex
+        tex_sq = tex.square() if tex_sq is None else tex_sq + tex.square()
+        n_tex += 1
+    v_sum = v_sq = None
+    n_v = 0
+    for v in verts:
+        v = v.double()
+        v_sum = v.clone() if v_sum is None else v_sum + v
+        v_sq = v.square() if v_sq is None else v_sq + v.square()
+        n_v += 1
+    if n_tex == 0 or n_v == 0:
+        raise ShapeError("compute_stats: needs at least one texture and one vertex array")
+    tex_mean = tex_sum / n_tex
+    v_mean = v_sum / n_v
+    # Scalar variance about the per-element mean, as Multiface's var files hold.
+    tex_var = float((tex_sq / n_tex - tex_mean.square()).mean().clamp_min(1e-8))
+    v_var = float((v_sq / n_v - v_mean.square()).mean().clamp_min(1e-8))
+    return NormStats(
+        tex_mean=tex_mean.float(), tex_std=math.sqrt(tex_var), vert_mean=v_mean.float(), vert_std=math.sqrt(v_var)
+    )

@@ -1,0 +1,34 @@
+"""Exceptions raised by avatarfit.
+
+Every error about user input is a :class:`ValueError` subclass whose message names the
+file (and line, for text formats) or the argument, what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+from os import PathLike
+
+__all__ = ["AvatarfitError", "FormatError", "ShapeError"]
+
+
+class AvatarfitError(Exception):
+    """Base class of avatarfit's own errors."""
+
+
+class FormatError(AvatarfitError, ValueError):
+    """A file does not follow the expected format.
+
+    Attributes:
+        path: the offending file.
+        line: 1-based line number for text files, ``None`` otherwise.
+    """
+
+    def __init__(self, path: str | PathLike, message: str, line: int | None = None) -> None:
+        self.path = str(path)
+        self.line = line
+        where = f"{self.path}, line {line}" if line is not None else self.path
+        super().__init__(f"{where}: {message}")
+
+
+class ShapeError(AvatarfitError, ValueError):
+    """A tensor argument has the wrong shape, dtype or value range."""

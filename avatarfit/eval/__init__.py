@@ -1,0 +1,1 @@
+"""Evaluation: metrics (more to come: paper tables, latent inspection)."""

@@ -1,0 +1,206 @@
+"""A hard (one face per pixel) rasteriser that tests each face only against the pixels
+of its own bounding box, vectorised in torch.
+
+PyTorch3D's CPU rasteriser tests every face against every pixel (its coarse-to-fine
+binning is CUDA-only), O(pixels x faces). Here the work is O(sum of bounding-box areas).
+Only the choice of which face covers a pixel is non-differentiable; barycentric
+coordinates, depth and distances are recomputed in differentiable torch code from the
+winning faces, so gradients reach the vertices (and through the projection, the
+cameras), exactly as with PyTorch3D's hard rasteriser. The output is PyTorch3D's
+``Fragments``, so its textures and shaders consume it unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ShapeError
+
+__all__ = ["rasterize_screen"]
+
+_EPS_AREA = 1e-10
+
+
+def _edge(ax, ay, bx, by, px, py):
+    """Twice the signed area of (a, b, p); positive when p is left of a->b in y-down pixels."""
+    return (bx - ax) * (py - ay) - (by - ay) * (px - ax)
+
+
+def _barycentrics(tri: torch.Tensor, px: torch.Tensor, py: torch.Tensor):
+    """Screen-space barycentrics of points ``(px, py)`` in triangles ``tri (N, 3, 3)``."""
+    x0, y0 = tri[:, 0, 0], tri[:, 0, 1]
+    x1, y1 = tri[:, 1, 0], tri[:, 1, 1]
+    x2, y2 = tri[:, 2, 0], tri[:, 2, 1]
+    area = _edge(x0, y0, x1, y1, x2, y2)
+    w0 = _edge(x1, y1, x2, y2, px, py) / area
+    w1 = _edge(x2, y2, x0, y0, px, py) / area
+    w2 = _edge(x0, y0, x1, y1, px, py) / area
+    return torch.stack([w0, w1, w2], dim=-1)
+
+
+def _perspective_correct(bary: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Perspective-correct barycentrics and interpolated depth; ``z (N, 3)`` vertex depths."""
+    w = bary / z
+    denom = w.sum(-1, keepdim=True)
+    bary_pc = w / denom
+    return bary_pc, 1.0 / denom.squeeze(-1)
+
+
+def _point_segment_dist2(px, py, ax, ay, bx, by):
+    dx, dy = bx - ax, by - ay
+    len2 = (dx * dx + dy * dy).clamp_min(1e-12)
+    s = (((px - ax) * dx + (py - ay) * dy) / len2).clamp(0.0, 1.0)
+    ex, ey = ax + s * dx - px, ay + s * dy - py
+    return ex * ex + ey * ey
+
+
+def _coverage(
+    vs: torch.Tensor, faces: torch.Tensor, H: int, W: int, max_candidates: int, cull_backfaces: bool
+) -> torch.Tensor:
+    """Winning packed face index per pixel, ``(B * H * W,)`` int64, -1 where empty (no grad)."""
+    B, F = vs.shape[0], faces.shape[0]
+    device = vs.device
+    tri = vs[:, faces].reshape(B * F, 3, 3)
+    x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
+    area = _edge(x[:, 0], y[:, 0], x[:, 1], y[:, 1], x[:, 2], y[:, 2])
+    valid = (z > 0).all(-1) & torch.isfinite(tri).flatten(1).all(-1) & (area.abs() > _EPS_AREA)
+    if cull_backfaces:
+        # With y down, a face whose vertices run counter-clockwise on screen (as seen by
+        # the viewer) has negative signed area here: that is a front face.
+        valid &= area < 0
+    # Pixel j is sampled at j + 0.5: it is a candidate when xmin <= j + 0.5 <= xmax.
+    i0 = torch.ceil(x.min(-1).values - 0.5).clamp(min=0)
+    i1 = torch.floor(x.max(-1).values - 0.5).clamp(max=W - 1)
+    j0 = torch.ceil(y.min(-1).values - 0.5).clamp(min=0)
+    j1 = torch.floor(y.max(-1).values - 0.5).clamp(max=H - 1)
+    width = (i1 - i0 + 1).clamp(min=0)
+    height = (j1 - j0 + 1).clamp(min=0)
+    valid &= (width > 0) & (height > 0)
+    face_ids = valid.nonzero().squeeze(1)
+    width = width[face_ids].long()
+    height = height[face_ids].long()
+    i0 = i0[face_ids].long()
+    j0 = j0[face_ids].long()
+    counts = width * height
+
+    pix_all, z_all, face_all = [], [], []
+    # Split faces into chunks of at most max_candidates (face, pixel) pairs.
+    ends = torch.cumsum(counts, 0)
+    start_face = 0
+    n_faces = face_ids.numel()
+    while start_face < n_faces:
+        base = ends[start_face - 1] if start_face > 0 else torch.zeros((), dtype=torch.long, device=device)
+        stop_face = int(torch.searchsorted(ends, base + max_candidates, right=True))
+        stop_face = max(stop_face, start_face + 1)
+        sl = slice(start_face, stop_face)
+        c = counts[sl]
+        local = torch.repeat_interleave(torch.arange(c.numel(), device=device), c)
+        offsets = torch.cumsum(c, 0) - c
+        k = torch.arange(local.numel(), device=device) - offsets[local]
+        w = width[sl][local]
+        px = i0[sl][local] + k % w
+        py = j0[sl][local] + k // w
+        fid = face_ids[sl][local]
+        t = tri[fid]
+        bary = _barycentrics(t, px.to(t.dtype) + 0.5, py.to(t.dtype) + 0.5)
+        inside = (bary > 0).all(-1)
+        bary, t, px, py, fid = bary[inside], t[inside], px[inside], py[inside], fid[inside]
+        _, pz = _perspective_correct(bary, t[..., 2])
+        front = pz > 0
+        b = fid[front] // F
+        pix_all.append(b * (H * W) + py[front] * W + px[front])
+        z_all.append(pz[front])
+        face_all.append(fid[front])
+        start_face = stop_face
+
+    num_pix = B * H * W
+    pix_to_face = torch.full((num_pix,), -1, dtype=torch.long, device=device)
+    if not pix_all:
+        return pix_to_face
+    pix = torch.cat(pix_all)
+    zs = torch.cat(z_all)
+    fids = torch.cat(face_all)
+    if pix.numel() == 0:
+        return pix_to_face
+    zmin = torch.full((num_pix,), float("inf"), dtype=zs.dtype, device=device)
+    zmin.scatter_reduce_(0, pix, zs, reduce="amin")
+    win = zs <= zmin[pix]
+    big = torch.iinfo(torch.long).max
+    best = torch.full((num_pix,), big, dtype=torch.long, device=device)
+    best.scatter_reduce_(0, pix[win], fids[win], reduce="amin")
+    covered = best != big
+    pix_to_face[covered] = best[covered]
+    return pix_to_face
+
+
+def rasterize_screen(
+    verts_screen: torch.Tensor,
+    faces: torch.Tensor,
+    image_size: tuple[int, int],
+    *,
+    max_candidates: int = 1 << 22,
+    cull_backfaces: bool = False,
+):
+    """Rasterise triangles given in pixel coordinates.
+
+    Args:
+        verts_screen: ``(B, V, 3)``: pixel ``u`` (right), ``v`` (down), camera depth ``z``.
+            Faces with a vertex at ``z <= 0`` are skipped (no clipping).
+        faces: ``(F, 3)`` int64 vertex indices shared by the batch.
+        image_size: ``(H, W)``.
+        max_candidates: bound on (face, pixel) pairs tested at once (memory).
+        cull_backfaces: skip faces seen from behind (clockwise on screen).
+
+    Returns:
+        ``pytorch3d.renderer.mesh.rasterizer.Fragments`` with
+        ``pix_to_face (B, H, W, 1)`` packed indices ``b * F + f`` (-1 empty),
+        ``zbuf (B, H, W, 1)`` depth (-1 empty),
+        ``bary_coords (B, H, W, 1, 3)`` perspective-correct (-1 empty) and
+        ``dists (B, H, W, 1)`` signed squared distance to the nearest edge in PyTorch3D's
+        NDC units (negative inside, -1 empty). All but ``pix_to_face`` are differentiable.
+    """
+    from pytorch3d.renderer.mesh.rasterizer import Fragments
+
+    if verts_screen.ndim != 3 or verts_screen.shape[-1] != 3:
+        raise ShapeError(f"verts_screen: expected shape (B, V, 3), got {tuple(verts_screen.shape)}")
+    if faces.ndim != 2 or faces.shape[1] != 3:
+        raise ShapeError(f"faces: expected shape (F, 3), got {tuple(faces.shape)}")
+    H, W = int(image_size[0]), int(image_size[1])
+    if H <= 0 or W <= 0:
+        raise ShapeError(f"image_size: expected positive (H, W), got {tuple(image_size)}")
+    faces = faces.to(device=verts_screen.device, dtype=torch.long)
+    B, F = verts_screen.shape[0], faces.shape[0]
+
+    with torch.no_grad():
+        pix_to_face = _coverage(verts_screen.detach(), faces, H, W, max_candidates, cull_backfaces)
+
+    covered = (pix_to_face >= 0).nonzero().squeeze(1)
+    fid = pix_to_face[covered]
+    b = fid // F
+    tri = verts_screen[b.unsqueeze(1), faces[fid % F]]  # (N, 3, 3), differentiable
+    local = covered % (H * W)
+    px = (local % W).to(tri.dtype) + 0.5
+    py = (local // W).to(tri.dtype) + 0.5
+    bary = _barycentrics(tri, px, py)
+    bary_pc, pz = _perspective_correct(bary, tri[..., 2])
+    d2 = torch.stack(
+        [
+            _point_segment_dist2(px, py, tri[:, 1, 0], tri[:, 1, 1], tri[:, 2, 0], tri[:, 2, 1]),
+            _point_segment_dist2(px, py, tri[:, 2, 0], tri[:, 2, 1], tri[:, 0, 0], tri[:, 0, 1]),
+            _point_segment_dist2(px, py, tri[:, 0, 0], tri[:, 0, 1], tri[:, 1, 0], tri[:, 1, 1]),
+        ],
+        dim=-1,
+    ).min(-1).values
+    ndc_scale = (2.0 / min(H, W)) ** 2
+
+    num_pix = B * H * W
+    dtype = verts_screen.dtype
+    zbuf = torch.full((num_pix,), -1.0, dtype=dtype, device=verts_screen.device).index_put((covered,), pz)
+    bary_out = torch.full((num_pix, 3), -1.0, dtype=dtype, device=verts_screen.device).index_put((covered,), bary_pc)
+    dists = torch.full((num_pix,), -1.0, dtype=dtype, device=verts_screen.device).index_put((covered,), -d2 * ndc_scale)
+    return Fragments(
+        pix_to_face=pix_to_face.view(B, H, W, 1),
+        zbuf=zbuf.view(B, H, W, 1),
+        bary_coords=bary_out.view(B, H, W, 1, 3),
+        dists=dists.view(B, H, W, 1),
+    )
