@@ -55,7 +55,8 @@ def _point_segment_dist2(px, py, ax, ay, bx, by):
 
 
 def _coverage(
-    vs: torch.Tensor, faces: torch.Tensor, H: int, W: int, max_candidates: int, cull_backfaces: bool
+    vs: torch.Tensor, faces: torch.Tensor, H: int, W: int, max_candidates: int, cull_backfaces: bool,
+    edge_tolerance: float,
 ) -> torch.Tensor:
     """Winning packed face index per pixel, ``(B * H * W,)`` int64, -1 where empty (no grad)."""
     B, F = vs.shape[0], faces.shape[0]
@@ -103,7 +104,7 @@ def _coverage(
         fid = face_ids[sl][local]
         t = tri[fid]
         bary = _barycentrics(t, px.to(t.dtype) + 0.5, py.to(t.dtype) + 0.5)
-        inside = (bary > 0).all(-1)
+        inside = (bary > 0).all(-1) if edge_tolerance == 0 else (bary >= -edge_tolerance).all(-1)
         bary, t, px, py, fid = bary[inside], t[inside], px[inside], py[inside], fid[inside]
         _, pz = _perspective_correct(bary, t[..., 2])
         front = pz > 0
@@ -140,6 +141,7 @@ def rasterize_screen(
     *,
     max_candidates: int = 1 << 22,
     cull_backfaces: bool = False,
+    edge_tolerance: float = 0.0,
 ):
     """Rasterise triangles given in pixel coordinates.
 
@@ -150,6 +152,11 @@ def rasterize_screen(
         image_size: ``(H, W)``.
         max_candidates: bound on (face, pixel) pairs tested at once (memory).
         cull_backfaces: skip faces seen from behind (clockwise on screen).
+        edge_tolerance: 0 (default) covers pixels strictly inside a face, as PyTorch3D
+            does; a small positive value also covers pixels on (or within this barycentric
+            margin of) an edge, ties going to the lowest face index. UV-space
+            rasterisation uses it so texels on shared edges and on the UV border belong
+            to a face.
 
     Returns:
         ``pytorch3d.renderer.mesh.rasterizer.Fragments`` with
@@ -172,7 +179,7 @@ def rasterize_screen(
     B, F = verts_screen.shape[0], faces.shape[0]
 
     with torch.no_grad():
-        pix_to_face = _coverage(verts_screen.detach(), faces, H, W, max_candidates, cull_backfaces)
+        pix_to_face = _coverage(verts_screen.detach(), faces, H, W, max_candidates, cull_backfaces, edge_tolerance)
 
     covered = (pix_to_face >= 0).nonzero().squeeze(1)
     fid = pix_to_face[covered]

@@ -45,9 +45,10 @@ def rasterize_uv(verts_uvs: torch.Tensor, faces_uvs: torch.Tensor, size: int) ->
         raise ShapeError(f"size: expected at least 2, got {size}")
     uv = verts_uvs.float()
     screen = torch.stack([uv[:, 0] * (size - 1) + 0.5, (1.0 - uv[:, 1]) * (size - 1) + 0.5, torch.ones_like(uv[:, 0])], -1)
-    frags = rasterize_screen(screen.unsqueeze(0), faces_uvs.long(), (size, size))
+    frags = rasterize_screen(screen.unsqueeze(0), faces_uvs.long(), (size, size), edge_tolerance=1e-5)
     face = frags.pix_to_face.reshape(-1)
-    bary = frags.bary_coords.reshape(-1, 3).clamp_min(0.0) * (face >= 0).unsqueeze(-1)
+    bary = frags.bary_coords.reshape(-1, 3).clamp_min(0.0)
+    bary = bary / bary.sum(-1, keepdim=True).clamp_min(1e-12) * (face >= 0).unsqueeze(-1)
     return UVRaster(face=face, bary=bary, size=size)
 
 

@@ -1,0 +1,46 @@
+import numpy as np
+import torch
+
+from avatarfit.render import look_at, project_points, rasterize
+
+
+def _camera():
+    K = torch.tensor([[[300.0, 0.0, 41.0], [0.0, 320.0, 29.0], [0.0, 0.0, 1.0]]])
+    R, t = look_at(torch.tensor([[100.0, 50.0, 600.0]]), torch.zeros(1, 3), torch.tensor([0.0, 1.0, 0.0]))
+    return K, R, t
+
+
+def test_projection_matches_opencv_formula():
+    K, R, t = _camera()
+    pts = torch.tensor([[[0.0, 0.0, 0.0], [20.0, -10.0, 5.0], [-30.0, 40.0, -20.0]]])
+    got = project_points(pts, K, R, t, (60, 80))
+    cam = pts[0] @ R[0].T + t[0]
+    expected_uv = (cam @ K[0].T)[:, :2] / cam[:, 2:]
+    np.testing.assert_allclose(got[0, :, :2].numpy(), expected_uv.numpy(), atol=1e-3)
+    np.testing.assert_allclose(got[0, :, 2].numpy(), cam[:, 2].numpy(), atol=1e-3)
+
+
+def test_look_at_axes():
+    R, t = look_at(torch.tensor([[0.0, 0.0, 500.0]]), torch.zeros(1, 3), torch.tensor([0.0, 1.0, 0.0]))
+    K = torch.tensor([[[100.0, 0, 50], [0, 100, 50], [0, 0, 1]]])
+    p = project_points(torch.tensor([[[0.0, 0, 0], [10.0, 0, 0], [0, 10.0, 0]]]), K, R, t, (100, 100))[0]
+    assert p[1, 0] > p[0, 0]  # world +x to the image right (camera in front of a +z-facing face)
+    assert p[2, 1] < p[0, 1]  # world up is image up
+    assert torch.allclose(torch.det(R), torch.ones(1))
+
+
+def test_marked_triangle_is_found_where_projection_says():
+    K, R, t = _camera()
+    H, W = 60, 80
+    target = torch.tensor([5.0, -4.0, 3.0])
+    uv = project_points(target.view(1, 1, 3), K, R, t, (H, W))[0, 0]
+    # A small triangle (about 2 pixels) around the target point, facing the camera.
+    right, down = R[0, 0], R[0, 1]
+    s = 2.0
+    tri = torch.stack([target - s * right - s * down, target + s * right - s * down, target + s * down])
+    for backend in ("bbox", "pytorch3d"):
+        frags = rasterize(tri[None], torch.tensor([[0, 1, 2]]), K, R, t, (H, W), backend=backend)
+        hit = (frags.pix_to_face[0, ..., 0] >= 0).nonzero().float()
+        assert len(hit) > 0, backend
+        centre = hit.mean(0)  # (row, col)
+        assert abs(centre[1] + 0.5 - uv[0]) < 1.5 and abs(centre[0] + 0.5 - uv[1]) < 1.5, backend

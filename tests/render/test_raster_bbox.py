@@ -1,0 +1,96 @@
+import pytest
+import torch
+from pytorch3d.utils import ico_sphere
+
+from avatarfit.render import look_at, rasterize
+from avatarfit.render.raster_bbox import rasterize_screen
+
+
+def _sphere(level=4):
+    m = ico_sphere(level)
+    return m.verts_packed()[None] * 100, m.faces_packed()
+
+
+def _cams(n, W, H):
+    eyes = torch.tensor([[30.0, 20.0, 400.0], [-250.0, 60.0, 300.0], [0.0, -200, 350]])[:n]
+    R, t = look_at(eyes, torch.zeros(n, 3), torch.tensor([0.0, 1.0, 0.0]))
+    f = 1.8 * min(H, W)
+    K = torch.tensor([[f, 0, W / 2 + 3.3], [0, f, H / 2 - 2.1], [0, 0, 1]]).expand(n, 3, 3)
+    return K, R, t
+
+
+@pytest.mark.parametrize("H,W", [(64, 64), (48, 72), (96, 64)])
+def test_agrees_with_pytorch3d(H, W):
+    v, f = _sphere(4)
+    K, R, t = _cams(3, W, H)
+    v = v.expand(3, -1, -1)
+    a = rasterize(v, f, K, R, t, (H, W), backend="bbox")
+    b = rasterize(v, f, K, R, t, (H, W), backend="pytorch3d")
+    agree = (a.pix_to_face == b.pix_to_face).float().mean()
+    assert agree >= 0.995
+    both = (a.pix_to_face >= 0) & (b.pix_to_face == a.pix_to_face)
+    assert both.sum() > 0.2 * H * W
+    assert torch.allclose(a.zbuf[both], b.zbuf[both], rtol=1e-4, atol=1e-2)
+    assert torch.allclose(a.bary_coords[both], b.bary_coords[both], atol=2e-3)
+    assert torch.allclose(a.dists[both], b.dists[both], atol=1e-5)
+    empty = a.pix_to_face < 0
+    assert (a.zbuf[empty] == -1).all() and (a.bary_coords[empty] == -1).all()
+
+
+def test_gradients_match_finite_differences():
+    torch.manual_seed(0)
+    screen = torch.tensor([[[3.2, 2.1, 10.0], [13.7, 4.4, 12.0], [6.1, 14.2, 11.0], [15.0, 15.0, 14.0]]],
+                          dtype=torch.float64, requires_grad=True)
+    faces = torch.tensor([[0, 1, 2], [1, 3, 2]])
+    frags = rasterize_screen(screen, faces, (16, 16))
+    w_b = torch.randn_like(frags.bary_coords)
+    w_z = torch.randn_like(frags.zbuf)
+    covered = frags.pix_to_face.clone()
+
+    def f(s):
+        fr = rasterize_screen(s, faces, (16, 16))
+        assert torch.equal(fr.pix_to_face, covered)  # small steps must not change coverage
+        m = (fr.pix_to_face >= 0).to(s.dtype)
+        return (fr.bary_coords * w_b * m.unsqueeze(-1)).sum() + (fr.zbuf * w_z * m).sum() + (fr.dists * m).sum()
+
+    assert torch.autograd.gradcheck(f, (screen,), eps=1e-6, atol=1e-5)
+
+
+def test_gradient_reaches_vertices_and_camera_through_projection():
+    v, f = _sphere(2)
+    K, R, t = _cams(1, 32, 32)
+    v = v.clone().requires_grad_(True)
+    t = t.clone().requires_grad_(True)
+    frags = rasterize(v, f, K, R, t, (32, 32), backend="bbox")
+    (frags.zbuf * (frags.pix_to_face >= 0)).sum().backward()
+    assert v.grad.abs().sum() > 0 and t.grad.abs().sum() > 0
+
+
+def test_faces_behind_camera_and_empty_views():
+    screen = torch.tensor([[[1.0, 1.0, -5.0], [10.0, 1.0, 5.0], [1.0, 10.0, 5.0]]])
+    frags = rasterize_screen(screen, torch.tensor([[0, 1, 2]]), (12, 12))
+    assert (frags.pix_to_face == -1).all()
+    off = torch.tensor([[[100.0, 100.0, 5.0], [110.0, 100.0, 5.0], [100.0, 110.0, 5.0]]])
+    assert (rasterize_screen(off, torch.tensor([[0, 1, 2]]), (12, 12)).pix_to_face == -1).all()
+
+
+def test_chunking_gives_the_same_result():
+    v, f = _sphere(3)
+    K, R, t = _cams(2, 40, 40)
+    from avatarfit.render import project_points
+
+    screen = project_points(v.expand(2, -1, -1), K, R, t, (40, 40))
+    a = rasterize_screen(screen, f, (40, 40))
+    b = rasterize_screen(screen, f, (40, 40), max_candidates=50)
+    assert torch.equal(a.pix_to_face, b.pix_to_face)
+
+
+def test_bad_shapes():
+    with pytest.raises(ValueError, match=r"verts_screen: expected shape \(B, V, 3\)"):
+        rasterize_screen(torch.zeros(4, 3), torch.zeros(1, 3, dtype=torch.long), (4, 4))
+    v, f = _sphere(1)
+    K, R, t = _cams(2, 8, 8)
+    with pytest.raises(ValueError, match=r"wrong number \(2\) of cameras for 1 meshes"):
+        rasterize(v, f, K, R, t, (8, 8))
+    with pytest.raises(ValueError, match="backend: expected one of"):
+        rasterize(v, f, K[:1], R[:1], t[:1], (8, 8), backend="opengl")

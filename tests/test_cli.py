@@ -1,0 +1,48 @@
+import subprocess
+import sys
+
+import pytest
+
+from avatarfit.cli import build_parser, main
+
+
+def test_help_teaches():
+    text = build_parser().format_help()
+    for word in ("demo", "synth", "render", "Multiface", "examples:"):
+        assert word in text
+
+
+def test_synth_then_render(tmp_path, capsys):
+    cap = tmp_path / "cap"
+    assert main(["synth", "--subject", "procedural", "--segments", "1", "--frames", "2", "--cameras", "6",
+                 "--image-size", "128x96", "--texture-size", "256", "--out", str(cap), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "2 frames, 6 cameras" in out
+    seg = (cap / "frame_list.txt").read_text().split()[0]
+    png = tmp_path / "view.png"
+    cmp = tmp_path / "cmp.png"
+    assert main(["render", str(cap), "--segment", seg, "--frame", "000001", "--camera", "400000",
+                 "--out", str(png), "--compare", str(cmp)]) == 0
+    out = capsys.readouterr().out
+    psnr = float(out.split("PSNR against")[1].split(":")[1].split("dB")[0])
+    assert psnr >= 35
+    from PIL import Image
+
+    assert Image.open(png).size == (96, 128) and Image.open(cmp).size == (288, 128)
+    # A second synth into the same folder is refused without --overwrite.
+    assert main(["synth", "--frames", "1", "--cameras", "1", "--out", str(cap), "--no-progress"]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+
+
+def test_errors_are_clear(tmp_path, capsys):
+    assert main(["render", str(tmp_path / "missing"), "--segment", "s", "--frame", "0", "--camera", "c",
+                 "--out", str(tmp_path / "x.png")]) == 2
+    assert "capture folder not found" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["synth", "--out", str(tmp_path), "--image-size", "big"])
+    assert "expected HxW" in capsys.readouterr().err
+
+
+def test_console_script_runs():
+    proc = subprocess.run([sys.executable, "-m", "avatarfit.cli", "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "avatarfit" in proc.stdout
