@@ -111,3 +111,29 @@ def unwrap_texture(
     # Seen texels stay >= 1/255 so that 0 keeps meaning 'unseen' after 8-bit quantisation.
     colors = colors[:, :, 0].clamp(1.0 / 255.0, 1.0) * seen.unsqueeze(1)  # (C, 3, N)
     return colors.reshape(C, 3, T, T), seen.reshape(C, 1, T, T)
+
+
+def fill_gutter(texture: torch.Tensor, inside: torch.Tensor, iterations: int = 4) -> torch.Tensor:
+    """Pad UV charts outward: texels outside every chart take the mean of their filled
+    neighbours, ``iterations`` texels deep, so bilinear sampling at a chart's border does
+    not blend in the empty gutter (dark seams). Texels inside charts are unchanged.
+
+    Args:
+        texture: ``(B, C, T, T)``.
+        inside: ``(T, T)`` or ``(B, 1, T, T)`` bool, True for texels inside a chart
+            (or, more strictly, seen).
+
+    Returns:
+        ``(B, C, T, T)``.
+    """
+    B, C, T, _ = texture.shape
+    known = inside.reshape(-1, 1, T, T).expand(B, 1, T, T).to(texture.dtype)
+    out = texture * known
+    kernel = torch.ones(1, 1, 3, 3, dtype=texture.dtype, device=texture.device)
+    for _ in range(iterations):
+        count = F.conv2d(known, kernel, padding=1)
+        total = F.conv2d(out.reshape(B * C, 1, T, T), kernel, padding=1).reshape(B, C, T, T)
+        grow = (known == 0) & (count > 0)
+        out = torch.where(grow, total / count.clamp_min(1), out)
+        known = torch.where(grow, torch.ones_like(known), known)
+    return out

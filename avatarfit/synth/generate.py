@@ -19,7 +19,7 @@ from ..data.layout import AVERAGE, Layout
 from ..data.obj import format_obj
 from ..data.stats import compute_stats, write_stats
 from ..render.renderer import render_textured
-from ..render.unwrap import rasterize_uv, unwrap_texture
+from ..render.unwrap import fill_gutter, rasterize_uv, unwrap_texture
 from .dome import make_dome
 from .motion import sample_performance
 from .subject import Subject
@@ -156,6 +156,7 @@ def generate_capture(
     R = torch.from_numpy(np.stack([c.R for c in cams])).float()
     t = torch.from_numpy(np.stack([c.t for c in cams])).float()
     uvr = rasterize_uv(subject.verts_uvs, subject.faces_uvs, config.texture_size)
+    gutter = ~uvr.valid.view(1, config.texture_size, config.texture_size)
     faces = subject.faces
     verts_uvs_np = subject.verts_uvs.numpy()
     faces_uvs_np = subject.faces_uvs.numpy()
@@ -194,6 +195,9 @@ def generate_capture(
             unwrapped, seen = unwrap_texture(uvr, v_world, faces, photos_t, depth_t, K, R, t)
             count = seen.float().sum(0)
             average = unwrapped.sum(0) / count.clamp_min(1)
+            # Pad the seen region into the UV gutter so bilinear sampling shows no seams.
+            # Texels inside charts but seen by no camera stay 0.
+            average = torch.where(gutter, fill_gutter(average[None], count > 0)[0], average)
             for c, cam in enumerate(cams):
                 write_png(layout.image(perf.name, cam.name, frame), photos_t[c])
                 write_png(layout.texture(perf.name, cam.name, frame), unwrapped[c])

@@ -23,3 +23,16 @@ def test_unwrap_recovers_the_texture_where_seen():
     err = (got - tex).abs() * interior
     assert err.max() < 0.05
     assert (got * ~seen).abs().max() == 0  # unseen texels are 0
+
+
+def test_fill_gutter_pads_outward_only():
+    from avatarfit.render.unwrap import fill_gutter
+
+    tex = torch.zeros(1, 3, 8, 8)
+    inside = torch.zeros(8, 8, dtype=torch.bool)
+    inside[2:6, 2:6] = True
+    tex[:, :, 2:6, 2:6] = 0.7
+    out = fill_gutter(tex, inside, iterations=1)
+    assert torch.equal(out[:, :, 2:6, 2:6], tex[:, :, 2:6, 2:6])
+    assert torch.allclose(out[:, :, 1, 3], torch.full((1, 3), 0.7))  # one texel out: filled
+    assert (out[:, :, 0, 0] == 0).all()  # two texels out diagonally: not reached in one step
