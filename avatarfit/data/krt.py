@@ -8,7 +8,6 @@ y down, z forward.
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from .._io import write_text_atomic
 from ..errors import FormatError
+from ._text import parse_floats
 
 __all__ = ["CameraCalib", "read_krt", "write_krt", "format_krt"]
 
@@ -49,16 +49,7 @@ def _numbers(path: Path, lineno: int, text: str, count: int, what: str) -> list[
     tokens = text.split()
     if len(tokens) != count:
         raise FormatError(path, f"expected {count} numbers ({what}), found {len(tokens)}: {text.strip()!r}", lineno)
-    values = []
-    for token in tokens:
-        try:
-            value = float(token)
-        except ValueError:
-            raise FormatError(path, f"expected a number ({what}), found {token!r}", lineno) from None
-        if not math.isfinite(value):
-            raise FormatError(path, f"expected a finite number ({what}), found {token!r}", lineno)
-        values.append(value)
-    return values
+    return parse_floats(path, lineno, tokens, what)
 
 
 def read_krt(path: str | os.PathLike) -> dict[str, CameraCalib]:

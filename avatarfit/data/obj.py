@@ -8,7 +8,6 @@ up. Positions and UV indices are kept separate so UV seams do not change the ver
 
 from __future__ import annotations
 
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 
 from .._io import write_text_atomic
 from ..errors import FormatError
+from ._text import parse_floats
 
 __all__ = ["ObjMesh", "read_obj", "write_obj", "format_obj"]
 
@@ -42,16 +42,7 @@ def _floats(path: Path, lineno: int, tokens: list[str], lo: int, hi: int, what: 
     if not lo <= len(tokens) <= hi:
         expected = f"{lo}" if lo == hi else f"{lo} to {hi}"
         raise FormatError(path, f"'{what}' needs {expected} numbers, found {len(tokens)}", lineno)
-    out = []
-    for tok in tokens:
-        try:
-            value = float(tok)
-        except ValueError:
-            raise FormatError(path, f"'{what}': expected a number, found {tok!r}", lineno) from None
-        if not math.isfinite(value):
-            raise FormatError(path, f"'{what}': expected a finite number, found {tok!r}", lineno)
-        out.append(value)
-    return out
+    return parse_floats(path, lineno, tokens, f"'{what}'")
 
 
 def _index(path: Path, lineno: int, token: str, count: int, what: str) -> int:

@@ -115,27 +115,21 @@ def compute_stats(textures: Iterable[torch.Tensor], verts: Iterable[torch.Tensor
         textures: average textures, each ``(3, T, T)`` in [0, 1].
         verts: head-local vertices, each ``(V, 3)``.
     """
-    tex_sum = tex_sq = None
-    n_tex = 0
-    for tex in textures:
-        tex = tex.double()
-        tex_sum = tex.clone() if tex_sum is None else tex_sum + tex
-        tex_sq = tex.square() if tex_sq is None else tex_sq + tex.square()
-        n_tex += 1
-    v_sum = v_sq = None
-    n_v = 0
-    for v in verts:
-        v = v.double()
-        v_sum = v.clone() if v_sum is None else v_sum + v
-        v_sq = v.square() if v_sq is None else v_sq + v.square()
-        n_v += 1
-    if n_tex == 0 or n_v == 0:
+    tex_mean, tex_var = _moments(textures)
+    v_mean, v_var = _moments(verts)
+    return NormStats(tex_mean=tex_mean.float(), tex_std=math.sqrt(tex_var), vert_mean=v_mean.float(), vert_std=math.sqrt(v_var))
+
+
+def _moments(arrays: Iterable[torch.Tensor]) -> tuple[torch.Tensor, float]:
+    """Per-element mean and the scalar variance about it (as Multiface's var files hold)."""
+    total = squares = None
+    n = 0
+    for a in arrays:
+        a = a.double()
+        total = a.clone() if total is None else total + a
+        squares = a.square() if squares is None else squares + a.square()
+        n += 1
+    if n == 0:
         raise ShapeError("compute_stats: needs at least one texture and one vertex array")
-    tex_mean = tex_sum / n_tex
-    v_mean = v_sum / n_v
-    # Scalar variance about the per-element mean, as Multiface's var files hold.
-    tex_var = float((tex_sq / n_tex - tex_mean.square()).mean().clamp_min(1e-8))
-    v_var = float((v_sq / n_v - v_mean.square()).mean().clamp_min(1e-8))
-    return NormStats(
-        tex_mean=tex_mean.float(), tex_std=math.sqrt(tex_var), vert_mean=v_mean.float(), vert_std=math.sqrt(v_var)
-    )
+    mean = total / n
+    return mean, float((squares / n - mean.square()).mean().clamp_min(1e-8))
