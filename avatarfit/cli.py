@@ -13,6 +13,26 @@ examples:
   avatarfit demo                                   # synthetic capture + re-rendering, in ./avatarfit-demo
   avatarfit synth --subject procedural --segments 1 --frames 8 --cameras 6 --image-size 128x96 --out CAP
   avatarfit render CAP --segment E001_Jaw_Open --frame 000000 --camera 400000 --out view.png
+  avatarfit hmc --capture CAP --preview            # synthetic HMC views + keypoints into CAP/hmc, CAP/keypoints
+"""
+
+_HMC_EXAMPLES = """\
+examples:
+  avatarfit hmc --capture CAP --preview                       # every frame, 240x320, into CAP/hmc and CAP/keypoints
+  avatarfit hmc --capture CAP --out HMC --views-size 480x640  # the paper's image size, in another folder
+  avatarfit hmc --capture CAP --frames 0:100 --seed 1         # frame-list positions 0..99
+  avatarfit hmc --capture CAP --frames E001_Jaw_Open --no-augment   # clean renderings of one segment
+
+outputs (paths relative to --out):
+  hmc/rig.txt                       the HMC rig (KRT: left_eye, right_eye, mouth relative to the headset;
+                                    'headset' block = nominal headset pose, head-local -> headset)
+  hmc/{seg}/{view}/{frame}.png      greyscale infrared-like views
+  hmc/{seg}/{frame}_headset.txt     3x4 [R|t] head-local -> headset used for the frame
+  hmc/{seg}/{frame}_cameras.txt     the three cameras used (KRT, head-local -> camera, K with jitter)
+  keypoints/{seg}/{frame}.txt       274 rows 'x y visible' in the keypoint camera's pixels
+  keypoints/points.txt, keypoints/keypoints.yaml   keypoint definitions (face + barycentric) and camera
+  hmc/preview.png                   contact sheet (with --preview)
+Re-running skips frames already written; other settings in the same --out are refused.
 """
 
 
@@ -85,7 +105,39 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--background", type=float, default=0.15, help="grey level of empty pixels (default 0.15, "
                         "as avatarfit synth)")
     render.add_argument("--backend", choices=("auto", "bbox", "pytorch3d"), default="auto")
+
+    hmc = sub.add_parser("hmc", help="render synthetic head-mounted-camera views and 2D keypoints of a capture",
+                         description="For every frame of a capture: sample a headset pose around the rig's nominal "
+                         "pose, render the tracked mesh with its average texture into the three head-mounted cameras "
+                         "(left eye, right eye, mouth) as infrared-like grey images with augmentations (gain, "
+                         "directional light, random background, sensor noise, intrinsic jitter), and project 274 "
+                         "keypoints (68 landmarks + 206 surface points) with visibility into the frontal camera. "
+                         "Options override the --config YAML (see configs/hmc/).",
+                         epilog=_HMC_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    _add_hmc_args(hmc)
     return parser
+
+
+def _add_hmc_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--capture", type=Path, required=True, help="capture folder (Multiface layout, with landmarks.txt)")
+    p.add_argument("--out", type=Path, help="folder receiving hmc/ and keypoints/ (default: the capture folder)")
+    p.add_argument("--config", type=Path, help="YAML file of HmcConfig settings")
+    p.add_argument("--views-size", type=_image_size, metavar="HxW", help="HMC image size (default 240x320)")
+    p.add_argument("--pose-noise-rot", type=float, metavar="DEG", help="std of the headset rotation per axis (default 2)")
+    p.add_argument("--pose-noise-trans", type=float, metavar="MM", help="std of the headset shift per axis (default 2)")
+    p.add_argument("--seed", type=int, help="seed of the headset poses and augmentations (default 0)")
+    p.add_argument("--frames", metavar="SPEC", help="frame-list positions N or A:B, or segment names, comma-separated "
+                   "(default: all)")
+    p.add_argument("--rig", type=Path, metavar="FILE", help="rig file (KRT; see outputs) with K for --views-size "
+                   "(default: a generic headset fitted to the capture's mean face)")
+    p.add_argument("--keypoint-camera", metavar="CAM", help="capture camera of the keypoints (default: the most frontal)")
+    p.add_argument("--no-augment", action="store_true", help="clean renderings: no lighting, background, noise or "
+                   "intrinsic jitter (the headset pose is still sampled)")
+    p.add_argument("--backend", choices=("auto", "bbox", "pytorch3d"), help="rasteriser (auto: bbox on CPU)")
+    p.add_argument("--preview", action="store_true", help="write hmc/preview.png: frontal photo with keypoints "
+                   "and the three views for a few frames")
+    p.add_argument("--overwrite", action="store_true", help="remove hmc/ and keypoints/ in --out first")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
 def _synth_config(args: argparse.Namespace):
@@ -136,6 +188,41 @@ def _cmd_render(args) -> None:
         print(f"wrote {args.out} (no photo at {photo_path} to compare with)")
 
 
+def _hmc_config(args: argparse.Namespace):
+    import dataclasses
+
+    from .config import load_yaml
+    from .synth.hmc import HmcConfig
+
+    base = load_yaml(HmcConfig, args.config) if args.config else HmcConfig()
+    overrides = {k: getattr(args, k) for k in ("views_size", "pose_noise_rot", "pose_noise_trans", "seed", "backend")
+                 if getattr(args, k) is not None}
+    if args.no_augment:
+        overrides["augment"] = False
+    return dataclasses.replace(base, **overrides)
+
+
+def _cmd_hmc(args) -> None:
+    from .data.capture import Capture
+    from .data.selection import select_frames
+    from .synth.hmc_rig import read_rig
+    from .synth.hmc_write import write_hmc
+
+    config = _hmc_config(args)
+    cap = Capture(args.capture)
+    frames = select_frames(cap, args.frames)
+    rig = read_rig(args.rig, config.views_size) if args.rig else None
+    run = write_hmc(cap, args.out, config, rig=rig, frames=frames, keypoint_camera=args.keypoint_camera,
+                    overwrite=args.overwrite, preview=args.preview, progress=not args.no_progress)
+    out = args.out or args.capture
+    h, w = config.views_size
+    rate = f", {run.frames_per_second:.2f} frames/s" if run.written else ""
+    print(f"wrote {run.written} frames ({h}x{w}, 3 views) in {run.seconds:.1f} s{rate}; skipped {run.skipped} "
+          f"already written; keypoints in camera {run.keypoint_camera}; output in {out}/hmc and {out}/keypoints")
+    if run.preview:
+        print(f"wrote {run.preview} (rows: frames; columns: frontal photo with keypoints | left eye | right eye | mouth)")
+
+
 def _cmd_demo(args) -> None:
     from ._io import write_png
     from .data.capture import Capture
@@ -169,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .errors import AvatarfitError
 
-    commands = {"demo": _cmd_demo, "synth": _cmd_synth, "render": _cmd_render}
+    commands = {"demo": _cmd_demo, "synth": _cmd_synth, "render": _cmd_render, "hmc": _cmd_hmc}
     try:
         commands[args.command](args)
     except (AvatarfitError, ValueError, FileExistsError, FileNotFoundError) as exc:

@@ -97,3 +97,13 @@ def handmade_capture(tmp_path) -> Path:
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)
+
+
+@pytest.fixture(scope="session")
+def tiny_hmc(tiny_capture, tmp_path_factory) -> Path:
+    """Synthetic HMC data (default settings) of the tiny capture, in a separate folder."""
+    from avatarfit.synth.hmc_write import write_hmc
+
+    out = tmp_path_factory.mktemp("hmc") / "out"
+    write_hmc(tiny_capture, out, progress=False)
+    return out

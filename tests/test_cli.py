@@ -8,7 +8,7 @@ from avatarfit.cli import build_parser, main
 
 def test_help_teaches():
     text = build_parser().format_help()
-    for word in ("demo", "synth", "render", "Multiface", "examples:"):
+    for word in ("demo", "synth", "render", "hmc", "Multiface", "examples:"):
         assert word in text
 
 
@@ -46,3 +46,40 @@ def test_errors_are_clear(tmp_path, capsys):
 def test_console_script_runs():
     proc = subprocess.run([sys.executable, "-m", "avatarfit.cli", "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "avatarfit" in proc.stdout
+
+
+def test_hmc_tool(tiny_capture, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["hmc", "--capture", str(tiny_capture), "--out", str(out), "--frames", "0:2", "--preview",
+                 "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "wrote 2 frames (240x320, 3 views)" in printed and "frames/s" in printed
+    from PIL import Image
+
+    assert len(list((out / "hmc").rglob("*_headset.txt"))) == 2
+    assert len(list((out / "keypoints").rglob("0*.txt"))) == 2
+    # Preview: 2 rows (frames) of photo | 3 views, each row 240 pixels high.
+    assert Image.open(out / "hmc" / "preview.png").size[1] == 2 * 240 + 4
+    # Running again on all frames writes only the missing one.
+    assert main(["hmc", "--capture", str(tiny_capture), "--out", str(out), "--no-progress"]) == 0
+    assert "wrote 1 frames" in capsys.readouterr().out
+
+
+def test_hmc_tool_bad_input(tiny_capture, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["hmc", "--capture", str(tiny_capture), "--out", str(out), "--frames", "2:9", "--no-progress"]) == 2
+    err = capsys.readouterr().err
+    assert "--frames: '2:9' is outside the capture's 3 frames" in err
+    rig = tmp_path / "rig.txt"
+    rig.write_text("left_eye\n1 0 0\n0 1 0\n0 0 1\n0 0 0 0 0\n1 0 0 0\n0 1 0 0\n0 0 1 0\n\n")
+    assert main(["hmc", "--capture", str(tiny_capture), "--out", str(out), "--rig", str(rig), "--no-progress"]) == 2
+    assert "expected 3 HMC cameras" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_hmc_data_tool_script_help():
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "data_tools" / "make_synthetic_hmc.py"
+    proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0 and "--pose-noise-rot" in proc.stdout and "hmc/rig.txt" in proc.stdout

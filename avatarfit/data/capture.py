@@ -16,6 +16,7 @@ from .krt import CameraCalib, read_krt
 from .layout import AVERAGE, Layout
 from .obj import ObjMesh, read_obj
 from .stats import NormStats, read_stats
+from .surface import SurfacePoints, read_surface_points
 
 __all__ = ["Capture", "FrameRef", "Topology", "read_frame_list", "read_transform"]
 
@@ -174,6 +175,17 @@ class Capture:
                 return Topology.from_obj(read_obj(path), path)
         first = self._frames[0]
         raise self._missing(self.layout.mesh_obj(first.segment, first.frame), first.segment, first.frame)
+
+    @cached_property
+    def landmarks(self) -> SurfacePoints:
+        """The subject's 68 facial landmarks (iBUG order) as points on the tracked mesh,
+        from ``landmarks.txt``. Multiface does not ship them: write the file for a real
+        capture (face index and barycentric weights per row)."""
+        path = self.layout.landmarks
+        if not path.is_file():
+            raise FormatError(path, "missing: the capture has no landmark file (68 rows 'face b0 b1 b2' on the "
+                              "tracked mesh, iBUG order; avatarfit synth writes one, real captures need one made)")
+        return read_surface_points(path, count=68, num_faces=int(self.topology.faces.shape[0]))
 
     def vertices(self, segment: str, frame: str) -> torch.Tensor:
         """Tracked mesh vertices, head-local mm: ``(V, 3)`` float32."""

@@ -11,6 +11,19 @@ One folder per subject (paths relative to it)::
     unwrapped_uv_1024/{seg}/{cam}/{frame}.png    texture unwrapped from one camera (0 = unseen)
     unwrapped_uv_1024/{seg}/average/{frame}.png  average over cameras
     tex_mean.png tex_var.txt vert_mean.bin vert_var.txt   normalisation statistics
+    landmarks.txt                                68 'face b0 b1 b2' rows (iBUG order); avatarfit's addition
+
+Derived data written by ``avatarfit hmc`` (the synthetic-HMC tool)::
+
+    hmc/rig.txt                                  HMC cameras (KRT; extrinsics headset -> camera)
+                                                 and the nominal headset block (head -> headset)
+    hmc/hmc.yaml                                 settings the HMC data was generated with
+    hmc/{seg}/{view}/{frame}.png                 greyscale HMC views (left_eye, right_eye, mouth)
+    hmc/{seg}/{frame}_headset.txt                3x4 [R|t] head-local -> headset used for the frame
+    hmc/{seg}/{frame}_cameras.txt                the three cameras used (KRT, head-local -> camera)
+    keypoints/keypoints.yaml                     camera, image size and point counts
+    keypoints/points.txt                         'face b0 b1 b2' of every keypoint
+    keypoints/{seg}/{frame}.txt                  'x y visible' per keypoint, in that camera's pixels
 
 The texture folder keeps its Multiface name whatever the texture size; the size is that
 of ``tex_mean.png``.
@@ -22,10 +35,12 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Layout", "AVERAGE", "TEXTURE_DIR"]
+__all__ = ["Layout", "AVERAGE", "TEXTURE_DIR", "HMC_VIEWS"]
 
 AVERAGE = "average"
 TEXTURE_DIR = "unwrapped_uv_1024"
+#: Names of the three head-mounted camera views, in order.
+HMC_VIEWS = ("left_eye", "right_eye", "mouth")
 
 
 @dataclass(frozen=True)
@@ -78,8 +93,50 @@ class Layout:
     def vert_var(self) -> Path:
         return self.root / "vert_var.txt"
 
+    @property
+    def landmarks(self) -> Path:
+        return self.root / "landmarks.txt"
+
+    # -- derived: synthetic HMC views and keypoints -------------------------------------
+    @property
+    def hmc_dir(self) -> Path:
+        return self.root / "hmc"
+
+    @property
+    def hmc_rig(self) -> Path:
+        return self.hmc_dir / "rig.txt"
+
+    @property
+    def hmc_settings(self) -> Path:
+        return self.hmc_dir / "hmc.yaml"
+
+    def hmc_view(self, segment: str, view: str, frame: str) -> Path:
+        return self.hmc_dir / segment / view / f"{frame}.png"
+
+    def hmc_headset(self, segment: str, frame: str) -> Path:
+        return self.hmc_dir / segment / f"{frame}_headset.txt"
+
+    def hmc_cameras(self, segment: str, frame: str) -> Path:
+        return self.hmc_dir / segment / f"{frame}_cameras.txt"
+
+    @property
+    def keypoints_dir(self) -> Path:
+        return self.root / "keypoints"
+
+    @property
+    def keypoint_info(self) -> Path:
+        return self.keypoints_dir / "keypoints.yaml"
+
+    @property
+    def keypoint_points(self) -> Path:
+        return self.keypoints_dir / "points.txt"
+
+    def keypoints(self, segment: str, frame: str) -> Path:
+        return self.keypoints_dir / segment / f"{frame}.txt"
+
     def generated(self) -> list[Path]:
-        """Every top-level entry this layout defines (what ``--overwrite`` replaces)."""
+        """Every top-level entry this layout defines (what ``--overwrite`` replaces);
+        derived HMC views and keypoints go too, as they would no longer match."""
         return [
             self.krt,
             self.frame_list,
@@ -90,4 +147,7 @@ class Layout:
             self.tex_var,
             self.vert_mean,
             self.vert_var,
+            self.landmarks,
+            self.hmc_dir,
+            self.keypoints_dir,
         ]

@@ -18,6 +18,7 @@ from ..data.krt import write_krt
 from ..data.layout import AVERAGE, Layout
 from ..data.obj import format_obj
 from ..data.stats import compute_stats, write_stats
+from ..data.surface import SurfacePoints, write_surface_points
 from ..render.renderer import render_textured
 from ..render.unwrap import fill_gutter, rasterize_uv, unwrap_texture
 from .dome import make_dome
@@ -134,7 +135,7 @@ def generate_capture(
     """Render a synthetic capture into ``out`` in the Multiface layout.
 
     Writes photos, tracked meshes (``.bin``, ``.obj``, head pose), per-camera unwrapped
-    textures (0 = unseen), average textures, statistics, ``KRT`` and, last,
+    textures (0 = unseen), average textures, statistics, ``landmarks.txt``, ``KRT`` and, last,
     ``frame_list.txt`` (so an interrupted run leaves no loadable half capture), plus
     ``synth.yaml`` with the resolved settings. Deterministic for a seed.
 
@@ -212,6 +213,7 @@ def generate_capture(
             bar.update(1)
     bar.close()
     write_stats(out, compute_stats(averages, local_verts))
+    write_surface_points(layout.landmarks, SurfacePoints(subject.landmark_faces, subject.landmark_bary))
     write_text_atomic(out / "synth.yaml", yaml.safe_dump({"synth": to_dict(config), "subject": subject.name}, sort_keys=False))
     write_text_atomic(layout.frame_list, "\n".join(frame_lines) + "\n")
     return out
