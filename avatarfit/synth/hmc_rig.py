@@ -38,9 +38,9 @@ HEADSET = "headset"
 
 # Geometry of the default headset, for an inter-ocular distance of 63 mm (scaled to the
 # subject): camera offsets from the feature they watch, and horizontal fields of view.
-_EYE_OFFSET = (10.0, -24.0, 32.0)  # from the eye (x towards the subject's side), mm
+_EYE_OFFSET = (4.0, -24.0, 32.0)  # from the eye (x towards the subject's side), mm
 _EYE_AIM = (0.0, 2.0, 0.0)  # aim slightly above the eye centre, to see the brow
-_EYE_HFOV = 76.0
+_EYE_HFOV = 72.0
 _MOUTH_OFFSET = (0.0, 20.0, 50.0)  # from the mouth centre, below the nose
 _MOUTH_AIM = (0.0, -3.0, 0.0)
 _MOUTH_HFOV = 72.0
