@@ -115,7 +115,37 @@ def build_parser() -> argparse.ArgumentParser:
                          "Options override the --config YAML (see configs/hmc/).",
                          epilog=_HMC_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_hmc_args(hmc)
+
+    tr = sub.add_parser("train", help="train a DAM / LiP-Flow variant on a capture",
+                        description="Train one model variant (DAM, DAM-Flow, DAM-HMC-Enc, DAM-HMC-Reg, LiP-KL, LiP-Flow; "
+                        "HMC- or keypoint-conditioned) on a capture: L = sum over views lambda_I * image loss (rendered "
+                        "against the photos on the face) + lambda_G * geometry loss + lambda_L * latent term, Adam, early "
+                        "stopping on held-out frames. The run folder gets config.yaml, last.pt, best.pt, metrics.yaml and "
+                        "TensorBoard logs (tensorboard --logdir RUN/tb). Several processes: torchrun --nproc_per_node N "
+                        "-m avatarfit.cli train ...",
+                        epilog=_TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    tr.add_argument("--config", type=Path, help="training YAML (configs/train/small/*.yaml for a CPU, "
+                    "configs/train/paper/*.yaml for GPUs); optional with --resume")
+    tr.add_argument("--capture", type=Path, required=True, help="capture folder (Multiface layout)")
+    tr.add_argument("--out", type=Path, help="run folder (default: runs/<config name>)")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a config value, e.g. --set train.steps=500 --set model.dam.latent=32 (repeatable)")
+    tr.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
+
+
+_TRAIN_EXAMPLES = """\
+examples:
+  avatarfit synth --config configs/synth/train_small.yaml --out CAP
+  avatarfit train --config configs/train/small/dam_hmc.yaml --capture CAP --out runs/dam
+  avatarfit train --config configs/train/small/lip_flow_kpt.yaml --capture CAP --set train.steps=2000
+  avatarfit train --capture CAP --out runs/dam --resume --set train.steps=40000
+  avatarfit train --config configs/train/small/dam_hmc_reg_hmc.yaml --capture CAP --set train.pretrained=runs/dam
+
+variants (model.variant): dam, dam_flow, dam_hmc_enc, dam_hmc_reg (needs train.pretrained), lip_kl, lip_flow;
+model.condition: hmc (three HMC views, from the HMC tool in memory or its files) or kpt (274 keypoints).
+"""
 
 
 def _add_hmc_args(p: argparse.ArgumentParser) -> None:
@@ -223,6 +253,26 @@ def _cmd_hmc(args) -> None:
         print(f"wrote {run.preview} (rows: frames; columns: frontal photo with keypoints | left eye | right eye | mouth)")
 
 
+def _cmd_train(args) -> None:
+    from .data.capture import Capture
+    from .train import load_train_config, train
+
+    if args.config is None and not args.resume:
+        raise ValueError("--config: needed unless --resume continues a run")
+    if args.out is None:
+        if args.config is None:
+            raise ValueError("--out: needed with --resume (the run folder to continue)")
+        args.out = Path("runs") / args.config.stem
+    # Resuming without --config starts from the run's own resolved config.yaml.
+    source = args.config if args.config else args.out / "config.yaml"
+    config = load_train_config(source, args.overrides)
+    result = train(config, Capture(args.capture), args.out, resume=args.resume, progress=not args.no_progress)
+    print(f"{result.stopped} after {result.steps} steps ({result.seconds / 60:.1f} min): best held-out loss "
+          f"{result.best_loss:.4f} at step {result.best_step}; held-out frontal PSNR {result.psnr:.2f} dB "
+          f"(face pixels {result.psnr_face:.2f} dB; untrained {result.initial_psnr:.2f} / {result.initial_psnr_face:.2f} dB); "
+          f"run folder {result.out} (tensorboard --logdir {result.out / 'tb'})")
+
+
 def _cmd_demo(args) -> None:
     from ._io import write_png
     from .data.capture import Capture
@@ -256,7 +306,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .errors import AvatarfitError
 
-    commands = {"demo": _cmd_demo, "synth": _cmd_synth, "render": _cmd_render, "hmc": _cmd_hmc}
+    commands = {"demo": _cmd_demo, "synth": _cmd_synth, "render": _cmd_render, "hmc": _cmd_hmc, "train": _cmd_train}
     try:
         commands[args.command](args)
     except (AvatarfitError, ValueError, FileExistsError, FileNotFoundError) as exc:

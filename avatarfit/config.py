@@ -12,13 +12,20 @@ import yaml
 
 from .errors import FormatError
 
-__all__ = ["from_dict", "load_yaml", "to_dict"]
+__all__ = ["from_dict", "load_yaml", "load_layered", "parse_overrides", "to_dict"]
 
 C = TypeVar("C")
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:
     origin = typing.get_origin(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        if value is None:
+            if len(args) < len(typing.get_args(hint)):
+                return None
+            raise ValueError(f"{where}: expected a value, found null")
+        return _coerce(value, args[0], where) if len(args) == 1 else value
     if dataclasses.is_dataclass(hint) and isinstance(value, dict):
         return from_dict(hint, value, where)
     if origin is tuple and isinstance(value, (list, tuple)):
@@ -71,3 +78,64 @@ def to_dict(config: Any) -> dict[str, Any]:
         return v
 
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
+
+
+def _merge(base: dict, top: dict) -> dict:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _read_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML mapping with its ``base:`` files merged underneath (paths relative to it)."""
+    path = path.resolve()
+    if not path.is_file():
+        raise FormatError(path, "config file not found")
+    if path in seen:
+        raise FormatError(path, f"'base' chain loops: {' -> '.join(str(p) for p in seen + (path,))}")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as exc:
+        raise FormatError(path, f"not valid YAML ({exc})") from None
+    if not isinstance(data, dict):
+        raise FormatError(path, f"expected a mapping of settings, found {type(data).__name__}")
+    base = data.pop("base", None)
+    if base is None:
+        return data
+    if not isinstance(base, str):
+        raise FormatError(path, f"'base' must be a path, found {base!r}")
+    return _merge(_read_mapping(path.parent / base, seen + (path,)), data)
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """``["a.b=1", "c=[2, 3]"]`` -> ``{"a": {"b": 1}, "c": [2, 3]}`` (values parsed as YAML)."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--set: expected KEY=VALUE such as train.lr=0.001, got {item!r}")
+        try:
+            value = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ValueError(f"--set {item}: value is not valid YAML ({exc})") from None
+        node = out
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def load_layered(cls: type[C], path: str | os.PathLike | None, overrides: dict[str, Any] | None = None) -> C:
+    """Read a YAML config whose optional ``base:`` key names a file it extends, apply
+    ``overrides`` (see :func:`parse_overrides`) and build ``cls``; unknown keys are
+    rejected by name, errors name the file."""
+    data = _read_mapping(Path(path)) if path is not None else {}
+    data = _merge(data, overrides or {})
+    try:
+        return from_dict(cls, data, where=Path(path).name if path is not None else "config")
+    except ValueError as exc:
+        if path is None:
+            raise
+        raise FormatError(Path(path), str(exc)) from None

@@ -223,6 +223,20 @@ class Capture:
         v = R.T @ (center - t)
         return v / v.norm().clamp_min(1e-8)
 
+    def frontal_camera(self) -> str:
+        """The camera that sees the face most frontally in the first listed frame: the one
+        whose direction from the head is closest to the head's forward axis (+z)."""
+        first = self._frames[0]
+        R, t = self.head_pose(first.segment, first.frame)
+        forward = R[:, 2].double().numpy()
+        best, best_cos = self.camera_names[0], -2.0
+        for name, cam in self.cameras.items():
+            d = cam.center - t.double().numpy()
+            cos = float(d @ forward) / max(float(np.linalg.norm(d)), 1e-12)
+            if cos > best_cos:
+                best, best_cos = name, cos
+        return best
+
     # -- images ------------------------------------------------------------------------
     @cached_property
     def stats(self) -> NormStats:

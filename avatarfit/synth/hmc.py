@@ -29,7 +29,7 @@ from ..render.cameras import camera_centers
 from ..render.mesh_ops import surface_points, vertex_normals
 from ..render.renderer import render_textured
 from .hmc_rig import HmcRig, compose_cameras, default_rig
-from .keypoints import NUM_KEYPOINTS, frontal_camera, keypoint_definition, project_keypoints
+from .keypoints import NUM_KEYPOINTS, keypoint_definition, project_keypoints
 
 __all__ = ["HmcConfig", "HmcSample", "SyntheticHmc", "frame_generator", "sample_headset", "to_infrared", "augment_views"]
 
@@ -319,10 +319,7 @@ class SyntheticHmc:
                              f"{config.views_size[0]}x{config.views_size[1]}")
         self.rig = rig
         if keypoint_camera is None:
-            first = cap.frames()[0]
-            Rf, tf = cap.head_pose(first.segment, first.frame)
-            centers = torch.stack([torch.from_numpy(cap.cameras[c].center).float() for c in cap.camera_names])
-            keypoint_camera = cap.camera_names[frontal_camera(centers, Rf, tf)]
+            keypoint_camera = cap.frontal_camera()
         cap._check_camera(keypoint_camera)
         self.keypoint_camera = keypoint_camera
         if keypoint_points is None:
@@ -353,10 +350,16 @@ class SyntheticHmc:
             K = _jitter_intrinsics(K, cfg, gen, cfg.views_size[1])
         views, masks = render_hmc_views(verts, topo.faces, topo.verts_uvs, topo.faces_uvs, texture, K, R, t, cfg,
                                         gen if cfg.augment else None)
+        xy, vis = self.keypoints(segment, frame)
+        return HmcSample(segment, frame, views, masks, hR, ht, K, R, t, xy, vis, self.keypoint_camera)
+
+    def keypoints(self, segment: str, frame: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Only the keypoints of a frame: ``xy (274, 2)`` pixels and ``visible (274,)``."""
+        cap = self.capture
         Kc, Rc, tc = (x.unsqueeze(0) for x in cap.camera_tensors(self.keypoint_camera))
-        xy, vis = project_keypoints(cap.world_vertices(segment, frame)[None], topo.faces, self.keypoint_points,
-                                    Kc, Rc, tc, self.keypoint_size, backend=cfg.backend)
-        return HmcSample(segment, frame, views, masks, hR, ht, K, R, t, xy[0], vis[0], self.keypoint_camera)
+        xy, vis = project_keypoints(cap.world_vertices(segment, frame)[None], cap.topology.faces,
+                                    self.keypoint_points, Kc, Rc, tc, self.keypoint_size, backend=self.config.backend)
+        return xy[0], vis[0]
 
     def view_centers(self, sample: HmcSample) -> torch.Tensor:
         """HMC camera centres in the head frame, ``(3, 3)`` (for DAM's view conditioning)."""

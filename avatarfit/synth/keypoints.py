@@ -17,7 +17,7 @@ from ..render.renderer import rasterize
 from .rig import landmark_groups
 
 __all__ = ["NUM_LANDMARKS", "NUM_SURFACE", "NUM_KEYPOINTS", "face_surface_points", "keypoint_definition",
-           "project_keypoints", "frontal_camera"]
+           "project_keypoints"]
 
 NUM_LANDMARKS = 68
 NUM_SURFACE = 206
@@ -137,18 +137,3 @@ def project_keypoints(
     tol = 3.0 * z.abs() / focal + 0.5
     visible = inside & (depth > 0) & (z <= depth + tol)
     return xy, visible
-
-
-def frontal_camera(centers: torch.Tensor, head_R: torch.Tensor, head_t: torch.Tensor) -> int:
-    """Index of the camera that sees the face most frontally.
-
-    Args:
-        centers: ``(C, 3)`` camera centres (world).
-        head_R, head_t: ``(3, 3)``, ``(3,)`` head pose, head-local -> world.
-
-    Returns:
-        The camera whose direction from the head is closest to the head's +z (forward).
-    """
-    forward = head_R[:, 2]
-    direction = torch.nn.functional.normalize(centers - head_t, dim=-1)
-    return int((direction @ forward).argmax())

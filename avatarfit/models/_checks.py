@@ -1,0 +1,45 @@
+"""Input checks shared by the models: named dimensions, clear messages."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ShapeError
+
+
+def check_shape(name: str, x: torch.Tensor, expected: tuple) -> None:
+    """Raise :class:`ShapeError` unless ``x.shape`` matches ``expected`` (``None`` = any size)."""
+    ok = x.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape))
+    if not ok:
+        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
+        raise ShapeError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
+
+
+def conv_tower(in_channels: int, channels: tuple[int, ...]) -> torch.nn.Sequential:
+    """Stride-2 ``Conv2d(k=4, p=1)`` + ``LeakyReLU(0.2)`` per entry of ``channels``."""
+    layers: list[torch.nn.Module] = []
+    for c in channels:
+        layers += [torch.nn.Conv2d(in_channels, c, 4, 2, 1), torch.nn.LeakyReLU(0.2)]
+        in_channels = c
+    return torch.nn.Sequential(*layers)
+
+
+def log_sigma(raw: torch.Tensor) -> torch.Tensor:
+    """Clamp a predicted log standard deviation to [-7, 5] (sigma in [1e-3, 150])."""
+    return raw.clamp(-7.0, 5.0)
+
+
+class EqualizedLinear(torch.nn.Linear):
+    """``Linear`` whose weights are stored N(0, 1) and scaled by ``1 / sqrt(fan_in)`` at run
+    time (equalised learning rate, Karras et al. 2018). With Adam, a plain ``Linear`` of
+    large fan-in (DAM's geometry encoder sees V x 3 inputs, ~16-22k) moves its outputs by
+    about ``lr * fan_in`` per step and diverges; this one moves them by ``lr * sqrt(fan_in)``."""
+
+    def __init__(self, in_features: int, out_features: int) -> None:
+        super().__init__(in_features, out_features)
+        torch.nn.init.normal_(self.weight)
+        torch.nn.init.zeros_(self.bias)
+        self.scale = in_features ** -0.5
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.linear(x, self.weight * self.scale, self.bias)

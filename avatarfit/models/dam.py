@@ -1,0 +1,90 @@
+"""Deep Appearance Model (Lombardi et al. 2018) encoder Q and decoder D.
+
+Q maps a frame's normalised average texture and normalised vertices to a Gaussian over z;
+D maps z and the view vector (unit vector to the camera in the head frame) to
+normalised vertices and a view-dependent normalised texture.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._checks import EqualizedLinear, check_shape, conv_tower, log_sigma
+from .config import DamConfig
+
+__all__ = ["DamEncoder", "DamDecoder"]
+
+
+class DamEncoder(nn.Module):
+    """Q: ``texture (B, 3, T, T)``, ``verts (B, V, 3)`` -> ``mu, log_sigma (B, L)``.
+
+    Args:
+        config: sizes.
+        num_verts: V.
+    """
+
+    def __init__(self, config: DamConfig, num_verts: int) -> None:
+        super().__init__()
+        self.config = config
+        self.num_verts = num_verts
+        self.texture = conv_tower(3, config.channels)
+        bottom = config.texture_size >> len(config.channels)
+        self.texture_fc = nn.Sequential(nn.Linear(config.channels[-1] * bottom * bottom, config.geometry_hidden),
+                                        nn.LeakyReLU(0.2))
+        self.geometry = nn.Sequential(EqualizedLinear(num_verts * 3, config.geometry_hidden), nn.LeakyReLU(0.2))
+        self.head = nn.Linear(2 * config.geometry_hidden, 2 * config.latent)
+
+    def forward(self, texture: torch.Tensor, verts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        T = self.config.texture_size
+        check_shape("texture", texture, (None, 3, T, T))
+        check_shape("verts", verts, (texture.shape[0], self.num_verts, 3))
+        t = self.texture_fc(self.texture(texture).flatten(1))
+        g = self.geometry(verts.flatten(1))
+        mu, raw = self.head(torch.cat([t, g], 1)).chunk(2, dim=1)
+        return mu, log_sigma(raw)
+
+
+class DamDecoder(nn.Module):
+    """D: ``z (B, L)`` -> ``verts (B, V, 3)``; ``z (B, L)``, ``view (B, 3)`` -> ``texture (B, 3, T, T)``.
+
+    Geometry does not depend on the view; the texture does (DAM's view conditioning).
+
+    Args:
+        config: sizes.
+        num_verts: V.
+    """
+
+    def __init__(self, config: DamConfig, num_verts: int) -> None:
+        super().__init__()
+        self.config = config
+        self.num_verts = num_verts
+        L, Hg = config.latent, config.geometry_hidden
+        self.geometry = nn.Sequential(nn.Linear(L, Hg), nn.LeakyReLU(0.2), nn.Linear(Hg, num_verts * 3))
+        self.view = nn.Sequential(nn.Linear(3, config.view_features), nn.LeakyReLU(0.2))
+        chans = tuple(reversed(config.channels))
+        self.bottom = config.texture_size >> len(chans)
+        self.texture_fc = nn.Sequential(nn.Linear(L + config.view_features, chans[0] * self.bottom ** 2),
+                                        nn.LeakyReLU(0.2))
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(chans, chans[1:]):
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, 2, 1), nn.LeakyReLU(0.2)]
+        layers.append(nn.ConvTranspose2d(chans[-1], 3, 4, 2, 1))
+        self.texture = nn.Sequential(*layers)
+
+    def decode_geometry(self, z: torch.Tensor) -> torch.Tensor:
+        """``z (B, L)`` -> normalised vertices ``(B, V, 3)``."""
+        check_shape("z", z, (None, self.config.latent))
+        return self.geometry(z).view(z.shape[0], self.num_verts, 3)
+
+    def decode_texture(self, z: torch.Tensor, view: torch.Tensor) -> torch.Tensor:
+        """``z (B, L)``, unit ``view (B, 3)`` -> normalised texture ``(B, 3, T, T)``."""
+        check_shape("z", z, (None, self.config.latent))
+        check_shape("view", view, (z.shape[0], 3))
+        x = self.texture_fc(torch.cat([z, self.view(view)], 1))
+        x = x.view(z.shape[0], -1, self.bottom, self.bottom)
+        return self.texture(x)
+
+    def forward(self, z: torch.Tensor, view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Both outputs: ``verts (B, V, 3)`` and ``texture (B, 3, T, T)``."""
+        return self.decode_geometry(z), self.decode_texture(z, view)

@@ -1,0 +1,196 @@
+"""Latent priors: one interface for training, fitting and evaluation.
+
+A prior is evaluated in two stages: :meth:`Prior.params` turns an observation (three HMC
+views, 274 keypoints, or nothing) into :class:`PriorParams` (mu_p, sigma_p and the
+context h); :meth:`Prior.log_prob` scores latent codes z_q of the decoder's space
+under them, and :meth:`Prior.mean` / :meth:`Prior.sample` give codes in that space.
+
+=============================  ============================================================
+:class:`StandardNormalPrior`   N(0, I) (DAM)
+:class:`FlowPrior`             N(F(z_q); 0, I) |det dF/dz_q| (DAM-Flow)
+:class:`ConditionalGaussianPrior`  N(z_q; mu_p, sigma_p) from an encoder (LiP-KL, DAM-HMC-Enc/Reg)
+:class:`ConditionalFlowPrior`  N(F(z_q; h); mu_p, sigma_p) |det dF/dz_q| (LiP-Flow)
+=============================  ============================================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from ._checks import check_shape
+from .flow import LatentFlow
+
+__all__ = ["PriorParams", "Prior", "StandardNormalPrior", "FlowPrior", "ConditionalGaussianPrior",
+           "ConditionalFlowPrior", "gaussian_log_prob"]
+
+_LOG_2PI = math.log(2 * math.pi)
+
+
+def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """``log N(z; mu, diag(sigma^2))`` summed over the last dimension: ``(B, L)`` -> ``(B,)``."""
+    return (-0.5 * ((z - mu) * torch.exp(-log_sigma)) ** 2 - log_sigma - 0.5 * _LOG_2PI).sum(-1)
+
+
+@dataclass(frozen=True)
+class PriorParams:
+    """Parameters of the prior for a batch.
+
+    Attributes:
+        mu: ``(B, L)`` mean of the Gaussian in the prior's space.
+        log_sigma: ``(B, L)`` log standard deviation.
+        h: ``(B, D)`` context of a conditional flow, else ``None``.
+    """
+
+    mu: torch.Tensor
+    log_sigma: torch.Tensor
+    h: torch.Tensor | None = None
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        return self.log_sigma.exp()
+
+    @property
+    def batch(self) -> int:
+        return int(self.mu.shape[0])
+
+
+class Prior(nn.Module):
+    """Base class. Subclasses set ``conditional`` and implement the methods below.
+
+    Args:
+        latent: L.
+    """
+
+    conditional: bool = False
+
+    def __init__(self, latent: int) -> None:
+        super().__init__()
+        self.latent = latent
+
+    def params(self, observation: torch.Tensor | None = None, batch: int | None = None) -> PriorParams:
+        """Prior parameters for ``observation`` (conditional priors) or for ``batch`` codes."""
+        raise NotImplementedError
+
+    def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
+        """``log p(z_q)``: ``(B, L)`` -> ``(B,)``."""
+        raise NotImplementedError
+
+    def mean(self, params: PriorParams) -> torch.Tensor:
+        """The prior's mean mapped into the decoder's latent space: ``(B, L)``."""
+        raise NotImplementedError
+
+    def sample(self, params: PriorParams, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Samples in the decoder's latent space: ``(B, L)``."""
+        raise NotImplementedError
+
+    def _standard(self, batch: int | None, ref: torch.Tensor) -> PriorParams:
+        if batch is None or batch < 1:
+            raise ValueError(f"batch: an unconditional prior needs the batch size, got {batch}")
+        zeros = torch.zeros(batch, self.latent, device=ref.device, dtype=ref.dtype)
+        return PriorParams(zeros, zeros.clone())
+
+    def _noise(self, params: PriorParams, generator: torch.Generator | None) -> torch.Tensor:
+        eps = torch.randn(params.mu.shape, generator=generator, dtype=params.mu.dtype)
+        return params.mu + params.sigma * eps.to(params.mu.device)
+
+
+class _Unconditional(Prior):
+    def params(self, observation: torch.Tensor | None = None, batch: int | None = None) -> PriorParams:
+        if observation is not None:
+            raise ValueError("observation: this prior is unconditional; pass batch=B instead")
+        return self._standard(batch, self._ref())
+
+    def _ref(self) -> torch.Tensor:
+        return next(self.parameters(), torch.zeros(()))
+
+
+class StandardNormalPrior(_Unconditional):
+    """N(0, I) over the decoder's latent space (DAM)."""
+
+    def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
+        check_shape("z", z, (params.batch, self.latent))
+        return gaussian_log_prob(z, params.mu, params.log_sigma)
+
+    def mean(self, params: PriorParams) -> torch.Tensor:
+        return params.mu
+
+    def sample(self, params: PriorParams, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self._noise(params, generator)
+
+
+class FlowPrior(_Unconditional):
+    """An unconditional flow to N(0, I) (DAM-Flow)."""
+
+    def __init__(self, latent: int, flow: LatentFlow) -> None:
+        super().__init__(latent)
+        self.flow = flow
+
+    def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
+        zp, logdet = self.flow(z)
+        return gaussian_log_prob(zp, params.mu, params.log_sigma) + logdet
+
+    def mean(self, params: PriorParams) -> torch.Tensor:
+        return self.flow.inverse(params.mu)[0]
+
+    def sample(self, params: PriorParams, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.flow.inverse(self._noise(params, generator))[0]
+
+
+class ConditionalGaussianPrior(Prior):
+    """N(mu_p, sigma_p) predicted by an encoder from the observation; the prior's space is
+    the decoder's (LiP-KL, DAM-HMC-Enc, DAM-HMC-Reg).
+
+    Args:
+        latent: L.
+        encoder: a module mapping the observation to ``(mu, log_sigma, h)``.
+    """
+
+    conditional = True
+
+    def __init__(self, latent: int, encoder: nn.Module) -> None:
+        super().__init__(latent)
+        self.encoder = encoder
+
+    def params(self, observation: torch.Tensor | None = None, batch: int | None = None) -> PriorParams:
+        if observation is None:
+            raise ValueError("observation: this prior is conditional; pass the HMC views or keypoints")
+        mu, log_sigma, h = self.encoder(observation)
+        return PriorParams(mu, log_sigma, h)
+
+    def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
+        check_shape("z", z, (params.batch, self.latent))
+        return gaussian_log_prob(z, params.mu, params.log_sigma)
+
+    def mean(self, params: PriorParams) -> torch.Tensor:
+        return params.mu
+
+    def sample(self, params: PriorParams, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self._noise(params, generator)
+
+
+class ConditionalFlowPrior(ConditionalGaussianPrior):
+    """LiP-Flow: ``log p(z_q) = log N(F(z_q; h); mu_p, sigma_p) + log |det dF/dz_q|``.
+
+    Args:
+        latent: L.
+        encoder: observation -> ``(mu_p, log_sigma_p, h)``.
+        flow: conditional :class:`LatentFlow` with context size ``h.shape[1]``.
+    """
+
+    def __init__(self, latent: int, encoder: nn.Module, flow: LatentFlow) -> None:
+        super().__init__(latent, encoder)
+        self.flow = flow
+
+    def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
+        zp, logdet = self.flow(z, params.h)
+        return gaussian_log_prob(zp, params.mu, params.log_sigma) + logdet
+
+    def mean(self, params: PriorParams) -> torch.Tensor:
+        return self.flow.inverse(params.mu, params.h)[0]
+
+    def sample(self, params: PriorParams, generator: torch.Generator | None = None) -> torch.Tensor:
+        return self.flow.inverse(self._noise(params, generator), params.h)[0]

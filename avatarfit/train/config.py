@@ -1,0 +1,147 @@
+"""Training configuration: a YAML file (optionally extending a ``base:`` file) read with
+``yaml.safe_load`` into :class:`TrainConfig`; unknown keys are rejected by name and
+``--set key=value`` overrides any field."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..config import load_layered, parse_overrides
+from ..models.config import ModelConfig
+from ..models.variants import VARIANTS
+from ..synth.hmc import HmcConfig
+
+__all__ = ["DataConfig", "LossConfig", "ScheduleConfig", "TrainConfig", "load_train_config"]
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """What a training step sees.
+
+    Attributes:
+        cameras: capture cameras whose photos drive the image loss (default: all).
+        views_per_frame: cameras drawn per frame and step (the loss sums over them).
+        holdout: fraction of each segment's frames, at its end, held out for early
+            stopping and evaluation.
+        hmc_source: ``memory`` (the HMC tool's in-memory API, generated once per frame
+            with ``hmc`` settings) or ``files`` (``hmc/`` and ``keypoints/`` written by
+            ``avatarfit hmc`` in the capture folder, or in ``hmc_dir``).
+        hmc_dir: folder holding ``hmc/`` and ``keypoints/`` for ``hmc_source: files``.
+        hmc: settings of the in-memory HMC generator.
+        cache: keep decoded frames in memory.
+    """
+
+    cameras: tuple[str, ...] | None = None
+    views_per_frame: int = 2
+    holdout: float = 0.15
+    hmc_source: str = "memory"
+    hmc_dir: str | None = None
+    hmc: HmcConfig = field(default_factory=lambda: HmcConfig(views_size=(120, 160)))
+    cache: bool = True
+
+    def __post_init__(self) -> None:
+        if self.views_per_frame < 1:
+            raise ValueError(f"data.views_per_frame: expected at least 1, got {self.views_per_frame}")
+        if not 0 <= self.holdout < 1:
+            raise ValueError(f"data.holdout: expected a fraction in [0, 1), got {self.holdout}")
+        if self.hmc_source not in ("memory", "files"):
+            raise ValueError(f"data.hmc_source: expected 'memory' or 'files', got {self.hmc_source!r}")
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Weights of ``L = sum_v lambda_I L_I + lambda_G L_G + lambda_L L_L (+ entropy)``.
+
+    Attributes:
+        image: lambda_I (paper: 10). L_I: squared error of the rendering against the photo
+            on the face pixels, in units of the texture standard deviation.
+        geometry: lambda_G (paper: 1). L_G: squared error of normalised vertices.
+        latent: lambda_L; ``null`` takes the variant's paper value.
+        entropy: weight of the entropy of N(mu_p, sigma_p); ``null`` gives lambda_L for
+            keypoint-conditioned variants with a prior encoder (seed 003, H.1), else 0.
+    """
+
+    image: float = 10.0
+    geometry: float = 1.0
+    latent: float | None = None
+    entropy: float | None = None
+
+
+@dataclass(frozen=True)
+class ScheduleConfig:
+    """Optimiser and schedule.
+
+    Attributes:
+        batch: frames per step over all processes (paper: 16).
+        lr: Adam learning rate (paper: 5e-4).
+        steps: maximum steps (paper: 200k).
+        patience: stop when the held-out loss has not improved for this many steps
+            (paper: 20k).
+        eval_every: steps between held-out evaluations (and best checkpoints).
+        log_every: steps between TensorBoard scalars.
+        checkpoint_every: steps between ``last.pt`` checkpoints.
+        max_minutes: stop after this wall-clock time (``null``: no limit).
+        seed: seed of initialisation, batches and noise.
+        pretrained: a DAM run folder (or checkpoint) for ``dam_hmc_reg``.
+        backend: rasteriser (``auto``: bbox on CPU, PyTorch3D on CUDA).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+    """
+
+    batch: int = 4
+    lr: float = 5e-4
+    steps: int = 20000
+    patience: int = 5000
+    eval_every: int = 250
+    log_every: int = 25
+    checkpoint_every: int = 250
+    max_minutes: float | None = None
+    seed: int = 0
+    pretrained: str | None = None
+    backend: str = "auto"
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        for name in ("batch", "steps", "patience", "eval_every", "log_every", "checkpoint_every"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"train.{name}: expected at least 1, got {getattr(self, name)}")
+        if self.batch < 2:
+            raise ValueError(f"train.batch: batch norm needs at least 2 frames per step, got {self.batch}")
+        if not self.lr > 0:
+            raise ValueError(f"train.lr: expected a positive learning rate, got {self.lr}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"train.device: expected auto, cpu or cuda, got {self.device!r}")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``avatarfit train`` needs besides the capture (saved in each run)."""
+
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    train: ScheduleConfig = field(default_factory=ScheduleConfig)
+
+    def __post_init__(self) -> None:
+        if VARIANTS[self.model.variant].pretrained and not self.train.pretrained:
+            raise ValueError(f"train.pretrained: variant {self.model.variant} regresses a trained DAM's latents; "
+                             "set it to a DAM run folder")
+
+    @property
+    def lambda_latent(self) -> float:
+        return self.loss.latent if self.loss.latent is not None else VARIANTS[self.model.variant].lambda_latent
+
+    @property
+    def lambda_entropy(self) -> float:
+        if self.loss.entropy is not None:
+            return self.loss.entropy
+        variant = VARIANTS[self.model.variant]
+        return self.lambda_latent if (variant.conditional and self.model.condition == "kpt") else 0.0
+
+
+def load_train_config(path: str | os.PathLike | None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:
+    """Read a training config; ``overrides`` are ``key=value`` strings or a nested mapping."""
+    if isinstance(overrides, list):
+        overrides = parse_overrides(overrides)
+    return load_layered(TrainConfig, path, overrides)

@@ -1,0 +1,231 @@
+"""Training batches from a capture: normalised DAM inputs, photos with face masks in a few
+cameras, and the prior encoder's observation (HMC views or keypoints).
+
+Batches are drawn deterministically from ``(seed, step)``: a resumed run sees the same
+batches as an uninterrupted one, and each of several processes takes its own slice of
+the same global batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from .._io import read_png
+from ..data.capture import Capture, FrameRef
+from ..data.keypoints import read_keypoints
+from ..data.layout import HMC_VIEWS, Layout
+from ..render.renderer import rasterize
+from .config import TrainConfig
+
+__all__ = ["TrainingData", "split_frames"]
+
+
+def split_frames(capture: Capture, holdout: float) -> tuple[list[FrameRef], list[FrameRef]]:
+    """Training and held-out frames: the last ``holdout`` fraction of each segment (at least
+    one frame when ``holdout > 0`` and the segment has two or more) is held out."""
+    train, held = [], []
+    for seg in capture.segments:
+        frames = capture.frames(seg)
+        k = 0 if holdout <= 0 or len(frames) < 2 else max(1, round(len(frames) * holdout))
+        train += frames[: len(frames) - k]
+        held += frames[len(frames) - k:]
+    if not train:
+        raise ValueError(f"data.holdout: {holdout} leaves no training frame in {capture.layout.frame_list}")
+    return train, held
+
+
+@dataclass
+class _Frame:
+    texture: torch.Tensor  # (3, T, T) normalised, model size
+    verts: torch.Tensor  # (V, 3) normalised
+    head_R: torch.Tensor
+    head_t: torch.Tensor
+    condition: torch.Tensor | None
+
+
+class TrainingData:
+    """Frames of a capture prepared for one model.
+
+    Args:
+        capture: the capture.
+        config: the training config (data settings, model texture size and condition).
+        conditional: whether the prior encoder's observation is needed.
+    """
+
+    def __init__(self, capture: Capture, config: TrainConfig, conditional: bool) -> None:
+        self.capture = capture
+        self.config = config
+        self.conditional = conditional
+        self.train_frames, self.heldout_frames = split_frames(capture, config.data.holdout)
+        cams = list(config.data.cameras) if config.data.cameras else capture.camera_names
+        for cam in cams:
+            if cam not in capture.cameras:
+                raise ValueError(f"data.cameras: {cam!r} is not in {capture.layout.krt} (cameras: {capture.camera_names})")
+        self.cameras = cams
+        sizes = {cam: capture.image_size(cam) for cam in cams}
+        if len(set(sizes.values())) != 1:
+            raise ValueError(f"data.cameras: photos of different sizes do not batch: {sizes}; choose cameras of one size")
+        self.image_size = next(iter(sizes.values()))
+        self.frontal = capture.frontal_camera()
+        if self.frontal not in cams:
+            self.frontal = cams[0]
+        stats = capture.stats
+        T = config.model.dam.texture_size
+        self.tex_mean = self._resize(stats.tex_mean)
+        self.tex_std = float(stats.tex_std)
+        self.vert_mean = stats.vert_mean
+        self.vert_std = float(stats.vert_std)
+        self.texture_size = T
+        topo = capture.topology
+        self.faces, self.verts_uvs, self.faces_uvs = topo.faces, topo.verts_uvs, topo.faces_uvs
+        self.num_verts = topo.num_verts
+        self.background = self._background()
+        self._frames: dict[tuple[str, str], _Frame] = {}
+        self._views: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._hmc = None
+        if conditional and config.data.hmc_source == "memory":
+            from ..synth.hmc import SyntheticHmc
+
+            self._hmc = SyntheticHmc(capture, config.data.hmc)
+
+    def _resize(self, texture: torch.Tensor) -> torch.Tensor:
+        T = self.config.model.dam.texture_size
+        if texture.shape[-1] == T:
+            return texture
+        mode = "area" if texture.shape[-1] > T else "bilinear"
+        kwargs = {} if mode == "area" else {"align_corners": False}
+        return torch.nn.functional.interpolate(texture[None], size=(T, T), mode=mode, **kwargs)[0]
+
+    def _background(self) -> float:
+        """Grey level of empty pixels: ``synth.yaml``'s for synthetic captures, else 0."""
+        import yaml
+
+        path = self.capture.root / "synth.yaml"
+        if path.is_file():
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            return float(data.get("synth", {}).get("background", 0.0))
+        return 0.0
+
+    # -- per frame -------------------------------------------------------------------------
+    def frame(self, ref: FrameRef) -> _Frame:
+        key = (ref.segment, ref.frame)
+        if key in self._frames:
+            return self._frames[key]
+        cap = self.capture
+        tex = (self._resize(cap.texture(ref.segment, ref.frame)) - self.tex_mean) / self.tex_std
+        verts = (cap.vertices(ref.segment, ref.frame) - self.vert_mean) / self.vert_std
+        R, t = cap.head_pose(ref.segment, ref.frame)
+        item = _Frame(tex, verts, R, t, self._condition(ref) if self.conditional else None)
+        if self.config.data.cache:
+            self._frames[key] = item
+        return item
+
+    def _condition(self, ref: FrameRef) -> torch.Tensor:
+        kind = self.config.model.condition
+        if self._hmc is not None:
+            if kind == "hmc":
+                return self._hmc.sample(ref.segment, ref.frame).views
+            xy, vis = self._hmc.keypoints(ref.segment, ref.frame)
+            size = self._hmc.keypoint_size
+        else:
+            root = Path(self.config.data.hmc_dir) if self.config.data.hmc_dir else self.capture.root
+            layout = Layout(root)
+            if kind == "hmc":
+                return torch.stack([read_png(layout.hmc_view(ref.segment, v, ref.frame), channels=1) for v in HMC_VIEWS])
+            xy, vis = read_keypoints(layout.keypoints(ref.segment, ref.frame), count=274)
+            size = self.capture.image_size(self._keypoint_camera(layout))
+        return normalise_keypoints(xy, vis, size)
+
+    def _keypoint_camera(self, layout: Layout) -> str:
+        import yaml
+
+        info = yaml.safe_load(layout.keypoint_info.read_text(encoding="utf-8")) if layout.keypoint_info.is_file() else {}
+        return str((info or {}).get("camera", self.capture.frontal_camera()))
+
+    def view(self, ref: FrameRef, camera: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """Photo ``(3, H, W)`` and face mask ``(1, H, W)`` (the tracked mesh's coverage)."""
+        key = (ref.segment, ref.frame, camera)
+        if key in self._views:
+            return self._views[key]
+        cap = self.capture
+        photo = cap.photo(ref.segment, ref.frame, camera)
+        K, R, t = cap.camera_tensors(camera)
+        with torch.no_grad():
+            frags = rasterize(cap.world_vertices(ref.segment, ref.frame)[None], self.faces, K[None], R[None], t[None],
+                              self.image_size, backend=self.config.train.backend)
+        mask = (frags.pix_to_face[0, ..., 0] >= 0).float()[None]
+        if self.config.data.cache:
+            self._views[key] = (photo, mask)
+        return photo, mask
+
+    # -- batches ---------------------------------------------------------------------------
+    def collate(self, refs: list[FrameRef], cameras: list[list[str]]) -> dict[str, torch.Tensor]:
+        """Stack frames and their cameras.
+
+        Returns:
+            ``texture (B, 3, T, T)``, ``verts (B, V, 3)`` (normalised), ``head_R (B, 3, 3)``,
+            ``head_t (B, 3)``, ``photo (B, C, 3, H, W)``, ``mask (B, C, 1, H, W)``,
+            ``K, R (B, C, 3, 3)``, ``t (B, C, 3)``, ``view (B, C, 3)`` and, for conditional
+            models, ``condition``: ``(B, 3, 1, h, w)`` views or ``(B, 274, 2)`` keypoints.
+        """
+        frames = [self.frame(r) for r in refs]
+        cap = self.capture
+        out: dict[str, torch.Tensor] = {
+            "texture": torch.stack([f.texture for f in frames]),
+            "verts": torch.stack([f.verts for f in frames]),
+            "head_R": torch.stack([f.head_R for f in frames]),
+            "head_t": torch.stack([f.head_t for f in frames]),
+        }
+        photos, masks, Ks, Rs, ts, views = [], [], [], [], [], []
+        for ref, cams in zip(refs, cameras):
+            pv = [self.view(ref, c) for c in cams]
+            photos.append(torch.stack([p for p, _ in pv]))
+            masks.append(torch.stack([m for _, m in pv]))
+            krt = [cap.camera_tensors(c) for c in cams]
+            Ks.append(torch.stack([k[0] for k in krt]))
+            Rs.append(torch.stack([k[1] for k in krt]))
+            ts.append(torch.stack([k[2] for k in krt]))
+            views.append(torch.stack([cap.view_vector(ref.segment, ref.frame, c) for c in cams]))
+        out.update(photo=torch.stack(photos), mask=torch.stack(masks), K=torch.stack(Ks), R=torch.stack(Rs),
+                   t=torch.stack(ts), view=torch.stack(views))
+        if self.conditional:
+            out["condition"] = torch.stack([f.condition for f in frames])
+        return out
+
+    def training_batch(self, step: int, rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:
+        """This process's share of the global batch of ``step`` (deterministic), with
+        ``noise (B, L)`` for the reparameterisation."""
+        cfg = self.config
+        gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + step)
+        B = cfg.train.batch
+        idx = torch.randint(len(self.train_frames), (B,), generator=gen)
+        C = min(cfg.data.views_per_frame, len(self.cameras))
+        cams = [[self.cameras[i] for i in torch.randperm(len(self.cameras), generator=gen)[:C].tolist()]
+                for _ in range(B)]
+        noise = torch.randn(B, cfg.model.dam.latent, generator=gen)
+        per = B // world
+        mine = slice(rank * per, (rank + 1) * per)
+        batch = self.collate([self.train_frames[i] for i in idx[mine].tolist()], cams[mine])
+        batch["noise"] = noise[mine]
+        return batch
+
+    def heldout_batches(self, batch: int) -> list[dict[str, torch.Tensor]]:
+        """The held-out frames in the frontal camera, in batches, noise 0 (the codes' means)."""
+        frames = self.heldout_frames or self.train_frames[-1:]
+        out = []
+        for i in range(0, len(frames), batch):
+            refs = frames[i:i + batch]
+            b = self.collate(refs, [[self.frontal]] * len(refs))
+            b["noise"] = torch.zeros(len(refs), self.config.model.dam.latent)
+            out.append(b)
+        return out
+
+
+def normalise_keypoints(xy: torch.Tensor, visible: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """Pixels ``(K, 2)`` -> [-1, 1] by the image size ``(H, W)``; hidden keypoints -> 0."""
+    H, W = image_size
+    scale = torch.tensor([W, H], dtype=xy.dtype)
+    return (xy / scale * 2 - 1) * visible[:, None].to(xy.dtype)

@@ -1,0 +1,280 @@
+"""The training loop behind ``avatarfit train``.
+
+A run folder holds ``config.yaml`` (the resolved config), ``last.pt`` (every
+``checkpoint_every`` steps and at the end), ``best.pt`` (lowest held-out loss),
+``metrics.yaml`` and TensorBoard logs in ``tb/``. Batches and noise are functions of
+``(seed, step)`` and the optimiser state is checkpointed, so ``--resume`` continues
+exactly where the run stopped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import torch
+import yaml
+
+from .._io import write_text_atomic
+from ..data.capture import Capture
+from ..eval.metrics import psnr
+from ..models.variants import build_model
+from .checkpoint import _plain, config_of, load_checkpoint, save_checkpoint
+from .config import TrainConfig
+from .data import TrainingData
+from .distributed import DistInfo, cleanup, setup
+from .objective import Objective
+
+__all__ = ["TrainResult", "train", "evaluate", "RESUMABLE"]
+
+#: Settings a resumed run may change (the schedule's length and cadence).
+RESUMABLE = ("steps", "patience", "max_minutes", "eval_every", "log_every", "checkpoint_every")
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    """Outcome of a run: folder, steps done, why it stopped (``steps``, ``early`` or
+    ``time``), the best held-out loss and its step, the held-out frontal PSNR (whole image
+    and face pixels, dB) at the last evaluation, seconds spent training, and the PSNR
+    of the untrained model (about the mean avatar) for comparison."""
+
+    out: Path
+    steps: int
+    stopped: str
+    best_loss: float
+    best_step: int
+    psnr: float
+    psnr_face: float
+    seconds: float
+    initial_psnr: float = math.nan
+    initial_psnr_face: float = math.nan
+
+
+def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+@torch.no_grad()
+def evaluate(objective: Objective, data: TrainingData, device: torch.device, batch: int) -> dict[str, float | torch.Tensor]:
+    """Held-out loss (codes at their means) and frontal-camera PSNR of the decoded avatar.
+
+    Returns:
+        ``loss``, ``psnr``, ``psnr_face`` (floats, averaged over frames) and ``grid``:
+        ``(3, H', W')`` photo | rendering | error x4 for up to four frames.
+    """
+    objective.eval()
+    total, n, ps, pf, rows = 0.0, 0, [], [], []
+    for b in data.heldout_batches(batch):
+        b = _to(b, device)
+        out = objective(b, renders=True)
+        k = b["texture"].shape[0]
+        total += float(out["loss"]) * k
+        n += k
+        render, photo, mask = out["render"][:, 0].clamp(0, 1), b["photo"][:, 0], b["mask"][:, 0]
+        ps.append(psnr(render, photo))
+        pf.append(psnr(render, photo, mask))
+        for i in range(min(k, 4 - len(rows))):
+            rows.append(torch.cat([photo[i], render[i], ((render[i] - photo[i]).abs() * 4).clamp(0, 1)], -1))
+    objective.train()
+    return {"loss": total / n, "psnr": float(torch.cat(ps).mean()), "psnr_face": float(torch.cat(pf).mean()),
+            "grid": torch.cat(rows, -2).cpu()}
+
+
+def _resume_config(out: Path, config: TrainConfig | None, payload: dict) -> TrainConfig:
+    saved = config_of(payload)
+    if config is None:
+        return saved
+    a, b = _plain(saved), _plain(config)
+    diffs = [f"{sec}.{k}" for sec in a for k in a[sec] if a[sec][k] != b[sec][k] and not (sec == "train" and k in RESUMABLE)]
+    if diffs:
+        raise ValueError(f"--resume: the config differs from the run's in {diffs}; only train.{{{', '.join(RESUMABLE)}}} "
+                         f"may change when resuming ({out / 'config.yaml'} holds the run's)")
+    return dataclasses.replace(saved, train=dataclasses.replace(
+        saved.train, **{k: getattr(config.train, k) for k in RESUMABLE}))
+
+
+def _load_pretrained(model, config: TrainConfig, num_verts: int) -> None:
+    payload = load_checkpoint(config.train.pretrained)
+    other = config_of(payload)
+    if other.model.dam != config.model.dam or payload["num_verts"] != num_verts:
+        raise ValueError(f"train.pretrained: {config.train.pretrained} has DAM sizes {other.model.dam} for "
+                         f"{payload['num_verts']} vertices; this run needs {config.model.dam} for {num_verts}")
+    dam = {k: v for k, v in payload["model"].items() if k.startswith(("encoder.", "decoder."))}
+    missing = set(model.dam_state_dict()) - set(dam)
+    if missing:
+        raise ValueError(f"train.pretrained: {config.train.pretrained} lacks {sorted(missing)[:3]} (not a DAM run?)")
+    model.load_state_dict(dam, strict=False)
+    model.freeze_dam()
+
+
+def train(
+    config: TrainConfig | None,
+    capture: Capture | str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
+    """Train ``config``'s variant on ``capture`` into the run folder ``out``.
+
+    Args:
+        config: the training config; with ``resume`` it may be ``None`` (the run's own is
+            used) and otherwise may differ only in :data:`RESUMABLE` schedule fields.
+        capture: capture (or folder) with photos, meshes, textures and statistics.
+        out: run folder.
+        resume: continue from ``out/last.pt``.
+        progress: progress bar (steps/s and loss) on the main process.
+
+    Started by ``torchrun --nproc_per_node N``, each process trains on its share of every
+    batch (DistributedDataParallel; gloo on CPU, NCCL on CUDA); the main one writes.
+    """
+    out = Path(out)
+    payload = None
+    if resume:
+        if not (out / "last.pt").is_file():
+            raise FileNotFoundError(f"--resume: {out / 'last.pt'} not found; nothing to resume")
+        payload = load_checkpoint(out / "last.pt")
+        config = _resume_config(out, config, payload)
+    elif config is None:
+        raise ValueError("config: needed unless resuming")
+    elif (out / "last.pt").exists():
+        raise FileExistsError(f"--out: {out} already holds a run; pass --resume to continue it or choose another --out")
+    info = setup(config.train.device)
+    try:
+        return _train(config, capture if isinstance(capture, Capture) else Capture(capture), out, payload, info,
+                      progress, log)
+    finally:
+        cleanup(info)
+
+
+def _broadcast_buffers(objective: Objective, info: DistInfo) -> None:
+    if info.world > 1:
+        import torch.distributed as dist
+
+        for buf in objective.buffers():
+            dist.broadcast(buf, 0)
+
+
+def _train(config: TrainConfig, cap: Capture, out: Path, payload: dict | None, info: DistInfo, progress: bool,
+           log: Callable[[str], None]) -> TrainResult:
+    from tqdm.auto import tqdm
+
+    cfg = config.train
+    if cfg.batch % info.world:
+        raise ValueError(f"train.batch: {cfg.batch} frames do not split over {info.world} processes")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = build_model(config.model, cap.topology.num_verts)
+    data = TrainingData(cap, config, model.conditional)
+    if cfg.pretrained and payload is None:
+        _load_pretrained(model, config, data.num_verts)
+    objective = Objective(model, data, config).to(info.device)
+    params = [p for p in objective.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    state = {"best_loss": math.inf, "best_step": 0, "psnr": math.nan, "psnr_face": math.nan, "seconds": 0.0}
+    start = 0
+    if payload is not None:
+        model.load_state_dict(payload["model"])
+        if model.variant.pretrained:
+            model.freeze_dam()
+        optimizer.load_state_dict(payload["optimizer"])
+        start, state = int(payload["step"]), dict(payload["state"])
+    else:
+        # ActNorm initialises itself from the first training batch it sees.
+        objective.train()
+        with torch.no_grad(), torch.random.fork_rng(devices=[]):
+            torch.manual_seed(cfg.seed)  # dropout, reproducibly
+            objective(_to(data.training_batch(0, info.rank, info.world), info.device))
+        # The untrained model decodes about the mean avatar: the baseline the PSNR improves on.
+        ev0 = evaluate(objective, data, info.device, max(2, cfg.batch // info.world))
+        state["initial_psnr"], state["initial_psnr_face"] = ev0["psnr"], ev0["psnr_face"]
+        if info.main:
+            write_text_atomic(out / "config.yaml", yaml.safe_dump(_plain(config), sort_keys=False))
+    runner = objective
+    if info.world > 1:
+        from torch.nn.parallel import DistributedDataParallel
+
+        runner = DistributedDataParallel(objective, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+    writer = None
+    if info.main:
+        from torch.utils.tensorboard import SummaryWriter
+
+        writer = SummaryWriter(str(out / "tb"), purge_step=start if payload is not None else None)
+
+    def checkpoint(name: str, step: int) -> None:
+        if info.main:
+            save_checkpoint(out / name, config=config, num_verts=data.num_verts, step=step, model=model.state_dict(),
+                            optimizer=optimizer.state_dict(), state=state)
+
+    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=f"train {config.model.variant}",
+               disable=not (progress and info.main))
+    stopped = "steps"
+    t0 = time.perf_counter() - state["seconds"]
+    step = start
+    objective.train()
+    while step < cfg.steps:
+        batch = _to(data.training_batch(step, info.rank, info.world), info.device)
+        # Dropout draws from the global generator: seed it per step (and restore it after),
+        # so a resumed run repeats an uninterrupted one exactly.
+        with torch.random.fork_rng(devices=[info.device] if info.device.type == "cuda" else []):
+            torch.manual_seed(cfg.seed * 1_000_003 + step * 7919 + info.rank)
+            terms = runner(batch)
+            optimizer.zero_grad(set_to_none=True)
+            terms["loss"].backward()
+            optimizer.step()
+        step += 1
+        state["seconds"] = time.perf_counter() - t0
+        bar.update(1)
+        if step % cfg.log_every == 0 or step == cfg.steps:
+            bar.set_postfix(loss=f"{float(terms['loss'].detach()):.4f}")
+            if writer is not None:
+                for k, v in terms.items():
+                    if v.ndim:  # latent codes of the batch
+                        writer.add_histogram(k, v.detach(), step)
+                    else:
+                        writer.add_scalar(k if k.startswith("stats/") else f"loss/{k}", float(v.detach()), step)
+                writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
+        if step % cfg.eval_every == 0 or step == cfg.steps:
+            _broadcast_buffers(objective, info)
+            ev = evaluate(objective, data, info.device, max(2, cfg.batch // info.world))
+            state["psnr"], state["psnr_face"] = ev["psnr"], ev["psnr_face"]
+            if writer is not None:
+                writer.add_scalar("heldout/loss", ev["loss"], step)
+                writer.add_scalar("heldout/psnr_frontal", ev["psnr"], step)
+                writer.add_scalar("heldout/psnr_frontal_face", ev["psnr_face"], step)
+                writer.add_image("heldout/photo_render_error", ev["grid"], step)
+            if ev["loss"] < state["best_loss"]:
+                state["best_loss"], state["best_step"] = ev["loss"], step
+                checkpoint("best.pt", step)
+            elif step - state["best_step"] >= cfg.patience:
+                stopped = "early"
+        if cfg.max_minutes is not None and state["seconds"] >= cfg.max_minutes * 60:
+            stopped = "time"
+        if stopped != "steps" or step % cfg.checkpoint_every == 0 or step == cfg.steps:
+            checkpoint("last.pt", step)
+        if stopped != "steps":
+            break
+    bar.close()
+    if writer is not None:
+        writer.close()
+    if info.world > 1:
+        checksum = sum(float(p.double().abs().sum()) for p in model.parameters())
+        log(f"rank {info.rank}: parameter checksum {checksum:.12e}")
+    result = TrainResult(out, step, stopped, state["best_loss"], state["best_step"], state["psnr"], state["psnr_face"],
+                         state["seconds"], state.get("initial_psnr", math.nan), state.get("initial_psnr_face", math.nan))
+    if info.main:
+        metrics = {"steps": step, "stopped": stopped, "best_heldout_loss": state["best_loss"],
+                   "best_step": state["best_step"], "heldout_psnr_frontal": state["psnr"],
+                   "heldout_psnr_frontal_face": state["psnr_face"],
+                   "initial_psnr_frontal": state.get("initial_psnr", math.nan),
+                   "initial_psnr_frontal_face": state.get("initial_psnr_face", math.nan),
+                   "seconds": round(state["seconds"], 1),
+                   "frontal_camera": data.frontal}
+        write_text_atomic(out / "metrics.yaml", yaml.safe_dump(metrics, sort_keys=False))
+    return result

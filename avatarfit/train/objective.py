@@ -1,0 +1,154 @@
+"""The training objective of every variant, as one module (so DDP sees one forward).
+
+``L = sum_v lambda_I L_I + lambda_G L_G + lambda_L L_L [+ lambda_E H(N(mu_p, sigma_p))]``
+
+- L_I: squared error between the rendering of the decoded avatar and the photo, over
+  the face pixels (the tracked mesh's coverage), in units of the texture standard
+  deviation; summed over the frame's views, averaged over frames;
+- L_G: squared error of the decoded normalised vertices;
+- L_L: the variant's latent term (see :mod:`avatarfit.models.variants`).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..models.priors import PriorParams, gaussian_log_prob
+from ..models.variants import AvatarModel
+from ..render.renderer import render_textured
+from .config import TrainConfig
+from .data import TrainingData
+
+__all__ = ["Objective", "kl_normal", "kl_gaussians"]
+
+
+def kl_normal(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
+    """``KL(N(mu, sigma) || N(0, I))`` summed over the last dimension: ``(B, L)`` -> ``(B,)``."""
+    return 0.5 * (torch.exp(2 * log_sigma) + mu ** 2 - 1.0 - 2 * log_sigma).sum(-1)
+
+
+def kl_gaussians(mu_q, log_sigma_q, mu_p, log_sigma_p) -> torch.Tensor:
+    """``KL(N(mu_q, sigma_q) || N(mu_p, sigma_p))`` summed over the last dimension: ``(B,)``."""
+    var_ratio = torch.exp(2 * (log_sigma_q - log_sigma_p))
+    return (log_sigma_p - log_sigma_q + 0.5 * (var_ratio + ((mu_q - mu_p) * torch.exp(-log_sigma_p)) ** 2) - 0.5).sum(-1)
+
+
+class Objective(nn.Module):
+    """Loss terms of a batch (see :meth:`TrainingData.collate` for its keys).
+
+    Args:
+        model: the variant.
+        data: the capture's constants (normalisation, topology, image size, background).
+        config: loss weights and rasteriser.
+    """
+
+    def __init__(self, model: AvatarModel, data: TrainingData, config: TrainConfig) -> None:
+        super().__init__()
+        self.model = model
+        self.variant = model.variant
+        self.register_buffer("tex_mean", data.tex_mean.clone())
+        self.register_buffer("vert_mean", data.vert_mean.clone())
+        self.register_buffer("faces", data.faces.clone())
+        self.register_buffer("verts_uvs", data.verts_uvs.clone())
+        self.register_buffer("faces_uvs", data.faces_uvs.clone())
+        self.tex_std = data.tex_std
+        self.vert_std = data.vert_std
+        self.image_size = data.image_size
+        self.background = data.background
+        self.backend = config.train.backend
+        self.w_image = config.loss.image
+        self.w_geometry = config.loss.geometry
+        self.w_latent = config.lambda_latent
+        self.w_entropy = config.lambda_entropy
+
+    def codes(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | PriorParams | None]:
+        """Encoder and prior outputs and the code z to decode (``z = mu + sigma * noise``)."""
+        model, v = self.model, self.variant
+        out: dict = {"mu_q": None, "log_sigma_q": None}
+        if model.encoder is not None:
+            if v.pretrained:
+                with torch.no_grad():
+                    mu_q, ls_q = model.encoder(batch["texture"], batch["verts"])
+            else:
+                mu_q, ls_q = model.encoder(batch["texture"], batch["verts"])
+            out.update(mu_q=mu_q, log_sigma_q=ls_q)
+        B = batch["texture"].shape[0]
+        params = model.prior.params(batch["condition"]) if model.conditional else model.prior.params(batch=B)
+        out["params"] = params
+        noise = batch["noise"]
+        if v.q_encoder and not v.pretrained:
+            out["z"] = out["mu_q"] + torch.exp(out["log_sigma_q"]) * noise
+        else:  # the prior encoder is the encoder (DAM-HMC-Enc), or DAM-HMC-Reg decodes its mean
+            out["z"] = params.mu + params.sigma * noise
+        return out
+
+    def latent_term(self, c: dict) -> torch.Tensor:
+        """The variant's L_L, averaged over the batch."""
+        kind = self.variant.latent_loss
+        params: PriorParams = c["params"]
+        if kind == "kl_normal":
+            return kl_normal(c["mu_q"], c["log_sigma_q"]).mean()
+        if kind == "nll":
+            return -self.model.prior.log_prob(c["z"], params).mean()
+        if kind == "kl_p_normal":
+            return kl_normal(params.mu, params.log_sigma).mean()
+        if kind == "regress":
+            return -gaussian_log_prob(c["mu_q"].detach(), params.mu, params.log_sigma).mean()
+        if kind == "kl_q_p":
+            return kl_gaussians(c["mu_q"], c["log_sigma_q"], params.mu, params.log_sigma).mean()
+        raise ValueError(f"latent_loss: unknown kind {kind!r}")
+
+    def render(self, z: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Decode ``z (B, L)`` and render it in the batch's cameras.
+
+        Returns:
+            ``verts (B, V, 3)`` normalised, ``image (B, C, 3, H, W)``.
+        """
+        dec = self.model.decoder
+        B, C = batch["K"].shape[:2]
+        verts_n = dec.decode_geometry(z)
+        verts = verts_n * self.vert_std + self.vert_mean
+        world = verts @ batch["head_R"].transpose(1, 2) + batch["head_t"][:, None]
+        tex = dec.decode_texture(z.repeat_interleave(C, 0), batch["view"].flatten(0, 1)) * self.tex_std + self.tex_mean
+        out = render_textured(world.repeat_interleave(C, 0), self.faces, self.verts_uvs, self.faces_uvs, tex,
+                              batch["K"].flatten(0, 1), batch["R"].flatten(0, 1), batch["t"].flatten(0, 1),
+                              self.image_size, backend=self.backend, background=self.background)
+        return {"verts": verts_n, "image": out.image.view(B, C, *out.image.shape[1:])}
+
+    def forward(self, batch: dict[str, torch.Tensor], renders: bool = False) -> dict[str, torch.Tensor]:
+        """Loss terms (``loss`` is the total, all scalars), latent statistics (``stats/*``
+        scalars, ``latent/*`` codes ``(B, L)``); with ``renders`` also the rendered images
+        ``render (B, C, 3, H, W)``."""
+        c = self.codes(batch)
+        zero = batch["texture"].new_zeros(())
+        terms = {"image": zero, "geometry": zero, "entropy": zero}
+        decode = renders or (self.variant.latent_loss != "regress" and (self.w_image > 0 or self.w_geometry > 0))
+        out: dict[str, torch.Tensor] = {}
+        if decode:
+            r = self.render(c["z"], batch)
+            mask = batch["mask"]
+            err = (((r["image"] - batch["photo"]) / self.tex_std) ** 2 * mask).sum((2, 3, 4))
+            terms["image"] = (err / (3 * mask.sum((2, 3, 4)).clamp_min(1))).sum(1).mean()
+            terms["geometry"] = ((r["verts"] - batch["verts"]) ** 2).mean()
+            if renders:
+                out["render"] = r["image"]
+        terms["latent"] = self.latent_term(c)
+        params: PriorParams = c["params"]
+        if self.w_entropy > 0 and self.model.conditional:
+            terms["entropy"] = params.log_sigma.sum(-1).mean()
+        if self.variant.latent_loss == "regress":
+            total = self.w_latent * terms["latent"]
+        else:
+            total = (self.w_image * terms["image"] + self.w_geometry * terms["geometry"]
+                     + self.w_latent * terms["latent"] + self.w_entropy * terms["entropy"])
+        out.update(loss=total, **terms)
+        with torch.no_grad():
+            if c["mu_q"] is not None:
+                out["stats/mu_q_std"] = c["mu_q"].std(0).mean() if c["mu_q"].shape[0] > 1 else zero
+                out["stats/sigma_q_mean"] = torch.exp(c["log_sigma_q"]).mean()
+                out["latent/mu_q"] = c["mu_q"].detach()
+            if self.model.conditional:
+                out["stats/sigma_p_mean"] = params.sigma.mean()
+                out["latent/mu_p"] = params.mu.detach()
+        return out

@@ -1,0 +1,64 @@
+import pytest
+import torch
+
+from avatarfit.errors import ShapeError
+from avatarfit.models import (DamConfig, DamDecoder, DamEncoder, FlowConfig, HmcEncoder, HmcEncoderConfig, KptEncoder,
+                              KptEncoderConfig)
+
+DAM = DamConfig(latent=8, texture_size=32, channels=(4, 8), geometry_hidden=16, view_features=4)
+
+
+def test_dam_shapes_and_gradients():
+    enc, dec = DamEncoder(DAM, 50), DamDecoder(DAM, 50)
+    tex = torch.randn(3, 3, 32, 32, requires_grad=True)
+    verts = torch.randn(3, 50, 3)
+    mu, log_sigma = enc(tex, verts)
+    assert mu.shape == log_sigma.shape == (3, 8)
+    v, t = dec(mu, torch.nn.functional.normalize(torch.randn(3, 3), dim=1))
+    assert v.shape == (3, 50, 3) and t.shape == (3, 3, 32, 32)
+    (v.sum() + t.sum()).backward()
+    assert tex.grad.abs().sum() > 0
+
+
+def test_view_changes_only_the_texture():
+    dec = DamDecoder(DAM, 50)
+    z = torch.randn(2, 8)
+    a, b = torch.eye(3)[:2], torch.eye(3)[1:]
+    assert torch.equal(dec.decode_geometry(z), dec.decode_geometry(z))
+    assert not torch.allclose(dec.decode_texture(z, a), dec.decode_texture(z, b))
+
+
+def test_bad_shapes_name_the_argument():
+    enc = DamEncoder(DAM, 50)
+    with pytest.raises(ShapeError, match=r"texture: expected shape \(\*, 3, 32, 32\), got \(2, 3, 64, 64\)"):
+        enc(torch.zeros(2, 3, 64, 64), torch.zeros(2, 50, 3))
+    with pytest.raises(ShapeError, match="verts"):
+        enc(torch.zeros(2, 3, 32, 32), torch.zeros(2, 49, 3))
+    with pytest.raises(ValueError, match="texture_size"):
+        DamConfig(texture_size=48)
+
+
+def test_hmc_encoder():
+    cfg = HmcEncoderConfig(input_size=(24, 32), channels=(4, 8), features=16)
+    enc = HmcEncoder(cfg, latent=8)
+    views = torch.rand(2, 3, 1, 48, 64)  # resized to 24x32 inside
+    mu, log_sigma, h = enc(views)
+    assert mu.shape == log_sigma.shape == (2, 8) and h.shape == (2, 16)
+    assert enc.attention.shape == (16, 3)
+    # Attention: h is a convex combination of the per-view features.
+    with pytest.raises(ShapeError, match="views"):
+        enc(torch.rand(2, 2, 1, 24, 32))
+
+
+def test_kpt_encoder():
+    enc = KptEncoder(KptEncoderConfig(hidden=32, blocks=4, features=16, dropout=0.0), latent=8)
+    mu, log_sigma, h = enc(torch.rand(5, 274, 2) * 2 - 1)
+    assert mu.shape == log_sigma.shape == (5, 8) and h.shape == (5, 16)
+    assert len(enc.blocks) == 4
+    with pytest.raises(ShapeError, match=r"keypoints: expected shape \(\*, 274, 2\)"):
+        enc(torch.rand(5, 68, 2))
+
+
+def test_flow_config_validation():
+    with pytest.raises(ValueError, match="layers"):
+        FlowConfig(layers=0)

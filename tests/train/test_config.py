@@ -1,0 +1,47 @@
+import pytest
+
+from avatarfit.errors import FormatError
+from avatarfit.train.config import load_train_config
+
+
+def test_base_and_overrides(tmp_path):
+    (tmp_path / "base.yaml").write_text("model: {dam: {latent: 32}}\ntrain: {lr: 0.001, steps: 10}\n")
+    (tmp_path / "run.yaml").write_text("base: base.yaml\nmodel: {variant: lip_flow}\ntrain: {steps: 20}\n")
+    config = load_train_config(tmp_path / "run.yaml", ["train.batch=8", "model.condition=kpt"])
+    assert config.model.variant == "lip_flow" and config.model.condition == "kpt"
+    assert config.model.dam.latent == 32 and config.train.lr == 0.001
+    assert config.train.steps == 20 and config.train.batch == 8
+    assert config.lambda_latent == 5e-4 and config.lambda_entropy == 5e-4
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("model: {dam: {latnet: 3}}\n", r"run.yaml: .*unknown key\(s\) \['latnet'\]"),
+        ("model: {variant: vae}\n", r"model.variant: expected one of"),
+        ("train: {lr: fast}\n", r"train.lr: expected float, found str 'fast'"),
+        ("model: {variant: dam_hmc_reg}\n", r"train.pretrained"),
+        ("base: missing.yaml\n", r"missing.yaml: config file not found"),
+        ("- 1\n", r"expected a mapping"),
+    ],
+)
+def test_errors_name_the_key_and_file(tmp_path, text, message):
+    (tmp_path / "run.yaml").write_text(text)
+    with pytest.raises(FormatError, match=message):
+        load_train_config(tmp_path / "run.yaml")
+
+
+def test_bad_override():
+    with pytest.raises(ValueError, match="KEY=VALUE"):
+        load_train_config(None, ["train.lr"])
+
+
+def test_shipped_configs_load():
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2] / "configs" / "train"
+    files = sorted(root.glob("*/*.yaml"))
+    assert len(files) == 24
+    for f in files:
+        c = load_train_config(f, ["train.pretrained=RUN"] if "reg" in f.name else None)
+        assert f.name.startswith(c.model.variant) and f.stem.endswith(c.model.condition)

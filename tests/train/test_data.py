@@ -1,0 +1,54 @@
+import dataclasses
+
+import torch
+
+from avatarfit._io import read_png
+from avatarfit.data import HMC_VIEWS, Capture, Layout, read_keypoints
+from avatarfit.train.data import TrainingData, normalise_keypoints, split_frames
+from tests.train.conftest import tiny_config
+
+
+def test_split_holds_out_the_end_of_each_segment(tiny_capture):
+    cap = Capture(tiny_capture)
+    train, held = split_frames(cap, 0.34)
+    assert held == cap.frames()[-1:] and train == cap.frames()[:-1]
+    assert split_frames(cap, 0.0) == (cap.frames(), [])
+
+
+def test_batches_are_deterministic_and_split_over_processes(tiny_capture):
+    config = tiny_config("dam")
+    config = dataclasses.replace(config, train=dataclasses.replace(config.train, batch=4))
+    data = TrainingData(Capture(tiny_capture), config, conditional=False)
+    a, b = data.training_batch(5), data.training_batch(5)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
+    assert not torch.equal(a["noise"], data.training_batch(6)["noise"])
+    r0, r1 = data.training_batch(5, rank=0, world=2), data.training_batch(5, rank=1, world=2)
+    for k in a:
+        assert torch.equal(torch.cat([r0[k], r1[k]]), a[k]), k
+    assert a["photo"].shape == (4, 2, 3, 96, 72) and a["mask"].shape == (4, 2, 1, 96, 72)
+    assert a["texture"].shape == (4, 3, 32, 32) and a["verts"].shape[0] == 4
+    # The mask covers the face, not the background.
+    assert 0.05 < float(a["mask"].mean()) < 0.9
+
+
+def test_conditions_from_the_hmc_tools_files(tiny_capture, tiny_hmc):
+    cap = Capture(tiny_capture)
+    ref = cap.frames()[0]
+    lay = Layout(tiny_hmc)
+    data_cfg = {"hmc_source": "files", "hmc_dir": str(tiny_hmc)}
+
+    def from_files(condition):
+        config = tiny_config("lip_kl", condition)
+        return TrainingData(cap, dataclasses.replace(config, data=dataclasses.replace(config.data, **data_cfg)), True)
+
+    views = from_files("hmc").frame(ref).condition
+    assert views.shape == (3, 1, 240, 320)
+    for i, v in enumerate(HMC_VIEWS):
+        assert torch.equal(views[i], read_png(lay.hmc_view(ref.segment, v, ref.frame), channels=1))
+    kpt = from_files("kpt")
+    xy, vis = read_keypoints(lay.keypoints(ref.segment, ref.frame))
+    H, W = cap.image_size("400000")
+    expected = normalise_keypoints(xy, vis, (H, W))
+    torch.testing.assert_close(kpt.frame(ref).condition, expected)
+    assert expected[vis].abs().max() <= 1 and (expected[~vis] == 0).all()

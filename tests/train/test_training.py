@@ -1,0 +1,118 @@
+import dataclasses
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from avatarfit.data import Capture
+from avatarfit.models import VARIANTS, build_model
+from avatarfit.train import train
+from avatarfit.train.checkpoint import config_of, load_checkpoint
+from avatarfit.train.data import TrainingData
+from avatarfit.train.objective import Objective
+from tests.train.conftest import tiny_config
+
+CASES = [(v, c) for v in VARIANTS for c in ("hmc", "kpt") if c == "hmc" or VARIANTS[v].conditional]
+
+
+def _objective(config, capture):
+    with torch.random.fork_rng():
+        torch.manual_seed(config.train.seed)
+        model = build_model(config.model, Capture(capture).topology.num_verts)
+    data = TrainingData(Capture(capture), config, model.conditional)
+    return Objective(model, data, config), data
+
+
+@pytest.mark.parametrize("variant, condition", CASES)
+def test_every_variant_trains_and_its_loss_falls(variant, condition, tiny_capture, dam_run, tmp_path):
+    extra = {"pretrained": str(dam_run)} if VARIANTS[variant].pretrained else {}
+    config = tiny_config(variant, condition, steps=16, **extra)
+    out = tmp_path / "run"
+    result = train(config, tiny_capture, out, progress=False)
+    assert result.steps == 16 and (out / "best.pt").is_file() and (out / "metrics.yaml").is_file()
+    assert any((out / "tb").iterdir())
+    # The loss of a fixed batch, with the initial and with the trained parameters.
+    objective, data = _objective(config, tiny_capture)
+    batch = data.training_batch(0)
+    objective.train()
+    with torch.no_grad(), torch.random.fork_rng():
+        torch.manual_seed(0)
+        objective(batch)  # ActNorm initialisation, as in train()
+        if VARIANTS[variant].pretrained:
+            objective.model.load_state_dict(load_checkpoint(dam_run)["model"], strict=False)
+            objective.model.freeze_dam()
+        torch.manual_seed(1)
+        before = float(objective(batch)["loss"])
+        objective.model.load_state_dict(load_checkpoint(out / "last.pt")["model"])
+        torch.manual_seed(1)
+        after = float(objective(batch)["loss"])
+    assert after < before, (variant, condition, before, after)
+
+
+def test_checkpoint_round_trip_and_exact_resume(tiny_capture, tmp_path):
+    config = tiny_config("lip_flow", "kpt", steps=8)
+    straight = train(config, tiny_capture, tmp_path / "straight", progress=False)
+    half = dataclasses.replace(config, train=dataclasses.replace(config.train, steps=4))
+    train(half, tiny_capture, tmp_path / "resumed", progress=False)
+    first = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert first["step"] == 4 and config_of(first) == half
+    resumed = train(config, tiny_capture, tmp_path / "resumed", resume=True, progress=False)
+    a = load_checkpoint(tmp_path / "straight" / "last.pt")
+    b = load_checkpoint(tmp_path / "resumed" / "last.pt")
+    assert a["step"] == b["step"] == 8
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    assert straight.best_loss == resumed.best_loss
+    saved = yaml.safe_load((tmp_path / "straight" / "config.yaml").read_text())
+    assert saved["model"]["variant"] == "lip_flow" and saved["model"]["condition"] == "kpt"
+
+
+def test_resume_refuses_a_different_model(tiny_capture, tmp_path):
+    config = tiny_config("dam", steps=2)
+    train(config, tiny_capture, tmp_path / "r", progress=False)
+    other = tiny_config("lip_kl", steps=4)
+    with pytest.raises(ValueError, match=r"model.variant"):
+        train(other, tiny_capture, tmp_path / "r", resume=True, progress=False)
+    with pytest.raises(FileExistsError, match="--resume"):
+        train(config, tiny_capture, tmp_path / "r", progress=False)
+
+
+def test_pretrained_must_match(tiny_capture, dam_run, tmp_path):
+    config = tiny_config("dam_hmc_reg", pretrained=str(dam_run))
+    config = dataclasses.replace(config, model=dataclasses.replace(
+        config.model, dam=dataclasses.replace(config.model.dam, latent=4)))
+    with pytest.raises(ValueError, match="train.pretrained"):
+        train(config, tiny_capture, tmp_path / "r", progress=False)
+
+
+def test_ddp_on_gloo_with_two_processes(tiny_capture, tmp_path):
+    root = Path(__file__).resolve().parents[2]
+    out = tmp_path / "ddp"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
+           "-m", "avatarfit.cli", "train", "--capture", str(tiny_capture), "--out", str(out), "--no-progress",
+           "--config", str(root / "configs" / "train" / "small" / "lip_flow_hmc.yaml")]
+    cmd += [f"--set={k}" for k in _tiny_sets()]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sums = dict(re.findall(r"rank (\d): parameter checksum (\S+)", proc.stdout + proc.stderr))
+    assert set(sums) == {"0", "1"} and sums["0"] == sums["1"]
+    assert load_checkpoint(out / "last.pt")["step"] == 6
+
+
+def _tiny_sets():
+    from tests.train.conftest import TINY_OVERRIDES
+
+    def flat(prefix, d):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(f"{prefix}{k}.", v)
+            else:
+                yield f"{prefix}{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+    return list(flat("", TINY_OVERRIDES)) + ["train.steps=6", "train.batch=4"]
