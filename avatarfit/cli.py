@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "HMC- or keypoint-conditioned) on a capture: L = sum over views lambda_I * image loss (rendered "
                         "against the photos on the face) + lambda_G * geometry loss + lambda_L * latent term, Adam, early "
                         "stopping on held-out frames. The run folder gets config.yaml, last.pt, best.pt, metrics.yaml and "
-                        "TensorBoard logs (tensorboard --logdir RUN/tb). Several processes: torchrun --nproc_per_node N "
+                        "TensorBoard logs (tensorboard --logdir RUN/tb). Several processes: torchrun --standalone --nproc_per_node N "
                         "-m avatarfit.cli train ...",
                         epilog=_TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     tr.add_argument("--config", type=Path, help="training YAML (configs/train/small/*.yaml for a CPU, "

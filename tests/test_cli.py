@@ -83,3 +83,19 @@ def test_hmc_data_tool_script_help():
     script = Path(__file__).resolve().parents[1] / "data_tools" / "make_synthetic_hmc.py"
     proc = subprocess.run([sys.executable, str(script), "--help"], capture_output=True, text=True)
     assert proc.returncode == 0 and "--pose-noise-rot" in proc.stdout and "hmc/rig.txt" in proc.stdout
+
+
+def test_train_cli_errors_and_help(tiny_capture, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: ../../nowhere.yaml\n")
+    assert main(["train", "--config", str(bad), "--capture", str(tiny_capture), "--out", str(tmp_path / "r")]) == 2
+    assert "nowhere.yaml: config file not found" in capsys.readouterr().err
+    bad.write_text("model: {variant: lip_flow, latent: 3}\n")
+    assert main(["train", "--config", str(bad), "--capture", str(tiny_capture), "--out", str(tmp_path / "r")]) == 2
+    assert "unknown key(s) ['latent']" in capsys.readouterr().err
+    assert main(["train", "--capture", str(tiny_capture)]) == 2
+    assert "--config" in capsys.readouterr().err
+    text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    for word in ("--resume", "--set", "torchrun", "lip_flow", "dam_hmc_reg"):
+        assert word in text
+    assert not (tmp_path / "r").exists()

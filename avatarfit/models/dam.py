@@ -30,7 +30,7 @@ class DamEncoder(nn.Module):
         self.num_verts = num_verts
         self.texture = conv_tower(3, config.channels)
         bottom = config.texture_size >> len(config.channels)
-        self.texture_fc = nn.Sequential(nn.Linear(config.channels[-1] * bottom * bottom, config.geometry_hidden),
+        self.texture_fc = nn.Sequential(EqualizedLinear(config.channels[-1] * bottom * bottom, config.geometry_hidden),
                                         nn.LeakyReLU(0.2))
         self.geometry = nn.Sequential(EqualizedLinear(num_verts * 3, config.geometry_hidden), nn.LeakyReLU(0.2))
         self.head = nn.Linear(2 * config.geometry_hidden, 2 * config.latent)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ._checks import check_shape, conv_tower, log_sigma
+from ._checks import EqualizedLinear, check_shape, conv_tower, log_sigma
 from .config import HmcEncoderConfig
 
 __all__ = ["HmcEncoder"]
@@ -37,7 +37,7 @@ class HmcEncoder(nn.Module):
         n = len(config.channels)
         flat = config.channels[-1] * (h >> n) * (w >> n)
         self.towers = nn.ModuleList(
-            nn.Sequential(conv_tower(1, config.channels), nn.Flatten(), nn.Linear(flat, D), nn.LeakyReLU(0.2))
+            nn.Sequential(conv_tower(1, config.channels), nn.Flatten(), EqualizedLinear(flat, D), nn.LeakyReLU(0.2))
             for _ in range(3)
         )
         self.attention = nn.Parameter(torch.randn(D, 3))
