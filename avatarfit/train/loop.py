@@ -89,8 +89,15 @@ def _resume_config(out: Path, config: TrainConfig | None, payload: dict) -> Trai
     saved = config_of(payload)
     if config is None:
         return saved
-    a, b = _plain(saved), _plain(config)
-    diffs = [f"{sec}.{k}" for sec in a for k in a[sec] if a[sec][k] != b[sec][k] and not (sec == "train" and k in RESUMABLE)]
+    def changed(x, y, prefix: str):
+        if isinstance(x, dict) and isinstance(y, dict):
+            for k in x:
+                yield from changed(x[k], y.get(k), f"{prefix}{k}.")
+        elif x != y:
+            yield prefix[:-1]
+
+    allowed = {f"train.{k}" for k in RESUMABLE}
+    diffs = [k for k in changed(_plain(saved), _plain(config), "") if k not in allowed]
     if diffs:
         raise ValueError(f"--resume: the config differs from the run's in {diffs}; only train.{{{', '.join(RESUMABLE)}}} "
                          f"may change when resuming ({out / 'config.yaml'} holds the run's)")

@@ -76,7 +76,7 @@ def test_resume_refuses_a_different_model(tiny_capture, tmp_path):
     config = tiny_config("dam", steps=2)
     train(config, tiny_capture, tmp_path / "r", progress=False)
     other = tiny_config("lip_kl", steps=4)
-    with pytest.raises(ValueError, match=r"model.variant"):
+    with pytest.raises(ValueError, match=r"differs from the run.s in \[.model.variant.\]"):
         train(other, tiny_capture, tmp_path / "r", resume=True, progress=False)
     with pytest.raises(FileExistsError, match="--resume"):
         train(config, tiny_capture, tmp_path / "r", progress=False)
