@@ -59,17 +59,22 @@ class PriorParams:
 
 
 class Prior(nn.Module):
-    """Base class. Subclasses set ``conditional`` and implement the methods below.
+    """Base class: a Gaussian N(mu, sigma) in the decoder's latent space, or, with a
+    ``flow``, in the flow's output space (then ``log p`` adds the flow's log-det and
+    :meth:`mean` / :meth:`sample` map back through its inverse). Subclasses implement
+    :meth:`params`.
 
     Args:
         latent: L.
+        flow: the latent flow F, or ``None``.
     """
 
     conditional: bool = False
 
-    def __init__(self, latent: int) -> None:
+    def __init__(self, latent: int, flow: LatentFlow | None = None) -> None:
         super().__init__()
         self.latent = latent
+        self.flow = flow
 
     def params(self, observation: torch.Tensor | None = None, batch: int | None = None) -> PriorParams:
         """Prior parameters for ``observation`` (conditional priors) or for ``batch`` codes."""
@@ -77,67 +82,46 @@ class Prior(nn.Module):
 
     def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
         """``log p(z_q)``: ``(B, L)`` -> ``(B,)``."""
-        raise NotImplementedError
+        check_shape("z", z, (params.batch, self.latent))
+        if self.flow is None:
+            return gaussian_log_prob(z, params.mu, params.log_sigma)
+        zp, logdet = self.flow(z, params.h)
+        return gaussian_log_prob(zp, params.mu, params.log_sigma) + logdet
 
     def mean(self, params: PriorParams) -> torch.Tensor:
         """The prior's mean mapped into the decoder's latent space: ``(B, L)``."""
-        raise NotImplementedError
+        return params.mu if self.flow is None else self.flow.inverse(params.mu, params.h)[0]
 
     def sample(self, params: PriorParams, generator: torch.Generator | None = None) -> torch.Tensor:
         """Samples in the decoder's latent space: ``(B, L)``."""
-        raise NotImplementedError
-
-    def _standard(self, batch: int | None, ref: torch.Tensor) -> PriorParams:
-        if batch is None or batch < 1:
-            raise ValueError(f"batch: an unconditional prior needs the batch size, got {batch}")
-        zeros = torch.zeros(batch, self.latent, device=ref.device, dtype=ref.dtype)
-        return PriorParams(zeros, zeros.clone())
-
-    def _noise(self, params: PriorParams, generator: torch.Generator | None) -> torch.Tensor:
         eps = torch.randn(params.mu.shape, generator=generator, dtype=params.mu.dtype)
-        return params.mu + params.sigma * eps.to(params.mu.device)
+        zp = params.mu + params.sigma * eps.to(params.mu.device)
+        return zp if self.flow is None else self.flow.inverse(zp, params.h)[0]
 
 
 class _Unconditional(Prior):
     def params(self, observation: torch.Tensor | None = None, batch: int | None = None) -> PriorParams:
         if observation is not None:
             raise ValueError("observation: this prior is unconditional; pass batch=B instead")
-        return self._standard(batch, self._ref())
-
-    def _ref(self) -> torch.Tensor:
-        return next(self.parameters(), torch.zeros(()))
+        if batch is None or batch < 1:
+            raise ValueError(f"batch: an unconditional prior needs the batch size, got {batch}")
+        ref = next(self.parameters(), torch.zeros(()))
+        zeros = torch.zeros(batch, self.latent, device=ref.device, dtype=ref.dtype)
+        return PriorParams(zeros, zeros.clone())
 
 
 class StandardNormalPrior(_Unconditional):
     """N(0, I) over the decoder's latent space (DAM)."""
 
-    def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
-        check_shape("z", z, (params.batch, self.latent))
-        return gaussian_log_prob(z, params.mu, params.log_sigma)
-
-    def mean(self, params: PriorParams) -> torch.Tensor:
-        return params.mu
-
-    def sample(self, params: PriorParams, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self._noise(params, generator)
+    def __init__(self, latent: int) -> None:
+        super().__init__(latent)
 
 
 class FlowPrior(_Unconditional):
-    """An unconditional flow to N(0, I) (DAM-Flow)."""
+    """``log p(z_q) = log N(F(z_q); 0, I) + log |det dF/dz_q|``: an unconditional flow (DAM-Flow)."""
 
     def __init__(self, latent: int, flow: LatentFlow) -> None:
-        super().__init__(latent)
-        self.flow = flow
-
-    def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
-        zp, logdet = self.flow(z)
-        return gaussian_log_prob(zp, params.mu, params.log_sigma) + logdet
-
-    def mean(self, params: PriorParams) -> torch.Tensor:
-        return self.flow.inverse(params.mu)[0]
-
-    def sample(self, params: PriorParams, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.flow.inverse(self._noise(params, generator))[0]
+        super().__init__(latent, flow)
 
 
 class ConditionalGaussianPrior(Prior):
@@ -147,12 +131,13 @@ class ConditionalGaussianPrior(Prior):
     Args:
         latent: L.
         encoder: a module mapping the observation to ``(mu, log_sigma, h)``.
+        flow: for :class:`ConditionalFlowPrior`.
     """
 
     conditional = True
 
-    def __init__(self, latent: int, encoder: nn.Module) -> None:
-        super().__init__(latent)
+    def __init__(self, latent: int, encoder: nn.Module, flow: LatentFlow | None = None) -> None:
+        super().__init__(latent, flow)
         self.encoder = encoder
 
     def params(self, observation: torch.Tensor | None = None, batch: int | None = None) -> PriorParams:
@@ -160,16 +145,6 @@ class ConditionalGaussianPrior(Prior):
             raise ValueError("observation: this prior is conditional; pass the HMC views or keypoints")
         mu, log_sigma, h = self.encoder(observation)
         return PriorParams(mu, log_sigma, h)
-
-    def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
-        check_shape("z", z, (params.batch, self.latent))
-        return gaussian_log_prob(z, params.mu, params.log_sigma)
-
-    def mean(self, params: PriorParams) -> torch.Tensor:
-        return params.mu
-
-    def sample(self, params: PriorParams, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self._noise(params, generator)
 
 
 class ConditionalFlowPrior(ConditionalGaussianPrior):
@@ -182,15 +157,4 @@ class ConditionalFlowPrior(ConditionalGaussianPrior):
     """
 
     def __init__(self, latent: int, encoder: nn.Module, flow: LatentFlow) -> None:
-        super().__init__(latent, encoder)
-        self.flow = flow
-
-    def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
-        zp, logdet = self.flow(z, params.h)
-        return gaussian_log_prob(zp, params.mu, params.log_sigma) + logdet
-
-    def mean(self, params: PriorParams) -> torch.Tensor:
-        return self.flow.inverse(params.mu, params.h)[0]
-
-    def sample(self, params: PriorParams, generator: torch.Generator | None = None) -> torch.Tensor:
-        return self.flow.inverse(self._noise(params, generator), params.h)[0]
+        super().__init__(latent, encoder, flow)

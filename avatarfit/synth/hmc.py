@@ -22,16 +22,16 @@ from typing import Sequence
 import torch
 
 from ..data.capture import Capture, FrameRef
-from ..data.layout import HMC_VIEWS
+from ..data.layout import AVERAGE
 from ..data.surface import SurfacePoints
 from ..errors import FormatError, ShapeError
-from ..render.cameras import camera_centers
 from ..render.mesh_ops import surface_points, vertex_normals
 from ..render.renderer import render_textured
 from .hmc_rig import HmcRig, compose_cameras, default_rig
 from .keypoints import NUM_KEYPOINTS, keypoint_definition, project_keypoints
 
-__all__ = ["HmcConfig", "HmcSample", "SyntheticHmc", "frame_generator", "sample_headset", "to_infrared", "augment_views"]
+__all__ = ["HmcConfig", "HmcSample", "SyntheticHmc", "frame_generator", "sample_headset", "to_infrared", "augment_views",
+           "render_hmc_views", "check_frame_files"]
 
 
 @dataclass(frozen=True)
@@ -361,10 +361,6 @@ class SyntheticHmc:
                                     self.keypoint_points, Kc, Rc, tc, self.keypoint_size, backend=self.config.backend)
         return xy[0], vis[0]
 
-    def view_centers(self, sample: HmcSample) -> torch.Tensor:
-        """HMC camera centres in the head frame, ``(3, 3)`` (for DAM's view conditioning)."""
-        return camera_centers(sample.R, sample.t)
-
 
 def check_frame_files(capture: Capture, frames: Sequence[FrameRef]) -> None:
     """Raise :class:`FormatError` naming the first missing mesh, pose or average texture
@@ -373,7 +369,7 @@ def check_frame_files(capture: Capture, frames: Sequence[FrameRef]) -> None:
     missing = []
     for ref in frames:
         for path in (lay.mesh_bin(ref.segment, ref.frame), lay.transform(ref.segment, ref.frame),
-                     lay.texture(ref.segment, "average", ref.frame)):
+                     lay.texture(ref.segment, AVERAGE, ref.frame)):
             if not path.is_file():
                 missing.append(path)
     if missing:
@@ -381,5 +377,3 @@ def check_frame_files(capture: Capture, frames: Sequence[FrameRef]) -> None:
         raise FormatError(missing[0], f"missing; the HMC tool needs {kind} for every frame "
                           f"({len(missing)} files missing over {len(frames)} frames)")
 
-
-__all__ += ["render_hmc_views", "check_frame_files", "HMC_VIEWS"]

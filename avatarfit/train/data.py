@@ -73,12 +73,10 @@ class TrainingData:
         if self.frontal not in cams:
             self.frontal = cams[0]
         stats = capture.stats
-        T = config.model.dam.texture_size
         self.tex_mean = self._resize(stats.tex_mean)
         self.tex_std = float(stats.tex_std)
         self.vert_mean = stats.vert_mean
         self.vert_std = float(stats.vert_std)
-        self.texture_size = T
         topo = capture.topology
         self.faces, self.verts_uvs, self.faces_uvs = topo.faces, topo.verts_uvs, topo.faces_uvs
         self.num_verts = topo.num_verts
@@ -86,6 +84,7 @@ class TrainingData:
         self._frames: dict[tuple[str, str], _Frame] = {}
         self._views: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
         self._hmc = None
+        self._kpt_size: tuple[int, int] | None = None
         if conditional and config.data.hmc_source == "memory":
             from ..synth.hmc import SyntheticHmc
 
@@ -136,14 +135,18 @@ class TrainingData:
             if kind == "hmc":
                 return torch.stack([read_png(layout.hmc_view(ref.segment, v, ref.frame), channels=1) for v in HMC_VIEWS])
             xy, vis = read_keypoints(layout.keypoints(ref.segment, ref.frame), count=274)
-            size = self.capture.image_size(self._keypoint_camera(layout))
+            size = self._keypoint_size(layout)
         return normalise_keypoints(xy, vis, size)
 
-    def _keypoint_camera(self, layout: Layout) -> str:
-        import yaml
+    def _keypoint_size(self, layout: Layout) -> tuple[int, int]:
+        """Image size of the camera recorded in ``keypoints/keypoints.yaml`` (read once)."""
+        if self._kpt_size is None:
+            import yaml
 
-        info = yaml.safe_load(layout.keypoint_info.read_text(encoding="utf-8")) if layout.keypoint_info.is_file() else {}
-        return str((info or {}).get("camera", self.capture.frontal_camera()))
+            path = layout.keypoint_info
+            info = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
+            self._kpt_size = self.capture.image_size(str((info or {}).get("camera", self.capture.frontal_camera())))
+        return self._kpt_size
 
     def view(self, ref: FrameRef, camera: str) -> tuple[torch.Tensor, torch.Tensor]:
         """Photo ``(3, H, W)`` and face mask ``(1, H, W)`` (the tracked mesh's coverage)."""

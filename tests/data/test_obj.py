@@ -3,7 +3,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from avatarfit.data.obj import format_obj, read_obj, write_obj
+from avatarfit.data.obj import read_obj, write_obj
 from avatarfit.errors import FormatError
 
 
