@@ -168,6 +168,20 @@ def _broadcast_buffers(objective: Objective, info: DistInfo) -> None:
             dist.broadcast(buf, 0)
 
 
+_STOPS = ("steps", "early", "time")
+
+
+def _agree(stopped: str, info: DistInfo) -> str:
+    """The main process's stop decision, on every process (clocks differ between them)."""
+    if info.world == 1:
+        return stopped
+    import torch.distributed as dist
+
+    code = torch.tensor([_STOPS.index(stopped)], device=info.device)
+    dist.broadcast(code, 0)
+    return _STOPS[int(code)]
+
+
 def _train(config: TrainConfig, cap: Capture, out: Path, payload: dict | None, info: DistInfo, progress: bool,
            log: Callable[[str], None]) -> TrainResult:
     from tqdm.auto import tqdm
@@ -263,6 +277,7 @@ def _train(config: TrainConfig, cap: Capture, out: Path, payload: dict | None, i
                 stopped = "early"
         if cfg.max_minutes is not None and state["seconds"] >= cfg.max_minutes * 60:
             stopped = "time"
+        stopped = _agree(stopped, info)
         if stopped != "steps" or step % cfg.checkpoint_every == 0 or step == cfg.steps:
             checkpoint("last.pt", step)
         if stopped != "steps":
