@@ -14,7 +14,7 @@ import torch
 
 from .._io import write_text_atomic
 from ..errors import FormatError, ShapeError
-from ._text import parse_floats
+from ._text import parse_floats, table_rows
 
 __all__ = ["read_keypoints", "format_keypoints", "write_keypoints"]
 
@@ -26,15 +26,8 @@ def read_keypoints(path: str | os.PathLike, count: int | None = None) -> tuple[t
         ``xy (K, 2)`` float32 pixels and ``visible (K,)`` bool.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "keypoint file not found")
     xy, vis = [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        tokens = line.split()
-        if not tokens:
-            continue
-        if len(tokens) != 3:
-            raise FormatError(path, f"expected 3 values 'x y visible', found {len(tokens)}: {line.strip()!r}", lineno)
+    for lineno, tokens in table_rows(path, "keypoint file", "x y visible"):
         x, y = parse_floats(path, lineno, tokens[:2], "pixel coordinate")
         if tokens[2] not in ("0", "1"):
             raise FormatError(path, f"expected visibility 0 or 1, found {tokens[2]!r}", lineno)

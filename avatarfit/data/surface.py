@@ -15,7 +15,7 @@ import torch
 
 from .._io import write_text_atomic
 from ..errors import FormatError, ShapeError
-from ._text import parse_floats
+from ._text import parse_floats, table_rows
 
 __all__ = ["SurfacePoints", "read_surface_points", "format_surface_points", "write_surface_points"]
 
@@ -60,15 +60,8 @@ def read_surface_points(
             weights that are negative or do not sum to 1, or a wrong row count.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FormatError(path, "surface point file not found")
     faces, bary = [], []
-    for lineno, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        tokens = line.split()
-        if not tokens or tokens[0].startswith("#"):
-            continue
-        if len(tokens) != 4:
-            raise FormatError(path, f"expected 4 values 'face b0 b1 b2', found {len(tokens)}: {line.strip()!r}", lineno)
+    for lineno, tokens in table_rows(path, "surface point file", "face b0 b1 b2", comments=True):
         try:
             face = int(tokens[0])
         except ValueError:
