@@ -82,7 +82,7 @@ class TrainingData:
         self.num_verts = topo.num_verts
         self.background = self._background()
         self._frames: dict[tuple[str, str], _Frame] = {}
-        self._views: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor]] = {}
+        self._views: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
         self._hmc = None
         self._kpt_size: tuple[int, int] | None = None
         if conditional and config.data.hmc_source == "memory":
@@ -148,8 +148,9 @@ class TrainingData:
             self._kpt_size = self.capture.image_size(str((info or {}).get("camera", self.capture.frontal_camera())))
         return self._kpt_size
 
-    def view(self, ref: FrameRef, camera: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Photo ``(3, H, W)`` and face mask ``(1, H, W)`` (the tracked mesh's coverage)."""
+    def view(self, ref: FrameRef, camera: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Photo ``(3, H, W)``, face mask ``(1, H, W)`` (the tracked mesh's coverage) and the
+        unit view vector ``(3,)`` of one frame seen from one camera."""
         key = (ref.segment, ref.frame, camera)
         if key in self._views:
             return self._views[key]
@@ -160,9 +161,10 @@ class TrainingData:
             frags = rasterize(cap.world_vertices(ref.segment, ref.frame)[None], self.faces, K[None], R[None], t[None],
                               self.image_size, backend=self.config.train.backend)
         mask = (frags.pix_to_face[0, ..., 0] >= 0).float()[None]
+        item = (photo, mask, cap.view_vector(ref.segment, ref.frame, camera))
         if self.config.data.cache:
-            self._views[key] = (photo, mask)
-        return photo, mask
+            self._views[key] = item
+        return item
 
     # -- batches ---------------------------------------------------------------------------
     def collate(self, refs: list[FrameRef], cameras: list[list[str]]) -> dict[str, torch.Tensor]:
@@ -185,13 +187,13 @@ class TrainingData:
         photos, masks, Ks, Rs, ts, views = [], [], [], [], [], []
         for ref, cams in zip(refs, cameras):
             pv = [self.view(ref, c) for c in cams]
-            photos.append(torch.stack([p for p, _ in pv]))
-            masks.append(torch.stack([m for _, m in pv]))
+            photos.append(torch.stack([p for p, _, _ in pv]))
+            masks.append(torch.stack([m for _, m, _ in pv]))
             krt = [cap.camera_tensors(c) for c in cams]
             Ks.append(torch.stack([k[0] for k in krt]))
             Rs.append(torch.stack([k[1] for k in krt]))
             ts.append(torch.stack([k[2] for k in krt]))
-            views.append(torch.stack([cap.view_vector(ref.segment, ref.frame, c) for c in cams]))
+            views.append(torch.stack([v for _, _, v in pv]))
         out.update(photo=torch.stack(photos), mask=torch.stack(masks), K=torch.stack(Ks), R=torch.stack(Rs),
                    t=torch.stack(ts), view=torch.stack(views))
         if self.conditional:
