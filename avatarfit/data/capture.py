@@ -210,10 +210,13 @@ class Capture:
         R, t = read_transform(path)
         return torch.from_numpy(R).float(), torch.from_numpy(t).float()
 
-    def world_vertices(self, segment: str, frame: str) -> torch.Tensor:
-        """Vertices in world coordinates, ``R_f v + t_f``: ``(V, 3)``."""
+    def world_vertices(self, segment: str, frame: str, local: torch.Tensor | None = None) -> torch.Tensor:
+        """Vertices in world coordinates, ``R_f v + t_f``: ``(V, 3)``.
+
+        ``local``: the frame's head-local vertices ``(V, 3)`` when already read (or edited).
+        """
         R, t = self.head_pose(segment, frame)
-        return self.vertices(segment, frame) @ R.T + t
+        return (self.vertices(segment, frame) if local is None else local) @ R.T + t
 
     def view_vector(self, segment: str, frame: str, camera: str) -> torch.Tensor:
         """Unit vector to the camera centre in the head frame, ``R_f^T (c - t_f)``: ``(3,)``."""

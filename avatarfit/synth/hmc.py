@@ -350,14 +350,19 @@ class SyntheticHmc:
             K = _jitter_intrinsics(K, cfg, gen, cfg.views_size[1])
         views, masks = render_hmc_views(verts, topo.faces, topo.verts_uvs, topo.faces_uvs, texture, K, R, t, cfg,
                                         gen if cfg.augment else None)
-        xy, vis = self.keypoints(segment, frame)
+        xy, vis = self.keypoints(segment, frame, verts)
         return HmcSample(segment, frame, views, masks, hR, ht, K, R, t, xy, vis, self.keypoint_camera)
 
-    def keypoints(self, segment: str, frame: str) -> tuple[torch.Tensor, torch.Tensor]:
-        """Only the keypoints of a frame: ``xy (274, 2)`` pixels and ``visible (274,)``."""
+    def keypoints(
+        self, segment: str, frame: str, verts: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Only the keypoints of a frame: ``xy (274, 2)`` pixels and ``visible (274,)``.
+
+        ``verts``: the frame's head-local ``(V, 3)`` vertices when already read.
+        """
         cap = self.capture
         Kc, Rc, tc = (x.unsqueeze(0) for x in cap.camera_tensors(self.keypoint_camera))
-        xy, vis = project_keypoints(cap.world_vertices(segment, frame)[None], cap.topology.faces,
+        xy, vis = project_keypoints(cap.world_vertices(segment, frame, verts)[None], cap.topology.faces,
                                     self.keypoint_points, Kc, Rc, tc, self.keypoint_size, backend=self.config.backend)
         return xy[0], vis[0]
 
