@@ -12,6 +12,7 @@ import torch
 
 from .._io import png_size, read_png
 from ..errors import FormatError
+from ._text import check_rotation
 from .krt import CameraCalib, read_krt
 from .layout import AVERAGE, Layout
 from .obj import ObjMesh, read_obj
@@ -102,6 +103,7 @@ def read_transform(path: Path) -> tuple[np.ndarray, np.ndarray]:
     Rt = np.asarray(values, dtype=np.float64)
     if not np.isfinite(Rt).all():
         raise FormatError(path, "non-finite value in head pose")
+    check_rotation(path, 1, Rt[:, :3], "head pose rotation")
     return Rt[:, :3].copy(), Rt[:, 3].copy()
 
 

@@ -16,7 +16,7 @@ import numpy as np
 
 from .._io import write_text_atomic
 from ..errors import FormatError
-from ._text import parse_floats
+from ._text import check_rotation, parse_floats
 
 __all__ = ["CameraCalib", "read_krt", "write_krt", "format_krt"]
 
@@ -60,7 +60,8 @@ def read_krt(path: str | os.PathLike) -> dict[str, CameraCalib]:
 
     Raises:
         FormatError: naming the file and line of a missing line, a non-numeric or
-            non-finite value, a repeated camera id, or an empty file.
+            non-finite value, a rotation that is not orthonormal (see
+            :func:`check_rotation`), a repeated camera id, or an empty file.
     """
     path = Path(path)
     if not path.is_file():
@@ -97,6 +98,7 @@ def read_krt(path: str | os.PathLike) -> dict[str, CameraCalib]:
         dist = _numbers(path, i + 5, block[3], 5, "distortion coefficients")
         Rt = [_numbers(path, i + 6 + r, block[4 + r], 4, f"row {r + 1} of [R|t]") for r in range(3)]
         Rt_arr = np.asarray(Rt, dtype=np.float64)
+        check_rotation(path, i + 6, Rt_arr[:, :3], f"camera {name!r} [R|t]")
         cameras[name] = CameraCalib(
             name=name,
             K=np.asarray(K, dtype=np.float64),

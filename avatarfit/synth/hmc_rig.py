@@ -173,9 +173,6 @@ def read_rig(path: str | os.PathLike, image_size: tuple[int, int]) -> HmcRig:
     missing = [v for v in HMC_VIEWS if v not in cams]
     if missing:
         raise FormatError(path, f"expected cameras named {', '.join(HMC_VIEWS)}; missing {missing}, found {list(cams)}")
-    for cam in list(cams.values()) + ([blocks[HEADSET]] if HEADSET in blocks else []):
-        if not np.allclose(cam.R @ cam.R.T, np.eye(3), atol=1e-4) or np.linalg.det(cam.R) < 0:
-            raise FormatError(path, f"block {cam.name!r}: [R|t] rotation is not a rotation matrix")
     head = blocks.get(HEADSET)
     R = head.R if head is not None else np.eye(3)
     t = head.t if head is not None else np.zeros(3)

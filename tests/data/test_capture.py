@@ -106,3 +106,14 @@ def test_bad_frame_list_and_unknown_names(handmade_capture):
 def test_missing_folder(tmp_path):
     with pytest.raises(FormatError, match="capture folder not found"):
         Capture(tmp_path / "nope")
+
+
+def test_scaled_head_pose_is_refused(handmade_capture):
+    path = _seg(handmade_capture) / "000007_transform.txt"
+    rows = [line.split() for line in path.read_text().splitlines() if line.strip()]
+    scaled = [[str(2 * float(v)) if j < 3 else v for j, v in enumerate(row)] for row in rows]
+    path.write_text("\n".join(" ".join(r) for r in scaled) + "\n")
+    cap = Capture(handmade_capture)
+    with pytest.raises(FormatError, match=r"000007_transform.txt, line 1: head pose rotation: expected a rotation.*"
+                                          r"row norms 2, 2, 2"):
+        cap.head_pose("E001_Neutral", "000007")

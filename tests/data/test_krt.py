@@ -1,3 +1,5 @@
+import re
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -85,3 +87,31 @@ def test_fuzz_mutated_valid_file(tmp_path_factory, data):
         read_krt(path)
     except FormatError as exc:
         assert exc.line is None or 1 <= exc.line <= len(lines) + 1
+
+
+@pytest.mark.parametrize("edit, found", [
+    (lambda R: 2.0 * R, "row norms 2, 2, 2"),                      # scaled
+    (lambda R: R @ np.diag([1.0, 1.0, -1.0]), "det = -1"),         # reflection
+    (lambda R: R + np.array([[0, 0.05, 0], [0, 0, 0], [0, 0, 0]]), "max |R R^T - I|"),  # sheared
+])
+def test_non_rigid_rotation_is_refused_with_file_and_line(tmp_path, edit, found):
+    cams = _cams()
+    cams[1] = CameraCalib(cams[1].name, cams[1].K, edit(cams[1].R), cams[1].t)
+    path = tmp_path / "KRT"
+    write_krt(path, cams)
+    # The second block starts on line 10 (9 lines a block); its [R|t] rows are lines 15-17.
+    with pytest.raises(FormatError, match=rf"KRT, line 15: camera '400001' \[R\|t\]: expected a rotation.*{re.escape(found)}"):
+        read_krt(path)
+
+
+def test_rotation_written_with_six_digits_is_accepted(tmp_path):
+    cams = _cams()
+    lines = []
+    for c in cams:  # real calibrations carry about 6 significant digits
+        lines.append(c.name)
+        lines += [" ".join(f"{v:.6g}" for v in row) for row in c.K] + ["0 0 0 0 0"]
+        lines += [" ".join(f"{v:.6g}" for v in row) for row in np.concatenate([c.R, c.t[:, None]], 1)] + [""]
+    path = tmp_path / "KRT"
+    path.write_text("\n".join(lines) + "\n")
+    back = read_krt(path)
+    np.testing.assert_allclose(back["400000"].R, cams[0].R, atol=1e-5)

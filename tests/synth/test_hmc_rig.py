@@ -54,3 +54,13 @@ def test_rig_with_too_few_cameras_is_refused(tiny_capture, tmp_path):
     write_krt(path, cams)
     with pytest.raises(FormatError, match=r"missing \['mouth'\]"):
         read_rig(path, (240, 320))
+
+
+def test_rig_with_a_scaled_camera_rotation_is_refused(tiny_capture, tmp_path):
+    rig = default_rig(_landmarks(tiny_capture))
+    cams = list(rig.cameras)
+    cams[2] = CameraCalib(cams[2].name, cams[2].K, cams[2].R * 1.5, cams[2].t)
+    path = tmp_path / "rig.txt"
+    write_krt(path, cams)
+    with pytest.raises(FormatError, match=r"rig.txt, line 24: camera 'mouth' \[R\|t\]: expected a rotation"):
+        read_rig(path, (240, 320))
