@@ -26,11 +26,28 @@ __all__ = [
 ]
 
 
+def _fsync(path: Path, directory: bool = False) -> None:
+    """Flush ``path``'s data (or a folder's entries) to the disk."""
+    fd = os.open(path, os.O_RDONLY | (getattr(os, "O_DIRECTORY", 0) if directory else 0))
+    try:
+        os.fsync(fd)
+    except OSError:  # some file systems refuse fsync on folders; the file itself was synced
+        if not directory:
+            raise
+    finally:
+        os.close(fd)
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
+    """Yield a temporary path beside ``path``; on success make it durable and rename it
+    onto ``path``.
 
-    Nothing is left at ``path`` (and no temporary file remains) when the body raises.
+    The body writes the temporary file; then its data is flushed to the disk (``fsync``),
+    it replaces ``path`` in one rename, and the folder is synced, so that after a crash
+    ``path`` holds either the old content or the complete new one, never an empty or
+    partial file. Nothing is left at ``path`` (and no temporary file remains) when the
+    body raises.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -39,10 +56,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        _fsync(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    _fsync(path.parent, directory=True)
 
 
 def write_bytes_atomic(path: str | os.PathLike, data: bytes) -> None:
