@@ -24,9 +24,21 @@ def conv_tower(in_channels: int, channels: tuple[int, ...]) -> torch.nn.Sequenti
     return torch.nn.Sequential(*layers)
 
 
+#: Bounds of a predicted log standard deviation (sigma in [1e-3, 150]).
+LOG_SIGMA_MIN, LOG_SIGMA_MAX = -7.0, 5.0
+
+
 def log_sigma(raw: torch.Tensor) -> torch.Tensor:
-    """Clamp a predicted log standard deviation to [-7, 5] (sigma in [1e-3, 150])."""
-    return raw.clamp(-7.0, 5.0)
+    """Bound a predicted log standard deviation to (-7, 5) smoothly:
+    ``lo + softplus(raw - lo) - softplus(raw - hi)`` (softplus of sharpness 2).
+
+    It equals ``raw`` within 0.01 on [-5, 3] (within 0.1 on [-6.2, 4.2]), stays
+    inside the bounds, and its gradient ``sigmoid(raw - lo) - sigmoid(raw - hi)`` is never
+    zero, so a sigma pushed against a bound can come back (a hard clamp's gradient is 0
+    there, and nothing pulls the raw value back).
+    """
+    f = torch.nn.functional.softplus
+    return LOG_SIGMA_MIN + f(raw - LOG_SIGMA_MIN, beta=2.0) - f(raw - LOG_SIGMA_MAX, beta=2.0)
 
 
 class EqualizedLinear(torch.nn.Linear):

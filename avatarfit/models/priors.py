@@ -100,13 +100,18 @@ class Prior(nn.Module):
 
 
 class _Unconditional(Prior):
+    def __init__(self, latent: int, flow: LatentFlow | None = None) -> None:
+        super().__init__(latent, flow)
+        # Follows the module's device and dtype (``.to(...)``), so the parameters of an
+        # unconditional prior live where the latents do; not saved in checkpoints.
+        self.register_buffer("_anchor", torch.zeros(()), persistent=False)
+
     def params(self, observation: torch.Tensor | None = None, batch: int | None = None) -> PriorParams:
         if observation is not None:
             raise ValueError("observation: this prior is unconditional; pass batch=B instead")
         if batch is None or batch < 1:
             raise ValueError(f"batch: an unconditional prior needs the batch size, got {batch}")
-        ref = next(self.parameters(), torch.zeros(()))
-        zeros = torch.zeros(batch, self.latent, device=ref.device, dtype=ref.dtype)
+        zeros = self._anchor.new_zeros(batch, self.latent)
         return PriorParams(zeros, zeros.clone())
 
 

@@ -62,3 +62,23 @@ def test_kpt_encoder():
 def test_flow_config_validation():
     with pytest.raises(ValueError, match="layers"):
         FlowConfig(layers=0)
+
+
+def test_log_sigma_bound_is_smooth_and_a_sigma_at_the_bound_comes_back():
+    from avatarfit.models._checks import LOG_SIGMA_MAX, LOG_SIGMA_MIN, log_sigma
+
+    x = torch.linspace(-30, 30, 601, requires_grad=True)
+    y = log_sigma(x)
+    assert float(y.min()) >= LOG_SIGMA_MIN - 1e-5 and float(y.max()) <= LOG_SIGMA_MAX + 1e-5  # float32 rounding
+    inside = (x > -5) & (x < 3)
+    assert float((y - x)[inside].abs().max()) < 0.01  # about the identity inside
+    (g,) = torch.autograd.grad(y.sum(), x)
+    assert bool((g[x.abs() < 12] > 0).all())  # a hard clamp has 0 here
+    # A raw value driven past the lower bound, then a loss that wants sigma = 1 again.
+    raw = torch.tensor([-12.0], requires_grad=True)
+    opt = torch.optim.Adam([raw], lr=0.1)
+    for _ in range(300):
+        opt.zero_grad()
+        (log_sigma(raw) ** 2).sum().backward()
+        opt.step()
+    assert abs(float(log_sigma(raw))) < 0.1, float(raw)

@@ -64,3 +64,14 @@ def test_flow_priors_map_the_mean_and_use_change_of_variables(conditional):
     # density peaks at the mapped mean.
     assert (prior.log_prob(mean, params) >= prior.log_prob(mean + 0.5, params)).all()
     assert math.isfinite(float(prior.sample(params).detach().sum()))
+
+
+def test_standard_normal_follows_the_device_and_dtype_of_the_module():
+    prior = StandardNormalPrior(L)
+    assert prior.state_dict() == {}  # nothing new in checkpoints
+    params = prior.double().params(batch=3)
+    assert params.mu.dtype == torch.float64 and params.log_sigma.dtype == torch.float64
+    meta = StandardNormalPrior(L).to("meta")  # a device other than the CPU, without a GPU
+    params = meta.params(batch=3)
+    assert params.mu.device.type == "meta"
+    assert meta.log_prob(torch.empty(3, L, device="meta"), params).shape == (3,)
