@@ -128,7 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "configs/train/paper/*.yaml for GPUs); optional with --resume")
     tr.add_argument("--capture", type=Path, required=True, help="capture folder (Multiface layout)")
     tr.add_argument("--out", type=Path, help="run folder (default: runs/<config name>)")
-    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt")
+    tr.add_argument("--resume", action="store_true", help="continue the run in --out from its last.pt, with the config "
+                    "saved in it (plus --set; only train.steps, patience, max_minutes and the cadences may change)")
     tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. --set train.steps=500 --set model.dam.latent=32 (repeatable)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -263,10 +264,14 @@ def _cmd_train(args) -> None:
         if args.config is None:
             raise ValueError("--out: needed with --resume (the run folder to continue)")
         args.out = Path("runs") / args.config.stem
-    # Resuming without --config starts from the run's own resolved config.yaml.
-    source = args.config if args.config else args.out / "config.yaml"
-    config = load_train_config(source, args.overrides)
-    result = train(config, Capture(args.capture), args.out, resume=args.resume, progress=not args.no_progress)
+    from .config import parse_overrides
+
+    if args.config is None:  # resume with the config saved in the run's last checkpoint, plus --set
+        config, overrides = None, parse_overrides(args.overrides)
+    else:
+        config, overrides = load_train_config(args.config, args.overrides), None
+    result = train(config, Capture(args.capture), args.out, resume=args.resume, overrides=overrides,
+                   progress=not args.no_progress)
     print(f"{result.stopped} after {result.steps} steps ({result.seconds / 60:.1f} min): best held-out loss "
           f"{result.best_loss:.4f} at step {result.best_step}; held-out frontal PSNR {result.psnr:.2f} dB "
           f"(face pixels {result.psnr_face:.2f} dB; untrained {result.initial_psnr:.2f} / {result.initial_psnr_face:.2f} dB); "

@@ -12,7 +12,7 @@ import yaml
 
 from .errors import FormatError
 
-__all__ = ["from_dict", "load_yaml", "load_layered", "parse_overrides", "to_dict"]
+__all__ = ["from_dict", "load_yaml", "load_layered", "merge_mappings", "parse_overrides", "to_dict"]
 
 C = TypeVar("C")
 
@@ -80,10 +80,11 @@ def to_dict(config: Any) -> dict[str, Any]:
     return {k: plain(v) for k, v in dataclasses.asdict(config).items()}
 
 
-def _merge(base: dict, top: dict) -> dict:
+def merge_mappings(base: dict, top: dict) -> dict:
+    """``top`` merged over ``base``, nested mappings key by key (neither is changed)."""
     out = dict(base)
     for k, v in top.items():
-        out[k] = _merge(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+        out[k] = merge_mappings(out[k], v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
     return out
 
 
@@ -105,7 +106,7 @@ def _read_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
         return data
     if not isinstance(base, str):
         raise FormatError(path, f"'base' must be a path, found {base!r}")
-    return _merge(_read_mapping(path.parent / base, seen + (path,)), data)
+    return merge_mappings(_read_mapping(path.parent / base, seen + (path,)), data)
 
 
 def parse_overrides(items: list[str]) -> dict[str, Any]:
@@ -132,7 +133,7 @@ def load_layered(cls: type[C], path: str | os.PathLike | None, overrides: dict[s
     ``overrides`` (see :func:`parse_overrides`) and build ``cls``; unknown keys are
     rejected by name, errors name the file."""
     data = _read_mapping(Path(path)) if path is not None else {}
-    data = _merge(data, overrides or {})
+    data = merge_mappings(data, overrides or {})
     try:
         return from_dict(cls, data, where=Path(path).name if path is not None else "config")
     except ValueError as exc:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .catalog import VARIANTS
+
 __all__ = ["DamConfig", "HmcEncoderConfig", "KptEncoderConfig", "FlowConfig", "ModelConfig"]
 
 
@@ -116,7 +118,7 @@ class ModelConfig:
 
     Attributes:
         variant: ``dam``, ``dam_flow``, ``dam_hmc_enc``, ``dam_hmc_reg``, ``lip_kl`` or
-            ``lip_flow`` (see :data:`avatarfit.models.variants.VARIANTS`).
+            ``lip_flow`` (see :data:`avatarfit.models.catalog.VARIANTS`).
         condition: ``hmc`` (three HMC views) or ``kpt`` (274 keypoints): the observation
             the prior encoder sees; DAM and DAM-Flow have no prior encoder and ignore it.
         dam, hmc, kpt, flow: sizes of the parts.
@@ -130,8 +132,6 @@ class ModelConfig:
     flow: FlowConfig = field(default_factory=FlowConfig)
 
     def __post_init__(self) -> None:
-        from .variants import VARIANTS
-
         if self.variant not in VARIANTS:
             raise ValueError(f"model.variant: expected one of {sorted(VARIANTS)}, got {self.variant!r}")
         if self.condition not in ("hmc", "kpt"):

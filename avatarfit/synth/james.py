@@ -25,7 +25,7 @@ from ..render.mesh_ops import closest_surface_points
 from .rig import build_rig
 from .subject import Subject
 
-__all__ = ["cache_dir", "fetch_james", "load_james", "MENPO3D_VERSION"]
+__all__ = ["cache_dir", "fetch_james", "load_james", "read_ljson_landmarks", "MENPO3D_VERSION"]
 
 MENPO3D_VERSION = "0.8.6"
 _FILES = ("james.obj", "james.jpg", "james.ljson")
@@ -85,7 +85,7 @@ def _ensure(path: Path) -> Path:
     return path
 
 
-def _read_landmarks(path: Path) -> np.ndarray:
+def read_ljson_landmarks(path: Path) -> np.ndarray:
     try:
         data = json.loads(path.read_text())
         group = data["groups"]["LJSON"]
@@ -115,7 +115,7 @@ def load_james(texture_size: int = 512, cache: Path | None = None, log=print) ->
     mesh = read_obj(folder / "james.obj")
     if mesh.verts_uvs is None:
         raise FormatError(folder / "james.obj", "the scan has no texture coordinates")
-    landmarks = _read_landmarks(folder / "james.ljson")
+    landmarks = read_ljson_landmarks(folder / "james.ljson")
     center = landmarks.mean(0)
     verts = torch.from_numpy(mesh.verts - center).float()
     lm = torch.from_numpy(landmarks - center).float()

@@ -13,12 +13,12 @@ from ..config import from_dict, to_dict
 from ..errors import FormatError
 from .config import TrainConfig
 
-__all__ = ["save_checkpoint", "load_checkpoint", "config_of", "resolve_checkpoint"]
+__all__ = ["save_checkpoint", "load_checkpoint", "config_of", "plain_config", "resolve_checkpoint"]
 
 FORMAT = "avatarfit-checkpoint-1"
 
 
-def _plain(config: TrainConfig) -> dict[str, Any]:
+def plain_config(config: TrainConfig) -> dict[str, Any]:
     """Nested plain mapping of the config (tuples as lists)."""
     import dataclasses
 
@@ -37,7 +37,7 @@ def _plain(config: TrainConfig) -> dict[str, Any]:
 def save_checkpoint(path: str | os.PathLike, *, config: TrainConfig, num_verts: int, step: int,
                     model: dict, optimizer: dict | None, state: dict[str, Any]) -> None:
     """Write a checkpoint atomically (temporary name, then rename)."""
-    payload = {"format": FORMAT, "config": _plain(config), "num_verts": num_verts, "step": step,
+    payload = {"format": FORMAT, "config": plain_config(config), "num_verts": num_verts, "step": step,
                "model": model, "optimizer": optimizer, "state": state}
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)

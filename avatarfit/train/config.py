@@ -10,7 +10,7 @@ from typing import Any
 
 from ..config import load_layered, parse_overrides
 from ..models.config import ModelConfig
-from ..models.variants import VARIANTS
+from ..models.catalog import VARIANTS
 from ..synth.hmc import HmcConfig
 
 __all__ = ["DataConfig", "LossConfig", "ScheduleConfig", "TrainConfig", "load_train_config"]
@@ -30,7 +30,11 @@ class DataConfig:
             ``avatarfit hmc`` in the capture folder, or in ``hmc_dir``).
         hmc_dir: folder holding ``hmc/`` and ``keypoints/`` for ``hmc_source: files``.
         hmc: settings of the in-memory HMC generator.
-        cache: keep decoded frames in memory.
+        cache: keep decoded frames (normalised texture and vertices, head pose, HMC views
+            or keypoints) and (frame, camera) photos with face masks in memory, up to
+            ``cache_mb``; the least recently used go first beyond it.
+        cache_mb: bound of that cache in MiB (a 1334x2048 photo is 33 MiB as float32; the
+            paper's 10k frames x 40 cameras would need terabytes without a bound).
     """
 
     cameras: tuple[str, ...] | None = None
@@ -40,8 +44,11 @@ class DataConfig:
     hmc_dir: str | None = None
     hmc: HmcConfig = field(default_factory=lambda: HmcConfig(views_size=(120, 160)))
     cache: bool = True
+    cache_mb: float = 4096.0
 
     def __post_init__(self) -> None:
+        if self.cache_mb < 0:
+            raise ValueError(f"data.cache_mb: expected a size >= 0 in MiB, got {self.cache_mb}")
         if self.views_per_frame < 1:
             raise ValueError(f"data.views_per_frame: expected at least 1, got {self.views_per_frame}")
         if not 0 <= self.holdout < 1:
@@ -58,15 +65,26 @@ class LossConfig:
         image: lambda_I (paper: 10). L_I: squared error of the rendering against the photo
             on the face pixels, in units of the texture standard deviation.
         geometry: lambda_G (paper: 1). L_G: squared error of normalised vertices.
-        latent: lambda_L; ``null`` takes the variant's paper value.
+        latent: lambda_L; ``null`` takes the variant's paper value. L_L is a sum over the
+            latent dimensions (a KL or a negative log-density of z), divided by L when
+            ``latent_reduction`` is ``mean``.
+        latent_reduction: ``sum`` (the log-density of the whole code, as the flow's
+            likelihood is defined) or ``mean`` (per latent dimension, as the DAM reference
+            implementation averages its KL). It scales L_L and the entropy term alike.
         entropy: weight of the entropy of N(mu_p, sigma_p); ``null`` gives lambda_L for
-            keypoint-conditioned variants with a prior encoder (seed 003, H.1), else 0.
+            keypoint-conditioned DAM-HMC-Reg, LiP-KL and LiP-Flow (seed 003, H.1), else 0
+            (why not DAM-HMC-Enc: :mod:`avatarfit.models.catalog`).
     """
 
     image: float = 10.0
     geometry: float = 1.0
     latent: float | None = None
+    latent_reduction: str = "sum"
     entropy: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.latent_reduction not in ("sum", "mean"):
+            raise ValueError(f"loss.latent_reduction: expected 'sum' or 'mean', got {self.latent_reduction!r}")
 
 
 @dataclass(frozen=True)
@@ -137,7 +155,7 @@ class TrainConfig:
         if self.loss.entropy is not None:
             return self.loss.entropy
         variant = VARIANTS[self.model.variant]
-        return self.lambda_latent if (variant.conditional and self.model.condition == "kpt") else 0.0
+        return self.lambda_latent if (variant.entropy_penalty and self.model.condition == "kpt") else 0.0
 
 
 def load_train_config(path: str | os.PathLike | None, overrides: list[str] | dict[str, Any] | None = None) -> TrainConfig:

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 
 from .._io import read_png
+from ..data.cache import TensorCache
 from ..data.capture import Capture, FrameRef
 from ..data.keypoints import read_keypoints
 from ..data.layout import HMC_VIEWS, Layout
@@ -81,8 +82,9 @@ class TrainingData:
         self.faces, self.verts_uvs, self.faces_uvs = topo.faces, topo.verts_uvs, topo.faces_uvs
         self.num_verts = topo.num_verts
         self.background = self._background()
-        self._frames: dict[tuple[str, str], _Frame] = {}
-        self._views: dict[tuple[str, str, str], tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = {}
+        # Decoded frames (texture, vertices, pose, observation) and (frame, camera) photos with
+        # masks, least recently used first out beyond data.cache_mb.
+        self.cache = TensorCache(int(config.data.cache_mb * 2**20) if config.data.cache else 0)
         self._hmc = None
         self._kpt_size: tuple[int, int] | None = None
         if conditional and config.data.hmc_source == "memory":
@@ -109,18 +111,20 @@ class TrainingData:
         return 0.0
 
     # -- per frame -------------------------------------------------------------------------
+    @property
+    def cache_bytes(self) -> int:
+        """Bytes the cache holds now (at most ``data.cache_mb`` MiB)."""
+        return self.cache.bytes
+
     def frame(self, ref: FrameRef) -> _Frame:
-        key = (ref.segment, ref.frame)
-        if key in self._frames:
-            return self._frames[key]
+        return self.cache.get(("frame", ref.segment, ref.frame), lambda: self._read_frame(ref))
+
+    def _read_frame(self, ref: FrameRef) -> _Frame:
         cap = self.capture
         tex = (self._resize(cap.texture(ref.segment, ref.frame)) - self.tex_mean) / self.tex_std
         verts = (cap.vertices(ref.segment, ref.frame) - self.vert_mean) / self.vert_std
         R, t = cap.head_pose(ref.segment, ref.frame)
-        item = _Frame(tex, verts, R, t, self._condition(ref) if self.conditional else None)
-        if self.config.data.cache:
-            self._frames[key] = item
-        return item
+        return _Frame(tex, verts, R, t, self._condition(ref) if self.conditional else None)
 
     def _condition(self, ref: FrameRef) -> torch.Tensor:
         kind = self.config.model.condition
@@ -151,9 +155,9 @@ class TrainingData:
     def view(self, ref: FrameRef, camera: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Photo ``(3, H, W)``, face mask ``(1, H, W)`` (the tracked mesh's coverage) and the
         unit view vector ``(3,)`` of one frame seen from one camera."""
-        key = (ref.segment, ref.frame, camera)
-        if key in self._views:
-            return self._views[key]
+        return self.cache.get(("view", ref.segment, ref.frame, camera), lambda: self._read_view(ref, camera))
+
+    def _read_view(self, ref: FrameRef, camera: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         cap = self.capture
         photo = cap.photo(ref.segment, ref.frame, camera)
         K, R, t = cap.camera_tensors(camera)
@@ -161,10 +165,7 @@ class TrainingData:
             frags = rasterize(cap.world_vertices(ref.segment, ref.frame)[None], self.faces, K[None], R[None], t[None],
                               self.image_size, backend=self.config.train.backend)
         mask = (frags.pix_to_face[0, ..., 0] >= 0).float()[None]
-        item = (photo, mask, cap.view_vector(ref.segment, ref.frame, camera))
-        if self.config.data.cache:
-            self._views[key] = item
-        return item
+        return photo, mask, cap.view_vector(ref.segment, ref.frame, camera)
 
     # -- batches ---------------------------------------------------------------------------
     def collate(self, refs: list[FrameRef], cameras: list[list[str]]) -> dict[str, torch.Tensor]:

@@ -21,10 +21,11 @@ import torch
 import yaml
 
 from .._io import write_text_atomic
+from ..config import merge_mappings, from_dict
 from ..data.capture import Capture
 from ..eval.metrics import psnr
 from ..models.variants import build_model
-from .checkpoint import _plain, config_of, load_checkpoint, save_checkpoint
+from .checkpoint import plain_config, config_of, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData
 from .distributed import DistInfo, cleanup, setup
@@ -85,10 +86,14 @@ def evaluate(objective: Objective, data: TrainingData, device: torch.device, bat
             "grid": torch.cat(rows, -2).cpu()}
 
 
-def _resume_config(out: Path, config: TrainConfig | None, payload: dict) -> TrainConfig:
+def _resume_config(out: Path, config: TrainConfig | None, payload: dict, overrides: dict | None) -> TrainConfig:
+    """The config a resumed run continues with: ``config`` if given, else the checkpoint's
+    own resolved config with ``overrides`` applied; only :data:`RESUMABLE` fields may differ."""
     saved = config_of(payload)
     if config is None:
-        return saved
+        config = from_dict(TrainConfig, merge_mappings(plain_config(saved), overrides or {}), where="--resume --set")
+    elif overrides:
+        raise ValueError("overrides: pass them with config=None when resuming (a given config is used as it is)")
     def changed(x, y, prefix: str):
         if isinstance(x, dict) and isinstance(y, dict):
             for k in x:
@@ -97,7 +102,7 @@ def _resume_config(out: Path, config: TrainConfig | None, payload: dict) -> Trai
             yield prefix[:-1]
 
     allowed = {f"train.{k}" for k in RESUMABLE}
-    diffs = [k for k in changed(_plain(saved), _plain(config), "") if k not in allowed]
+    diffs = [k for k in changed(plain_config(saved), plain_config(config), "") if k not in allowed]
     if diffs:
         raise ValueError(f"--resume: the config differs from the run's in {diffs}; only train.{{{', '.join(RESUMABLE)}}} "
                          f"may change when resuming ({out / 'config.yaml'} holds the run's)")
@@ -125,17 +130,22 @@ def train(
     out: str | os.PathLike,
     *,
     resume: bool = False,
+    overrides: dict | None = None,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train ``config``'s variant on ``capture`` into the run folder ``out``.
 
     Args:
-        config: the training config; with ``resume`` it may be ``None`` (the run's own is
-            used) and otherwise may differ only in :data:`RESUMABLE` schedule fields.
+        config: the training config; with ``resume`` it may be ``None``: the run continues
+            with the config saved in its last checkpoint (plus ``overrides``). A resumed
+            config may differ only in :data:`RESUMABLE` schedule fields, and is written to
+            ``config.yaml`` again.
         capture: capture (or folder) with photos, meshes, textures and statistics.
         out: run folder.
         resume: continue from ``out/last.pt``.
+        overrides: nested mapping of values to change when resuming with ``config=None``
+            (``{"train": {"steps": 40000}}``; see :func:`avatarfit.config.parse_overrides`).
         progress: progress bar (steps/s and loss) on the main process.
 
     Started by ``torchrun --nproc_per_node N``, each process trains on its share of every
@@ -147,7 +157,9 @@ def train(
         if not (out / "last.pt").is_file():
             raise FileNotFoundError(f"--resume: {out / 'last.pt'} not found; nothing to resume")
         payload = load_checkpoint(out / "last.pt")
-        config = _resume_config(out, config, payload)
+        config = _resume_config(out, config, payload, overrides)
+    elif overrides:
+        raise ValueError("overrides: only with resume=True; apply them to the config (load_train_config) otherwise")
     elif config is None:
         raise ValueError("config: needed unless resuming")
     elif (out / "last.pt").exists():
@@ -182,6 +194,106 @@ def _agree(stopped: str, info: DistInfo) -> str:
     return _STOPS[int(code)]
 
 
+@dataclass
+class _Run:
+    """What one training run holds while it runs."""
+
+    config: TrainConfig
+    model: torch.nn.Module
+    data: TrainingData
+    objective: Objective
+    optimizer: torch.optim.Optimizer
+    state: dict
+    start: int
+
+
+def _build(config: TrainConfig, cap: Capture, payload: dict | None, info: DistInfo) -> _Run:
+    """Model, data, objective and optimiser, fresh or from ``payload``; DAM-HMC-Reg's
+    pretrained parts are frozen before the optimiser's parameter list is built, on both paths."""
+    cfg = config.train
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        model = build_model(config.model, cap.topology.num_verts)
+    data = TrainingData(cap, config, model.conditional)
+    if payload is not None:
+        model.load_state_dict(payload["model"])
+    elif cfg.pretrained:
+        _load_pretrained(model, config, data.num_verts)
+    if model.variant.pretrained:
+        model.freeze_dam()
+    objective = Objective(model, data, config).to(info.device)
+    optimizer = torch.optim.Adam([p for p in objective.parameters() if p.requires_grad], lr=cfg.lr)
+    state = {"best_loss": math.inf, "best_step": 0, "psnr": math.nan, "psnr_face": math.nan, "seconds": 0.0}
+    start = 0
+    if payload is not None:
+        optimizer.load_state_dict(payload["optimizer"])
+        start, state = int(payload["step"]), dict(payload["state"])
+    return _Run(config, model, data, objective, optimizer, state, start)
+
+
+def _initialise(run: _Run, info: DistInfo) -> None:
+    """A new run: ActNorm's data-dependent initialisation and the untrained model's PSNR."""
+    cfg = run.config.train
+    run.objective.train()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)  # dropout, reproducibly
+        run.objective(_to(run.data.training_batch(0, info.rank, info.world), info.device))
+    # The untrained model decodes about the mean avatar: the baseline the PSNR improves on.
+    ev0 = evaluate(run.objective, run.data, info.device, max(2, cfg.batch // info.world))
+    run.state["initial_psnr"], run.state["initial_psnr_face"] = ev0["psnr"], ev0["psnr_face"]
+
+
+def _step(run: _Run, runner: torch.nn.Module, step: int, info: DistInfo) -> dict[str, torch.Tensor]:
+    """One optimiser step on the batch of ``step``; returns the loss terms."""
+    cfg = run.config.train
+    batch = _to(run.data.training_batch(step, info.rank, info.world), info.device)
+    # Dropout draws from the global generator: seed it per step (and restore it after),
+    # so a resumed run repeats an uninterrupted one exactly.
+    with torch.random.fork_rng(devices=[info.device] if info.device.type == "cuda" else []):
+        torch.manual_seed(cfg.seed * 1_000_003 + step * 7919 + info.rank)
+        terms = runner(batch)
+        run.optimizer.zero_grad(set_to_none=True)
+        terms["loss"].backward()
+        run.optimizer.step()
+    return terms
+
+
+def _log_terms(writer, terms: dict[str, torch.Tensor], lr: float, step: int) -> None:
+    for k, v in terms.items():
+        if v.ndim:  # latent codes of the batch
+            writer.add_histogram(k, v.detach(), step)
+        else:
+            writer.add_scalar(k if k.startswith("stats/") else f"loss/{k}", float(v.detach()), step)
+    writer.add_scalar("lr", lr, step)
+
+
+def _evaluate(run: _Run, writer, step: int, info: DistInfo) -> bool:
+    """Held-out evaluation at ``step``; returns whether the held-out loss improved."""
+    _broadcast_buffers(run.objective, info)
+    ev = evaluate(run.objective, run.data, info.device, max(2, run.config.train.batch // info.world))
+    run.state["psnr"], run.state["psnr_face"] = ev["psnr"], ev["psnr_face"]
+    if writer is not None:
+        writer.add_scalar("heldout/loss", ev["loss"], step)
+        writer.add_scalar("heldout/psnr_frontal", ev["psnr"], step)
+        writer.add_scalar("heldout/psnr_frontal_face", ev["psnr_face"], step)
+        writer.add_image("heldout/photo_render_error", ev["grid"], step)
+        writer.add_scalar("data/cache_mb", run.data.cache_bytes / 2**20, step)
+    if ev["loss"] < run.state["best_loss"]:
+        run.state["best_loss"], run.state["best_step"] = ev["loss"], step
+        return True
+    return False
+
+
+def _stop_reason(run: _Run, step: int, improved: bool, evaluated: bool) -> str:
+    """``steps`` (go on), ``early`` (no held-out improvement for ``patience`` steps) or ``time``."""
+    cfg = run.config.train
+    if evaluated and not improved and step - run.state["best_step"] >= cfg.patience:
+        return "early"
+    if cfg.max_minutes is not None and run.state["seconds"] >= cfg.max_minutes * 60:
+        return "time"
+    return "steps"
+
+
 def _train(config: TrainConfig, cap: Capture, out: Path, payload: dict | None, info: DistInfo, progress: bool,
            log: Callable[[str], None]) -> TrainResult:
     from tqdm.auto import tqdm
@@ -189,95 +301,48 @@ def _train(config: TrainConfig, cap: Capture, out: Path, payload: dict | None, i
     cfg = config.train
     if cfg.batch % info.world:
         raise ValueError(f"train.batch: {cfg.batch} frames do not split over {info.world} processes")
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(cfg.seed)
-        model = build_model(config.model, cap.topology.num_verts)
-    data = TrainingData(cap, config, model.conditional)
-    if cfg.pretrained and payload is None:
-        _load_pretrained(model, config, data.num_verts)
-    objective = Objective(model, data, config).to(info.device)
-    params = [p for p in objective.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
-    state = {"best_loss": math.inf, "best_step": 0, "psnr": math.nan, "psnr_face": math.nan, "seconds": 0.0}
-    start = 0
-    if payload is not None:
-        model.load_state_dict(payload["model"])
-        if model.variant.pretrained:
-            model.freeze_dam()
-        optimizer.load_state_dict(payload["optimizer"])
-        start, state = int(payload["step"]), dict(payload["state"])
-    else:
-        # ActNorm initialises itself from the first training batch it sees.
-        objective.train()
-        with torch.no_grad(), torch.random.fork_rng(devices=[]):
-            torch.manual_seed(cfg.seed)  # dropout, reproducibly
-            objective(_to(data.training_batch(0, info.rank, info.world), info.device))
-        # The untrained model decodes about the mean avatar: the baseline the PSNR improves on.
-        ev0 = evaluate(objective, data, info.device, max(2, cfg.batch // info.world))
-        state["initial_psnr"], state["initial_psnr_face"] = ev0["psnr"], ev0["psnr_face"]
-        if info.main:
-            write_text_atomic(out / "config.yaml", yaml.safe_dump(_plain(config), sort_keys=False))
-    runner = objective
+    run = _build(config, cap, payload, info)
+    if payload is None:
+        _initialise(run, info)
+    if info.main:  # the resolved config, again on resume (its schedule may have changed)
+        write_text_atomic(out / "config.yaml", yaml.safe_dump(plain_config(config), sort_keys=False))
+    runner = run.objective
     if info.world > 1:
         from torch.nn.parallel import DistributedDataParallel
 
-        runner = DistributedDataParallel(objective, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+        runner = DistributedDataParallel(run.objective,
+                                         device_ids=[info.device.index] if info.device.type == "cuda" else None)
     writer = None
     if info.main:
         from torch.utils.tensorboard import SummaryWriter
 
-        writer = SummaryWriter(str(out / "tb"), purge_step=start if payload is not None else None)
+        writer = SummaryWriter(str(out / "tb"), purge_step=run.start if payload is not None else None)
 
     def checkpoint(name: str, step: int) -> None:
         if info.main:
-            save_checkpoint(out / name, config=config, num_verts=data.num_verts, step=step, model=model.state_dict(),
-                            optimizer=optimizer.state_dict(), state=state)
+            save_checkpoint(out / name, config=config, num_verts=run.data.num_verts, step=step,
+                            model=run.model.state_dict(), optimizer=run.optimizer.state_dict(), state=run.state)
 
-    bar = tqdm(total=cfg.steps, initial=start, unit="step", desc=f"train {config.model.variant}",
+    bar = tqdm(total=cfg.steps, initial=run.start, unit="step", desc=f"train {config.model.variant}",
                disable=not (progress and info.main))
     stopped = "steps"
-    t0 = time.perf_counter() - state["seconds"]
-    step = start
-    objective.train()
+    t0 = time.perf_counter() - run.state["seconds"]
+    step = run.start
+    run.objective.train()
     while step < cfg.steps:
-        batch = _to(data.training_batch(step, info.rank, info.world), info.device)
-        # Dropout draws from the global generator: seed it per step (and restore it after),
-        # so a resumed run repeats an uninterrupted one exactly.
-        with torch.random.fork_rng(devices=[info.device] if info.device.type == "cuda" else []):
-            torch.manual_seed(cfg.seed * 1_000_003 + step * 7919 + info.rank)
-            terms = runner(batch)
-            optimizer.zero_grad(set_to_none=True)
-            terms["loss"].backward()
-            optimizer.step()
+        terms = _step(run, runner, step, info)
         step += 1
-        state["seconds"] = time.perf_counter() - t0
+        run.state["seconds"] = time.perf_counter() - t0
         bar.update(1)
         if step % cfg.log_every == 0 or step == cfg.steps:
             bar.set_postfix(loss=f"{float(terms['loss'].detach()):.4f}")
             if writer is not None:
-                for k, v in terms.items():
-                    if v.ndim:  # latent codes of the batch
-                        writer.add_histogram(k, v.detach(), step)
-                    else:
-                        writer.add_scalar(k if k.startswith("stats/") else f"loss/{k}", float(v.detach()), step)
-                writer.add_scalar("lr", optimizer.param_groups[0]["lr"], step)
-        if step % cfg.eval_every == 0 or step == cfg.steps:
-            _broadcast_buffers(objective, info)
-            ev = evaluate(objective, data, info.device, max(2, cfg.batch // info.world))
-            state["psnr"], state["psnr_face"] = ev["psnr"], ev["psnr_face"]
-            if writer is not None:
-                writer.add_scalar("heldout/loss", ev["loss"], step)
-                writer.add_scalar("heldout/psnr_frontal", ev["psnr"], step)
-                writer.add_scalar("heldout/psnr_frontal_face", ev["psnr_face"], step)
-                writer.add_image("heldout/photo_render_error", ev["grid"], step)
-            if ev["loss"] < state["best_loss"]:
-                state["best_loss"], state["best_step"] = ev["loss"], step
-                checkpoint("best.pt", step)
-            elif step - state["best_step"] >= cfg.patience:
-                stopped = "early"
-        if cfg.max_minutes is not None and state["seconds"] >= cfg.max_minutes * 60:
-            stopped = "time"
-        stopped = _agree(stopped, info)
+                _log_terms(writer, terms, run.optimizer.param_groups[0]["lr"], step)
+        evaluated = step % cfg.eval_every == 0 or step == cfg.steps
+        improved = evaluated and _evaluate(run, writer, step, info)
+        if improved:
+            checkpoint("best.pt", step)
+        stopped = _agree(_stop_reason(run, step, improved, evaluated), info)
         if stopped != "steps" or step % cfg.checkpoint_every == 0 or step == cfg.steps:
             checkpoint("last.pt", step)
         if stopped != "steps":
@@ -286,8 +351,14 @@ def _train(config: TrainConfig, cap: Capture, out: Path, payload: dict | None, i
     if writer is not None:
         writer.close()
     if info.world > 1:
-        checksum = sum(float(p.double().abs().sum()) for p in model.parameters())
+        checksum = sum(float(p.double().abs().sum()) for p in run.model.parameters())
         log(f"rank {info.rank}: parameter checksum {checksum:.12e}")
+    return _finish(run, out, step, stopped, info)
+
+
+def _finish(run: _Run, out: Path, step: int, stopped: str, info: DistInfo) -> TrainResult:
+    """The run's result, and ``metrics.yaml`` (main process)."""
+    state = run.state
     result = TrainResult(out, step, stopped, state["best_loss"], state["best_step"], state["psnr"], state["psnr_face"],
                          state["seconds"], state.get("initial_psnr", math.nan), state.get("initial_psnr_face", math.nan))
     if info.main:
@@ -297,6 +368,6 @@ def _train(config: TrainConfig, cap: Capture, out: Path, payload: dict | None, i
                    "initial_psnr_frontal": state.get("initial_psnr", math.nan),
                    "initial_psnr_frontal_face": state.get("initial_psnr_face", math.nan),
                    "seconds": round(state["seconds"], 1),
-                   "frontal_camera": data.frontal}
+                   "frontal_camera": run.data.frontal}
         write_text_atomic(out / "metrics.yaml", yaml.safe_dump(metrics, sort_keys=False))
     return result

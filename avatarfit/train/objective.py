@@ -6,10 +6,15 @@
   the face pixels (the tracked mesh's coverage), in units of the texture standard
   deviation; summed over the frame's views, averaged over frames;
 - L_G: squared error of the decoded normalised vertices;
-- L_L: the variant's latent term (see :mod:`avatarfit.models.variants`).
+- L_L: the variant's latent term (see :mod:`avatarfit.models.catalog`), and H the
+  entropy of the predicted prior (keypoint setting). Both are sums over the L latent
+  dimensions per frame, averaged over frames, and with ``loss.latent_reduction: mean``
+  also divided by L (see :class:`~avatarfit.train.config.LossConfig`).
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from torch import nn
@@ -20,7 +25,7 @@ from ..render.renderer import render_textured
 from .config import TrainConfig
 from .data import TrainingData
 
-__all__ = ["Objective", "kl_normal", "kl_gaussians"]
+__all__ = ["Objective", "kl_normal", "kl_gaussians", "gaussian_entropy"]
 
 
 def kl_normal(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
@@ -32,6 +37,11 @@ def kl_gaussians(mu_q, log_sigma_q, mu_p, log_sigma_p) -> torch.Tensor:
     """``KL(N(mu_q, sigma_q) || N(mu_p, sigma_p))`` summed over the last dimension: ``(B,)``."""
     var_ratio = torch.exp(2 * (log_sigma_q - log_sigma_p))
     return (log_sigma_p - log_sigma_q + 0.5 * (var_ratio + ((mu_q - mu_p) * torch.exp(-log_sigma_p)) ** 2) - 0.5).sum(-1)
+
+
+def gaussian_entropy(log_sigma: torch.Tensor) -> torch.Tensor:
+    """Entropy of ``N(mu, diag(sigma^2))``, ``sum(log sigma) + L/2 log(2 pi e)``: ``(B, L)`` -> ``(B,)``."""
+    return log_sigma.sum(-1) + 0.5 * log_sigma.shape[-1] * (1.0 + math.log(2 * math.pi))
 
 
 class Objective(nn.Module):
@@ -61,6 +71,8 @@ class Objective(nn.Module):
         self.w_geometry = config.loss.geometry
         self.w_latent = config.lambda_latent
         self.w_entropy = config.lambda_entropy
+        # Latent terms are sums over the L dimensions; "mean" divides them by L.
+        self.latent_scale = 1.0 / model.config.dam.latent if config.loss.latent_reduction == "mean" else 1.0
 
     def codes(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | PriorParams | None]:
         """Encoder and prior outputs and the code z to decode (``z = mu + sigma * noise``)."""
@@ -84,20 +96,24 @@ class Objective(nn.Module):
         return out
 
     def latent_term(self, c: dict) -> torch.Tensor:
-        """The variant's L_L, averaged over the batch."""
+        """The variant's L_L: per frame a sum over latent dimensions (times
+        :attr:`latent_scale`), averaged over the batch. Gradient paths: ``regress`` does not
+        reach the (frozen) encoder Q; every other term reaches what it is computed from."""
         kind = self.variant.latent_loss
         params: PriorParams = c["params"]
         if kind == "kl_normal":
-            return kl_normal(c["mu_q"], c["log_sigma_q"]).mean()
-        if kind == "nll":
-            return -self.model.prior.log_prob(c["z"], params).mean()
-        if kind == "kl_p_normal":
-            return kl_normal(params.mu, params.log_sigma).mean()
-        if kind == "regress":
-            return -gaussian_log_prob(c["mu_q"].detach(), params.mu, params.log_sigma).mean()
-        if kind == "kl_q_p":
-            return kl_gaussians(c["mu_q"], c["log_sigma_q"], params.mu, params.log_sigma).mean()
-        raise ValueError(f"latent_loss: unknown kind {kind!r}")
+            per = kl_normal(c["mu_q"], c["log_sigma_q"])
+        elif kind == "nll":
+            per = -self.model.prior.log_prob(c["z"], params)
+        elif kind == "kl_p_normal":
+            per = kl_normal(params.mu, params.log_sigma)
+        elif kind == "regress":
+            per = -gaussian_log_prob(c["mu_q"].detach(), params.mu, params.log_sigma)
+        elif kind == "kl_q_p":
+            per = kl_gaussians(c["mu_q"], c["log_sigma_q"], params.mu, params.log_sigma)
+        else:
+            raise ValueError(f"latent_loss: unknown kind {kind!r}")
+        return per.mean() * self.latent_scale
 
     def render(self, z: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Decode ``z (B, L)`` and render it in the batch's cameras.
@@ -135,13 +151,11 @@ class Objective(nn.Module):
                 out["render"] = r["image"]
         terms["latent"] = self.latent_term(c)
         params: PriorParams = c["params"]
-        if self.w_entropy > 0 and self.model.conditional:
-            terms["entropy"] = params.log_sigma.sum(-1).mean()
-        if self.variant.latent_loss == "regress":
-            total = self.w_latent * terms["latent"]
-        else:
-            total = (self.w_image * terms["image"] + self.w_geometry * terms["geometry"]
-                     + self.w_latent * terms["latent"] + self.w_entropy * terms["entropy"])
+        if self.model.conditional:
+            terms["entropy"] = gaussian_entropy(params.log_sigma).mean() * self.latent_scale
+        total = self.w_latent * terms["latent"] + self.w_entropy * terms["entropy"]
+        if self.variant.latent_loss != "regress":  # DAM-HMC-Reg's decoder is frozen: no image terms
+            total = total + self.w_image * terms["image"] + self.w_geometry * terms["geometry"]
         out.update(loss=total, **terms)
         with torch.no_grad():
             if c["mu_q"] is not None:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from avatarfit.synth import CONTROLS
-from avatarfit.synth.james import _read_landmarks
+from avatarfit.synth.james import read_ljson_landmarks
 from avatarfit.synth.procedural import make_procedural_subject
 from avatarfit.synth.rig import landmark_groups
 
@@ -83,7 +83,7 @@ def test_menpo_landmarks_are_put_in_ibug_order(tmp_path):
                                   "labels": [{"label": k, "mask": list(v)} for k, v in groups.items()]}}}
     path = tmp_path / "x.ljson"
     path.write_text(json.dumps(data))
-    out = _read_landmarks(path)
+    out = read_ljson_landmarks(path)
     assert (out[17:22, 0] == -25).all() and (out[22:27, 0] == 25).all()
     assert (out[36:42, 0] == -30).all() and (out[42:48, 0] == 30).all()
     np.testing.assert_array_equal(out[48:], pts[48:])
@@ -91,4 +91,4 @@ def test_menpo_landmarks_are_put_in_ibug_order(tmp_path):
     from avatarfit.errors import FormatError
 
     with pytest.raises(FormatError, match="not a menpo LJSON"):
-        _read_landmarks(path)
+        read_ljson_landmarks(path)

@@ -18,10 +18,10 @@ TINY_OVERRIDES = {
 
 
 def tiny_config(variant: str, condition: str = "hmc", **train):
-    from avatarfit.config import _merge
+    from avatarfit.config import merge_mappings
     from avatarfit.train.config import load_train_config
 
-    overrides = _merge(TINY_OVERRIDES, {"model": {"variant": variant, "condition": condition}, "train": train})
+    overrides = merge_mappings(TINY_OVERRIDES, {"model": {"variant": variant, "condition": condition}, "train": train})
     return load_train_config(None, overrides)
 
 
