@@ -51,3 +51,20 @@ def test_context_is_checked():
         flow(torch.randn(2, 6))
     with pytest.raises(ValueError, match="unconditional"):
         _ready(None)(torch.randn(2, 6), torch.randn(2, 5))
+
+
+@pytest.mark.parametrize("context", [None, 5])
+def test_save_and_load_keep_actnorm_initialised(context, tmp_path):
+    flow = _ready(context)
+    torch.save(flow.state_dict(), tmp_path / "flow.pt")
+    torch.manual_seed(1)
+    loaded = LatentFlow(6, CONFIG, context=context)
+    loaded.load_state_dict(torch.load(tmp_path / "flow.pt", weights_only=True))
+    states = [m.initialized for m in loaded.modules() if type(m).__name__ == "ActNorm"]
+    assert states and all(bool(s) for s in states)
+    z, h = torch.randn(8, 6) * 5 - 2, (torch.randn(8, context) if context else None)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.eval()(z, h), flow.eval()(z, h))
+        # In training mode a loaded flow must not initialise ActNorm again from this batch.
+        loaded.train(), flow.train()
+        torch.testing.assert_close(loaded(z, h), flow(z, h))

@@ -65,3 +65,39 @@ def test_greyscale_and_shape_errors():
         render_textured(verts, faces, uvs, faces, torch.rand(2, 3, 8, 8), K, R, t, (30, 40))
     with pytest.raises(ValueError, match=r"faces: indices must lie in \[0, 3\]"):
         render_textured(verts, faces + 2, uvs, faces, torch.rand(1, 3, 8, 8), K, R, t, (30, 40))
+
+
+def test_gradients_match_finite_differences_in_vertices_and_texture():
+    """Directional derivatives of a weighted sum over a window of pixels inside one
+    triangle, autograd against central differences (PyTorch3D's cameras are float32, so
+    the function is kept smooth: a texture linear in uv for the vertex derivative, where
+    bilinear sampling has no kinks; any texture for the texture derivative, which is linear)."""
+    verts, faces, uvs, K, R, t = _quad_scene()
+    verts = verts + torch.tensor([[[2.0, 1.0, 3.0], [-1.0, 2.0, -2.0], [1.0, -2.0, 1.0], [0.0, 1.0, -1.0]]])
+    g = torch.Generator().manual_seed(0)
+    T = 16
+    u = (torch.arange(T) + 0.5) / T
+    ramp = torch.stack([0.2 + 0.6 * u[None, :].expand(T, T), 0.9 - 0.7 * u[:, None].expand(T, T),
+                        0.3 + 0.3 * u[None, :] + 0.3 * u[:, None]])[None]
+    noise = torch.rand(1, 3, T, T, generator=g)
+    weights = torch.zeros(1, 3, 60, 80)
+    weights[..., 27:33, 21:27] = torch.randn(1, 3, 6, 6, generator=g)  # around world (-20, 0), far from every edge
+
+    def f(v, x):
+        out = render_textured(v, faces, uvs, faces, x, K, R, t, (60, 80), backend="bbox")
+        assert bool(out.mask[0, 0, 27:33, 21:27].all())
+        return (out.image * weights).sum()
+
+    v = verts.clone().requires_grad_(True)
+    x = noise.clone().requires_grad_(True)
+    (gx,) = torch.autograd.grad(f(verts, x), (x,))
+    (gv,) = torch.autograd.grad(f(v, ramp), (v,))
+    for _ in range(3):
+        dv = torch.randn(verts.shape, generator=g)
+        dx = torch.randn(noise.shape, generator=g)
+        with torch.no_grad():
+            fd_v = (f(verts + 1e-2 * dv, ramp) - f(verts - 1e-2 * dv, ramp)) / 2e-2
+            fd_x = (f(verts, noise + 1e-2 * dx) - f(verts, noise - 1e-2 * dx)) / 2e-2
+        assert abs(float(fd_v)) > 1e-2  # the direction moves the image
+        assert float((gv * dv).sum()) == pytest.approx(float(fd_v), rel=2e-3, abs=1e-4)
+        assert float((gx * dx).sum()) == pytest.approx(float(fd_x), rel=1e-3, abs=1e-4)

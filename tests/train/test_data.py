@@ -52,3 +52,24 @@ def test_conditions_from_the_hmc_tools_files(tiny_capture, tiny_hmc):
     expected = normalise_keypoints(xy, vis, (H, W))
     torch.testing.assert_close(kpt.frame(ref).condition, expected)
     assert expected[vis].abs().max() <= 1 and (expected[~vis] == 0).all()
+
+
+def test_cache_holds_at_most_its_bound(tiny_capture):
+    from avatarfit.data import Capture
+    from avatarfit.train.data import TrainingData
+    from tests.train.conftest import tiny_config
+    import dataclasses
+
+    config = tiny_config("dam")
+    unbounded = TrainingData(Capture(tiny_capture), config, False)
+    for step in range(4):
+        unbounded.training_batch(step)
+    full = unbounded.cache_bytes
+    assert full > 0
+    small = dataclasses.replace(config, data=dataclasses.replace(config.data, cache_mb=full / 3 / 2**20))
+    data = TrainingData(Capture(tiny_capture), small, False)
+    batches = [data.training_batch(step) for step in range(4)]
+    assert 0 < data.cache_bytes <= full / 3
+    for a, b in zip(batches, (unbounded.training_batch(s) for s in range(4))):  # same batches either way
+        for k in a:
+            assert torch.equal(a[k], b[k]), k

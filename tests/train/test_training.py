@@ -90,19 +90,29 @@ def test_pretrained_must_match(tiny_capture, dam_run, tmp_path):
         train(config, tiny_capture, tmp_path / "r", progress=False)
 
 
-def test_ddp_on_gloo_with_two_processes(tiny_capture, tmp_path):
+def test_ddp_on_gloo_equals_one_process_with_the_same_global_batch(tiny_capture, tmp_path):
+    """Two processes, each with half of every global batch of 4 (gradients averaged), end
+    where one process with the whole batch does. DAM: no batch norm or dropout, whose
+    per-process statistics would differ by design."""
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "ddp"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(root))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
            "-m", "avatarfit.cli", "train", "--capture", str(tiny_capture), "--out", str(out), "--no-progress",
-           "--config", str(root / "configs" / "train" / "small" / "lip_flow_hmc.yaml")]
+           "--config", str(root / "configs" / "train" / "small" / "dam_hmc.yaml")]
     cmd += [f"--set={k}" for k in _tiny_sets()]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sums = dict(re.findall(r"rank (\d): parameter checksum (\S+)", proc.stdout + proc.stderr))
     assert set(sums) == {"0", "1"} and sums["0"] == sums["1"]
-    assert load_checkpoint(out / "last.pt")["step"] == 6
+    ddp = load_checkpoint(out / "last.pt")
+    assert ddp["step"] == 6
+    single = tmp_path / "single"
+    train(config_of(ddp), tiny_capture, single, progress=False)
+    one = load_checkpoint(single / "last.pt")
+    for k in one["model"]:
+        torch.testing.assert_close(ddp["model"][k], one["model"][k], rtol=1e-4, atol=1e-5, msg=k)
+    assert ddp["state"]["best_loss"] == pytest.approx(one["state"]["best_loss"], rel=1e-4)
 
 
 def _tiny_sets():

@@ -1,0 +1,108 @@
+"""Resuming every variant, resuming with changed schedules, and why a run stops."""
+
+import os
+import socket
+
+import pytest
+import torch
+import yaml
+
+from avatarfit.cli import main
+from avatarfit.models import VARIANTS
+from avatarfit.train import train
+from avatarfit.train.checkpoint import load_checkpoint
+from tests.train.conftest import TINY_OVERRIDES, tiny_config
+
+CASES = [(v, c) for v in VARIANTS for c in ("hmc", "kpt") if c == "hmc" or VARIANTS[v].conditional]
+
+
+@pytest.mark.parametrize("variant, condition", CASES)
+def test_every_variant_resumes_exactly(variant, condition, tiny_capture, dam_run, tmp_path):
+    extra = {"pretrained": str(dam_run)} if VARIANTS[variant].pretrained else {}
+    straight = train(tiny_config(variant, condition, steps=6, **extra), tiny_capture, tmp_path / "a", progress=False)
+    train(tiny_config(variant, condition, steps=3, **extra), tiny_capture, tmp_path / "b", progress=False)
+    resumed = train(tiny_config(variant, condition, steps=6, **extra), tiny_capture, tmp_path / "b", resume=True,
+                    progress=False)
+    a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
+    assert a["step"] == b["step"] == 6 and resumed.best_loss == straight.best_loss
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    if VARIANTS[variant].pretrained:  # the DAM stays the pretrained one, frozen
+        dam = load_checkpoint(dam_run)["model"]
+        for k, v in dam.items():
+            if k.startswith(("encoder.", "decoder.")):
+                assert torch.equal(b["model"][k], v), k
+
+
+def _flat_sets():
+    def flat(prefix, d):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(f"{prefix}{k}.", v)
+            else:
+                yield f"--set={prefix}{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+    return list(flat("", TINY_OVERRIDES))
+
+
+def test_plain_resume_keeps_a_longer_schedule(tiny_capture, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "--capture", str(tiny_capture), "--out", str(out), "--no-progress"]
+    assert main(base + ["--config", "configs/train/small/dam_hmc.yaml"] + _flat_sets() + ["--set=train.steps=2"]) == 0
+    # Extend the run: --resume with --set, no --config.
+    assert main(base + ["--resume", "--set=train.steps=4"]) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["train"]["steps"] == 4
+    assert load_checkpoint(out / "last.pt")["step"] == 4
+    # A later plain --resume continues with 4 steps, not the first config's 2.
+    assert main(base + ["--resume", "--set=train.max_minutes=10"]) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["train"]["steps"] == 4 and saved["train"]["max_minutes"] == 10
+    assert main(base + ["--resume", "--set=model.dam.latent=4"]) == 2
+    assert "model.dam.latent" in capsys.readouterr().err
+
+
+def test_early_stop_after_patience_without_improvement(tiny_capture, tmp_path):
+    # A learning rate too small to move float32 weights: the held-out loss never improves.
+    config = tiny_config("dam", steps=50, lr=1e-12, eval_every=1, patience=3)
+    result = train(config, tiny_capture, tmp_path / "r", progress=False)
+    assert (result.stopped, result.best_step, result.steps) == ("early", 1, 4)
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["step"] == 4
+
+
+def test_time_budget_stops_the_run(tiny_capture, tmp_path):
+    config = tiny_config("dam", steps=50, max_minutes=1e-9)
+    result = train(config, tiny_capture, tmp_path / "r", progress=False)
+    assert (result.stopped, result.steps) == ("time", 1)
+    assert load_checkpoint(tmp_path / "r" / "last.pt")["step"] == 1
+
+
+def _agree_worker(rank: int, port: int, queue) -> None:
+    import torch.distributed as dist
+
+    from avatarfit.train.distributed import DistInfo
+    from avatarfit.train.loop import _agree
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        info = DistInfo(rank=rank, world=2, device=torch.device("cpu"))
+        # The clocks of the two processes disagree: rank 1 thinks its budget is spent.
+        queue.put((rank, _agree("time" if rank == 1 else "steps", info), _agree("early" if rank == 0 else "steps", info)))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_every_process_follows_the_main_ones_stop_decision():
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_agree_worker, args=(r, port, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(queue.get(timeout=60) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    assert results == [(0, "steps", "early"), (1, "steps", "early")]
