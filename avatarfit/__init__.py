@@ -2,7 +2,7 @@
 
 Subpackages, one per stage of the data flow (see the README):
 
-- :mod:`avatarfit.data`: captures in the Multiface layout, normalisation statistics, datasets.
+- :mod:`avatarfit.data`: captures in the Multiface layout, normalisation statistics.
 - :mod:`avatarfit.render`: OpenCV cameras, rasterisers and textured rendering through PyTorch3D.
 - :mod:`avatarfit.synth`: synthetic subjects, expression rig and capture generation.
 

@@ -18,6 +18,7 @@ from ..data.cache import TensorCache
 from ..data.capture import Capture, FrameRef
 from ..data.keypoints import read_keypoints
 from ..data.layout import HMC_VIEWS, Layout
+from ..data.stats import NormStats
 from ..render.renderer import rasterize
 from .config import TrainConfig
 
@@ -74,10 +75,11 @@ class TrainingData:
         if self.frontal not in cams:
             self.frontal = cams[0]
         stats = capture.stats
-        self.tex_mean = self._resize(stats.tex_mean)
-        self.tex_std = float(stats.tex_std)
-        self.vert_mean = stats.vert_mean
-        self.vert_std = float(stats.vert_std)
+        #: The capture's statistics with the mean texture at the model's texture size.
+        self.stats = NormStats(self._resize(stats.tex_mean), float(stats.tex_std), stats.vert_mean,
+                               float(stats.vert_std))
+        self.tex_mean, self.tex_std = self.stats.tex_mean, self.stats.tex_std
+        self.vert_mean, self.vert_std = self.stats.vert_mean, self.stats.vert_std
         topo = capture.topology
         self.faces, self.verts_uvs, self.faces_uvs = topo.faces, topo.verts_uvs, topo.faces_uvs
         self.num_verts = topo.num_verts
@@ -121,8 +123,8 @@ class TrainingData:
 
     def _read_frame(self, ref: FrameRef) -> _Frame:
         cap = self.capture
-        tex = (self._resize(cap.texture(ref.segment, ref.frame)) - self.tex_mean) / self.tex_std
-        verts = (cap.vertices(ref.segment, ref.frame) - self.vert_mean) / self.vert_std
+        tex = self.stats.normalise_texture(self._resize(cap.texture(ref.segment, ref.frame)))
+        verts = self.stats.normalise_verts(cap.vertices(ref.segment, ref.frame))
         R, t = cap.head_pose(ref.segment, ref.frame)
         return _Frame(tex, verts, R, t, self._condition(ref) if self.conditional else None)
 
