@@ -42,6 +42,11 @@ class Variant:
         pretrained: starts from a trained DAM whose encoder and decoder stay frozen.
         entropy_penalty: in the keypoint setting, adds ``lambda_L * H(N(mu_p, sigma_p))``
             (see the module docstring).
+        latent_reduction: how L_L (and the entropy term) reduce over the L latent
+            dimensions by default: ``mean`` for the KL and Gaussian-regression terms (the
+            DAM reference implementation averages its KL over dimensions, and the paper
+            reuses its weights), ``sum`` for a flow's negative log-density (the density of
+            the whole code). Measured in the training README section.
     """
 
     name: str
@@ -52,6 +57,10 @@ class Variant:
     lambda_latent: float
     pretrained: bool = False
     entropy_penalty: bool = False
+
+    @property
+    def latent_reduction(self) -> str:
+        return "sum" if self.latent_loss == "nll" else "mean"
 
     @property
     def conditional(self) -> bool:

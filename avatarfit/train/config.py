@@ -68,9 +68,11 @@ class LossConfig:
         latent: lambda_L; ``null`` takes the variant's paper value. L_L is a sum over the
             latent dimensions (a KL or a negative log-density of z), divided by L when
             ``latent_reduction`` is ``mean``.
-        latent_reduction: ``sum`` (the log-density of the whole code, as the flow's
+        latent_reduction: ``sum`` (the log-density of the whole code, as a flow's
             likelihood is defined) or ``mean`` (per latent dimension, as the DAM reference
-            implementation averages its KL). It scales L_L and the entropy term alike.
+            implementation averages its KL); ``null`` takes the variant's: ``mean`` for
+            the KL and regression terms, ``sum`` for the flows' -log p (chosen by
+            measurement, see the README). It scales L_L and the entropy term alike.
         entropy: weight of the entropy of N(mu_p, sigma_p); ``null`` gives lambda_L for
             keypoint-conditioned DAM-HMC-Reg, LiP-KL and LiP-Flow (seed 003, H.1), else 0
             (why not DAM-HMC-Enc: :mod:`avatarfit.models.catalog`).
@@ -79,11 +81,11 @@ class LossConfig:
     image: float = 10.0
     geometry: float = 1.0
     latent: float | None = None
-    latent_reduction: str = "sum"
+    latent_reduction: str | None = None
     entropy: float | None = None
 
     def __post_init__(self) -> None:
-        if self.latent_reduction not in ("sum", "mean"):
+        if self.latent_reduction not in (None, "sum", "mean"):
             raise ValueError(f"loss.latent_reduction: expected 'sum' or 'mean', got {self.latent_reduction!r}")
 
 
@@ -149,6 +151,11 @@ class TrainConfig:
     @property
     def lambda_latent(self) -> float:
         return self.loss.latent if self.loss.latent is not None else VARIANTS[self.model.variant].lambda_latent
+
+    @property
+    def latent_reduction(self) -> str:
+        """``sum`` or ``mean``: how L_L reduces over latent dimensions (see :class:`LossConfig`)."""
+        return self.loss.latent_reduction or VARIANTS[self.model.variant].latent_reduction
 
     @property
     def lambda_entropy(self) -> float:

@@ -72,7 +72,7 @@ class Objective(nn.Module):
         self.w_latent = config.lambda_latent
         self.w_entropy = config.lambda_entropy
         # Latent terms are sums over the L dimensions; "mean" divides them by L.
-        self.latent_scale = 1.0 / model.config.dam.latent if config.loss.latent_reduction == "mean" else 1.0
+        self.latent_scale = 1.0 / model.config.dam.latent if config.latent_reduction == "mean" else 1.0
 
     def codes(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor | PriorParams | None]:
         """Encoder and prior outputs and the code z to decode (``z = mu + sigma * noise``)."""

@@ -45,3 +45,16 @@ def test_shipped_configs_load():
     for f in files:
         c = load_train_config(f, ["train.pretrained=RUN"] if "reg" in f.name else None)
         assert f.name.startswith(c.model.variant) and f.stem.endswith(c.model.condition)
+
+
+def test_latent_reduction_defaults_per_variant_and_can_be_set():
+    from avatarfit.models import VARIANTS
+
+    expected = {"dam": "mean", "dam_flow": "sum", "dam_hmc_enc": "mean", "dam_hmc_reg": "mean", "lip_kl": "mean",
+                "lip_flow": "sum"}
+    for name, reduction in expected.items():
+        extra = ["train.pretrained=RUN"] if VARIANTS[name].pretrained else []
+        assert load_train_config(None, [f"model.variant={name}"] + extra).latent_reduction == reduction
+    assert load_train_config(None, ["model.variant=dam", "loss.latent_reduction=sum"]).latent_reduction == "sum"
+    with pytest.raises(ValueError, match="loss.latent_reduction: expected 'sum' or 'mean', got 'max'"):
+        load_train_config(None, ["loss.latent_reduction=max"])
