@@ -38,6 +38,16 @@ def _fsync(path: Path, directory: bool = False) -> None:
         os.close(fd)
 
 
+def _new_file_mode(path: Path) -> int:
+    """The mode ``open(path, "w")`` would give: the existing file's, else 0666 less the umask."""
+    try:
+        return path.stat().st_mode & 0o777
+    except FileNotFoundError:
+        umask = os.umask(0o022)
+        os.umask(umask)
+        return 0o666 & ~umask
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; on success make it durable and rename it
@@ -56,6 +66,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp_path = Path(tmp)
     try:
         yield tmp_path
+        os.chmod(tmp_path, _new_file_mode(path))  # mkstemp's 0600 would hide the file from other users
         _fsync(tmp_path)
         os.replace(tmp_path, path)
     except BaseException:

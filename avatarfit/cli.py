@@ -133,6 +133,14 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                     help="override a config value, e.g. --set train.steps=500 --set model.dam.latent=32 (repeatable)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    ex = sub.add_parser("export-avatar", help="write the self-contained avatar file of a training run",
+                        description="Build avatar.pt (model, normalisation statistics, topology, keypoint definition, "
+                        "background) from a run's best checkpoint and the capture it was trained on. avatarfit train "
+                        "writes it by itself; this is for runs from before avatar files, or to write it elsewhere.")
+    ex.add_argument("--run", type=Path, required=True, help="run folder (its best.pt) or a checkpoint file")
+    ex.add_argument("--capture", type=Path, required=True, help="the capture the run was trained on")
+    ex.add_argument("--out", type=Path, help="avatar file (default: avatar.pt beside the checkpoint)")
     return parser
 
 
@@ -278,6 +286,13 @@ def _cmd_train(args) -> None:
           f"run folder {result.out} (tensorboard --logdir {result.out / 'tb'})")
 
 
+def _cmd_export_avatar(args) -> None:
+    from .train.export import export_avatar
+
+    avatar, path = export_avatar(args.run, args.capture, args.out)
+    print(f"wrote {path}: {avatar}")
+
+
 def _cmd_demo(args) -> None:
     from ._io import write_png
     from .data.capture import Capture
@@ -311,7 +326,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from .errors import AvatarfitError
 
-    commands = {"demo": _cmd_demo, "synth": _cmd_synth, "render": _cmd_render, "hmc": _cmd_hmc, "train": _cmd_train}
+    commands = {"demo": _cmd_demo, "synth": _cmd_synth, "render": _cmd_render, "hmc": _cmd_hmc, "train": _cmd_train,
+                "export-avatar": _cmd_export_avatar}
     try:
         commands[args.command](args)
     except (AvatarfitError, ValueError, FileExistsError, FileNotFoundError) as exc:

@@ -37,7 +37,7 @@ def _load(run: str, cap: Capture):
 
 
 def _geom_mm(objective: Objective, verts_n: torch.Tensor, target_n: torch.Tensor) -> torch.Tensor:
-    return ((verts_n - target_n) * objective.vert_std).norm(dim=-1).mean(-1)
+    return ((verts_n - target_n) * objective.avatar.vert_std).norm(dim=-1).mean(-1)
 
 
 def _fit(objective: Objective, batch: dict, z0: torch.Tensor, params, weight: float, steps: int):

@@ -107,3 +107,14 @@ def tiny_hmc(tiny_capture, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("hmc") / "out"
     write_hmc(tiny_capture, out, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def dam_run(tiny_capture, tmp_path_factory):
+    """A DAM trained for a few steps (the pretrained model of DAM-HMC-Reg)."""
+    from avatarfit.train import train
+    from tests.train.conftest import tiny_config
+
+    out = tmp_path_factory.mktemp("runs") / "dam"
+    train(tiny_config("dam"), tiny_capture, out, progress=False)
+    return out

@@ -43,3 +43,12 @@ def test_file_and_folder_are_synced_before_and_after_the_rename(tmp_path, monkey
     assert kinds == ["fsync", "replace", "fsync"], events
     assert events[0][1].startswith(str(tmp_path / ".best.pt."))  # the temporary file, before the rename
     assert events[2][1] == str(tmp_path)  # the folder, after it
+
+
+def test_new_files_get_the_mode_open_would_give(tmp_path):
+    write_text_atomic(tmp_path / "a.txt", "x")
+    (tmp_path / "b.txt").write_text("x")
+    assert (tmp_path / "a.txt").stat().st_mode == (tmp_path / "b.txt").stat().st_mode
+    os.chmod(tmp_path / "a.txt", 0o640)
+    write_text_atomic(tmp_path / "a.txt", "y")  # replacing keeps the file's mode
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640

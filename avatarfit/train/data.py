@@ -19,6 +19,8 @@ from ..data.capture import Capture, FrameRef
 from ..data.keypoints import read_keypoints
 from ..data.layout import HMC_VIEWS, Layout
 from ..data.stats import NormStats
+from ..data.surface import SurfacePoints, read_surface_points
+from ..synth.keypoints import NUM_KEYPOINTS, keypoint_definition
 from ..render.renderer import rasterize
 from .config import TrainConfig
 
@@ -88,11 +90,40 @@ class TrainingData:
         # masks, least recently used first out beyond data.cache_mb.
         self.cache = TensorCache(int(config.data.cache_mb * 2**20) if config.data.cache else 0)
         self._hmc = None
+        self._kpt_points: SurfacePoints | None | bool = False  # False: not looked up yet
         self._kpt_size: tuple[int, int] | None = None
         if conditional and config.data.hmc_source == "memory":
             from ..synth.hmc import SyntheticHmc
 
             self._hmc = SyntheticHmc(capture, config.data.hmc)
+
+    def avatar(self, model, keypoints: bool = True) -> "Avatar":
+        """``model`` as an :class:`~avatarfit.avatar.Avatar` with this capture's statistics,
+        topology, background and (with ``keypoints``) keypoint definition: what training
+        saves beside ``best.pt``."""
+        from ..avatar import Avatar
+
+        return Avatar(model, self.stats, self.faces, self.verts_uvs, self.faces_uvs,
+                      keypoints=self.keypoint_points() if keypoints else None,
+                      background=self.background, backend=self.config.train.backend,
+                      info={"capture": str(self.capture.root), "frontal_camera": self.frontal})
+
+    def keypoint_points(self) -> SurfacePoints | None:
+        """The 274 keypoint definitions: ``keypoints/points.txt`` of the HMC files when
+        present, else the HMC tool's definition from the capture's landmarks, else ``None``."""
+        if self._kpt_points is False:
+            root = Path(self.config.data.hmc_dir) if self.config.data.hmc_dir else self.capture.root
+            path = Layout(root).keypoint_points
+            if self._hmc is not None:
+                points = self._hmc.keypoint_points
+            elif path.is_file():
+                points = read_surface_points(path, count=NUM_KEYPOINTS, num_faces=int(self.faces.shape[0]))
+            elif self.capture.layout.landmarks.is_file():
+                points = keypoint_definition(self.stats.vert_mean, self.faces, self.capture.landmarks)
+            else:
+                points = None
+            self._kpt_points = points
+        return self._kpt_points
 
     def _resize(self, texture: torch.Tensor) -> torch.Tensor:
         T = self.config.model.dam.texture_size

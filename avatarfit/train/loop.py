@@ -2,6 +2,7 @@
 
 A run folder holds ``config.yaml`` (the resolved config), ``last.pt`` (every
 ``checkpoint_every`` steps and at the end), ``best.pt`` (lowest held-out loss),
+``avatar.pt`` (the best weights as a self-contained :class:`~avatarfit.avatar.Avatar`),
 ``metrics.yaml`` and TensorBoard logs in ``tb/``. Batches and noise are functions of
 ``(seed, step)`` and the optimiser state is checkpointed, so ``--resume`` continues
 exactly where the run stopped.
@@ -21,6 +22,7 @@ import torch
 import yaml
 
 from .._io import write_text_atomic
+from ..avatar import AVATAR_FILE
 from ..config import merge_mappings, from_dict
 from ..data.capture import Capture
 from ..eval.metrics import psnr
@@ -342,6 +344,10 @@ def _train(config: TrainConfig, cap: Capture, out: Path, payload: dict | None, i
         improved = evaluated and _evaluate(run, writer, step, info)
         if improved:
             checkpoint("best.pt", step)
+            if info.main:  # the self-contained avatar of the best weights, for fitting
+                avatar = run.data.avatar(run.model)
+                avatar.info.update(run=str(out), step=step, heldout_loss=run.state["best_loss"])
+                avatar.save(out / AVATAR_FILE)
         stopped = _agree(_stop_reason(run, step, improved, evaluated), info)
         if stopped != "steps" or step % cfg.checkpoint_every == 0 or step == cfg.steps:
             checkpoint("last.pt", step)

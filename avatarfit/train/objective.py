@@ -19,9 +19,9 @@ import math
 import torch
 from torch import nn
 
+from ..avatar import Avatar
 from ..models.priors import PriorParams, gaussian_log_prob
 from ..models.variants import AvatarModel
-from ..render.renderer import render_textured
 from .config import TrainConfig
 from .data import TrainingData
 
@@ -57,16 +57,10 @@ class Objective(nn.Module):
         super().__init__()
         self.model = model
         self.variant = model.variant
-        self.register_buffer("tex_mean", data.tex_mean.clone())
-        self.register_buffer("vert_mean", data.vert_mean.clone())
-        self.register_buffer("faces", data.faces.clone())
-        self.register_buffer("verts_uvs", data.verts_uvs.clone())
-        self.register_buffer("faces_uvs", data.faces_uvs.clone())
+        #: Decoding and rendering, shared with fitting and evaluation.
+        self.avatar = data.avatar(model, keypoints=False)
         self.tex_std = data.tex_std
-        self.vert_std = data.vert_std
         self.image_size = data.image_size
-        self.background = data.background
-        self.backend = config.train.backend
         self.w_image = config.loss.image
         self.w_geometry = config.loss.geometry
         self.w_latent = config.lambda_latent
@@ -116,21 +110,14 @@ class Objective(nn.Module):
         return per.mean() * self.latent_scale
 
     def render(self, z: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Decode ``z (B, L)`` and render it in the batch's cameras.
+        """Decode ``z (B, L)`` and render it in the batch's cameras (:meth:`Avatar.render_views`).
 
         Returns:
             ``verts (B, V, 3)`` normalised, ``image (B, C, 3, H, W)``.
         """
-        dec = self.model.decoder
-        B, C = batch["K"].shape[:2]
-        verts_n = dec.decode_geometry(z)
-        verts = verts_n * self.vert_std + self.vert_mean
-        world = verts @ batch["head_R"].transpose(1, 2) + batch["head_t"][:, None]
-        tex = dec.decode_texture(z.repeat_interleave(C, 0), batch["view"].flatten(0, 1)) * self.tex_std + self.tex_mean
-        out = render_textured(world.repeat_interleave(C, 0), self.faces, self.verts_uvs, self.faces_uvs, tex,
-                              batch["K"].flatten(0, 1), batch["R"].flatten(0, 1), batch["t"].flatten(0, 1),
-                              self.image_size, backend=self.backend, background=self.background)
-        return {"verts": verts_n, "image": out.image.view(B, C, *out.image.shape[1:])}
+        out = self.avatar.render_views(z, batch["K"], batch["R"], batch["t"], self.image_size, batch["head_R"],
+                                       batch["head_t"], batch["view"])
+        return {"verts": out.verts, "image": out.image}
 
     def forward(self, batch: dict[str, torch.Tensor], renders: bool = False) -> dict[str, torch.Tensor]:
         """Loss terms (``loss`` is the total, all scalars), latent statistics (``stats/*``

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 TINY_OVERRIDES = {
     "model": {
         "dam": {"latent": 8, "texture_size": 32, "channels": [8, 8], "geometry_hidden": 32, "view_features": 4},
@@ -23,13 +21,3 @@ def tiny_config(variant: str, condition: str = "hmc", **train):
 
     overrides = merge_mappings(TINY_OVERRIDES, {"model": {"variant": variant, "condition": condition}, "train": train})
     return load_train_config(None, overrides)
-
-
-@pytest.fixture(scope="session")
-def dam_run(tiny_capture, tmp_path_factory):
-    """A DAM trained for a few steps (the pretrained model of DAM-HMC-Reg)."""
-    from avatarfit.train import train
-
-    out = tmp_path_factory.mktemp("runs") / "dam"
-    train(tiny_config("dam"), tiny_capture, out, progress=False)
-    return out

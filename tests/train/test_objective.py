@@ -131,16 +131,16 @@ def test_render_order_is_frames_by_views_with_the_head_pose_applied(tiny_capture
         out = objective.render(z, batch)
         dec = objective.model.decoder
         for b, ref in enumerate(refs):
-            local = dec.decode_geometry(z[b:b + 1]) * objective.vert_std + objective.vert_mean
+            local = dec.decode_geometry(z[b:b + 1]) * objective.avatar.vert_std + objective.avatar.vert_mean
             R, t = cap.head_pose(ref.segment, ref.frame)  # head-local -> world, from the file
             world = local @ R.T + t
             for v, cam in enumerate(cams[b]):
                 K, Rc, tc = cap.camera_tensors(cam)
                 view = cap.view_vector(ref.segment, ref.frame, cam)
-                tex = dec.decode_texture(z[b:b + 1], view[None]) * objective.tex_std + objective.tex_mean
-                one = render_textured(world, objective.faces, objective.verts_uvs, objective.faces_uvs, tex, K[None],
+                tex = dec.decode_texture(z[b:b + 1], view[None]) * objective.avatar.tex_std + objective.avatar.tex_mean
+                one = render_textured(world, objective.avatar.faces, objective.avatar.verts_uvs, objective.avatar.faces_uvs, tex, K[None],
                                       Rc[None], tc[None], objective.image_size, backend="bbox",
-                                      background=objective.background)
+                                      background=objective.avatar.background)
                 torch.testing.assert_close(out["image"][b, v], one.image[0], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(out["image"][0, 0], out["image"][1, 1])  # different frames and cameras
 
@@ -152,7 +152,7 @@ def test_image_loss_counts_the_masked_pixels_only(tiny_capture):
         base = objective(batch)
         r = objective.render(objective.codes(batch)["z"], batch)["image"]
         mask = batch["mask"]
-        err = ((r - batch["photo"]) / objective.tex_std) ** 2 * mask
+        err = ((r - batch["photo"]) / objective.avatar.tex_std) ** 2 * mask
         expected = (err.sum((2, 3, 4)) / (3 * mask.sum((2, 3, 4)))).sum(1).mean()
         torch.testing.assert_close(base["image"], expected)
         outside = dict(batch, photo=torch.where(mask > 0, batch["photo"], 1 - batch["photo"]))
