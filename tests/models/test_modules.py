@@ -82,4 +82,4 @@ def test_log_sigma_bound_is_smooth_and_a_sigma_at_the_bound_comes_back():
         opt.zero_grad()
         (log_sigma(raw) ** 2).sum().backward()
         opt.step()
-    assert abs(float(log_sigma(raw))) < 0.1, float(raw)
+    assert abs(float(log_sigma(raw).detach())) < 0.1, float(raw.detach())
