@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -23,6 +24,9 @@ from ..data.surface import SurfacePoints, read_surface_points
 from ..synth.keypoints import NUM_KEYPOINTS, keypoint_definition
 from ..render.renderer import rasterize
 from .config import TrainConfig
+
+if TYPE_CHECKING:
+    from ..avatar import Avatar
 
 __all__ = ["TrainingData", "split_frames"]
 

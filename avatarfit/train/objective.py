@@ -19,7 +19,6 @@ import math
 import torch
 from torch import nn
 
-from ..avatar import Avatar
 from ..models.priors import PriorParams, gaussian_log_prob
 from ..models.variants import AvatarModel
 from .config import TrainConfig

@@ -21,3 +21,17 @@ def tiny_config(variant: str, condition: str = "hmc", **train):
 
     overrides = merge_mappings(TINY_OVERRIDES, {"model": {"variant": variant, "condition": condition}, "train": train})
     return load_train_config(None, overrides)
+
+
+def tiny_sets() -> list[str]:
+    """:data:`TINY_OVERRIDES` as ``key=value`` strings for ``--set``."""
+    import yaml
+
+    def flat(prefix, d):
+        for k, v in d.items():
+            if isinstance(v, dict):
+                yield from flat(f"{prefix}{k}.", v)
+            else:
+                yield f"{prefix}{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
+
+    return list(flat("", TINY_OVERRIDES))

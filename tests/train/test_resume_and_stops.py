@@ -1,6 +1,5 @@
 """Resuming every variant, resuming with changed schedules, and why a run stops."""
 
-import os
 import socket
 
 import pytest
@@ -11,7 +10,7 @@ from avatarfit.cli import main
 from avatarfit.models import VARIANTS
 from avatarfit.train import train
 from avatarfit.train.checkpoint import load_checkpoint
-from tests.train.conftest import TINY_OVERRIDES, tiny_config
+from tests.train.conftest import tiny_config, tiny_sets
 
 CASES = [(v, c) for v in VARIANTS for c in ("hmc", "kpt") if c == "hmc" or VARIANTS[v].conditional]
 
@@ -34,21 +33,10 @@ def test_every_variant_resumes_exactly(variant, condition, tiny_capture, dam_run
                 assert torch.equal(b["model"][k], v), k
 
 
-def _flat_sets():
-    def flat(prefix, d):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                yield from flat(f"{prefix}{k}.", v)
-            else:
-                yield f"--set={prefix}{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-
-    return list(flat("", TINY_OVERRIDES))
-
-
 def test_plain_resume_keeps_a_longer_schedule(tiny_capture, tmp_path, capsys):
     out = tmp_path / "run"
     base = ["train", "--capture", str(tiny_capture), "--out", str(out), "--no-progress"]
-    assert main(base + ["--config", "configs/train/small/dam_hmc.yaml"] + _flat_sets() + ["--set=train.steps=2"]) == 0
+    assert main(base + ["--config", "configs/train/small/dam_hmc.yaml"] + [f"--set={k}" for k in tiny_sets()] + ["--set=train.steps=2"]) == 0
     # Extend the run: --resume with --set, no --config.
     assert main(base + ["--resume", "--set=train.steps=4"]) == 0
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["steps"] == 4

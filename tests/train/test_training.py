@@ -15,7 +15,7 @@ from avatarfit.train import train
 from avatarfit.train.checkpoint import config_of, load_checkpoint
 from avatarfit.train.data import TrainingData
 from avatarfit.train.objective import Objective
-from tests.train.conftest import tiny_config
+from tests.train.conftest import tiny_config, tiny_sets
 
 CASES = [(v, c) for v in VARIANTS for c in ("hmc", "kpt") if c == "hmc" or VARIANTS[v].conditional]
 
@@ -100,7 +100,7 @@ def test_ddp_on_gloo_equals_one_process_with_the_same_global_batch(tiny_capture,
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--standalone",
            "-m", "avatarfit.cli", "train", "--capture", str(tiny_capture), "--out", str(out), "--no-progress",
            "--config", str(root / "configs" / "train" / "small" / "dam_hmc.yaml")]
-    cmd += [f"--set={k}" for k in _tiny_sets()]
+    cmd += [f"--set={k}" for k in tiny_sets() + ["train.steps=6", "train.batch=4"]]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     sums = dict(re.findall(r"rank (\d): parameter checksum (\S+)", proc.stdout + proc.stderr))
@@ -113,16 +113,3 @@ def test_ddp_on_gloo_equals_one_process_with_the_same_global_batch(tiny_capture,
     for k in one["model"]:
         torch.testing.assert_close(ddp["model"][k], one["model"][k], rtol=1e-4, atol=1e-5, msg=k)
     assert ddp["state"]["best_loss"] == pytest.approx(one["state"]["best_loss"], rel=1e-4)
-
-
-def _tiny_sets():
-    from tests.train.conftest import TINY_OVERRIDES
-
-    def flat(prefix, d):
-        for k, v in d.items():
-            if isinstance(v, dict):
-                yield from flat(f"{prefix}{k}.", v)
-            else:
-                yield f"{prefix}{k}={yaml.safe_dump(v, default_flow_style=True).strip().removesuffix('...').strip()}"
-
-    return list(flat("", TINY_OVERRIDES)) + ["train.steps=6", "train.batch=4"]
