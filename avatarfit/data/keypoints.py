@@ -16,7 +16,7 @@ from .._io import write_text_atomic
 from ..errors import FormatError, ShapeError
 from ._text import parse_floats, table_rows
 
-__all__ = ["read_keypoints", "format_keypoints", "write_keypoints"]
+__all__ = ["read_keypoints", "format_keypoints", "write_keypoints", "normalise_keypoints"]
 
 
 def read_keypoints(path: str | os.PathLike, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -51,3 +51,11 @@ def format_keypoints(xy: torch.Tensor, visible: torch.Tensor) -> str:
 def write_keypoints(path: str | os.PathLike, xy: torch.Tensor, visible: torch.Tensor) -> None:
     """Write a keypoint file atomically."""
     write_text_atomic(path, format_keypoints(xy, visible))
+
+
+def normalise_keypoints(xy: torch.Tensor, visible: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
+    """The keypoint encoder's input: pixels ``(..., K, 2)`` -> [-1, 1] by the image size
+    ``(H, W)``; hidden keypoints (``visible (..., K)`` false) -> 0."""
+    H, W = image_size
+    scale = torch.tensor([W, H], dtype=xy.dtype, device=xy.device)
+    return (xy / scale * 2 - 1) * visible[..., None].to(xy.dtype)

@@ -6,7 +6,7 @@ import torch
 
 from ..errors import ShapeError
 
-__all__ = ["psnr"]
+__all__ = ["psnr", "ssim", "l1", "geometry_error", "keypoint_distance"]
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, max_value: float = 1.0) -> torch.Tensor:
@@ -30,3 +30,57 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
         m = (mask > 0).to(err.dtype)
         mse = (err * m).flatten(1).sum(1) / (m.flatten(1).sum(1) * pred.shape[1]).clamp_min(1)
     return 10 * torch.log10(max_value**2 / mse.clamp_min(1e-12))
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11) -> torch.Tensor:
+    """Structural similarity per image (kornia's, Gaussian window), averaged over pixels.
+
+    Args:
+        pred, target: ``(B, C, H, W)`` in [0, 1].
+
+    Returns:
+        ``(B,)``.
+    """
+    from kornia.metrics import ssim as kornia_ssim
+
+    if pred.shape != target.shape or pred.ndim != 4:
+        raise ShapeError(f"pred, target: expected equal shapes (B, C, H, W), got {tuple(pred.shape)} and {tuple(target.shape)}")
+    return kornia_ssim(pred, target, window_size).flatten(1).mean(1)
+
+
+def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean absolute error per image: ``(B, C, H, W)`` -> ``(B,)``."""
+    if pred.shape != target.shape or pred.ndim != 4:
+        raise ShapeError(f"pred, target: expected equal shapes (B, C, H, W), got {tuple(pred.shape)} and {tuple(target.shape)}")
+    return (pred - target).abs().flatten(1).mean(1)
+
+
+def geometry_error(verts: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean per-vertex Euclidean distance (the unit of the vertices, mm for Multiface).
+
+    Args:
+        verts, target: ``(B, V, 3)``.
+
+    Returns:
+        ``(B,)``.
+    """
+    if verts.shape != target.shape or verts.ndim != 3 or verts.shape[-1] != 3:
+        raise ShapeError(f"verts, target: expected equal shapes (B, V, 3), got {tuple(verts.shape)} and {tuple(target.shape)}")
+    return (verts - target).norm(dim=-1).mean(-1)
+
+
+def keypoint_distance(points: torch.Tensor, target: torch.Tensor, visible: torch.Tensor) -> torch.Tensor:
+    """Mean distance in pixels over the visible keypoints (NaN for a frame with none).
+
+    Args:
+        points, target: ``(B, K, 2)`` pixels; visible: ``(B, K)`` bool.
+
+    Returns:
+        ``(B,)``.
+    """
+    if points.shape != target.shape or points.ndim != 3 or visible.shape != points.shape[:2]:
+        raise ShapeError(f"points, target, visible: expected (B, K, 2), (B, K, 2), (B, K), got {tuple(points.shape)}, "
+                         f"{tuple(target.shape)}, {tuple(visible.shape)}")
+    d = (points - target).norm(dim=-1)
+    v = visible.to(d.dtype)
+    return (d * v).sum(1) / v.sum(1)

@@ -17,7 +17,7 @@ import torch
 from .._io import read_png
 from ..data.cache import TensorCache
 from ..data.capture import Capture, FrameRef
-from ..data.keypoints import read_keypoints
+from ..data.keypoints import normalise_keypoints, read_keypoints
 from ..data.layout import HMC_VIEWS, Layout
 from ..data.stats import NormStats
 from ..data.surface import SurfacePoints, read_surface_points
@@ -28,7 +28,7 @@ from .config import TrainConfig
 if TYPE_CHECKING:
     from ..avatar import Avatar
 
-__all__ = ["TrainingData", "split_frames"]
+__all__ = ["TrainingData", "normalise_keypoints", "split_frames"]
 
 
 def split_frames(capture: Capture, holdout: float) -> tuple[list[FrameRef], list[FrameRef]]:
@@ -265,10 +265,3 @@ class TrainingData:
             b["noise"] = torch.zeros(len(refs), self.config.model.dam.latent)
             out.append(b)
         return out
-
-
-def normalise_keypoints(xy: torch.Tensor, visible: torch.Tensor, image_size: tuple[int, int]) -> torch.Tensor:
-    """Pixels ``(K, 2)`` -> [-1, 1] by the image size ``(H, W)``; hidden keypoints -> 0."""
-    H, W = image_size
-    scale = torch.tensor([W, H], dtype=xy.dtype)
-    return (xy / scale * 2 - 1) * visible[:, None].to(xy.dtype)

@@ -1,0 +1,27 @@
+"""Inference-time fitting: targets, the optimiser, the hyper-parameter search, headset
+pose and sequences (seed 003, H.2). See :mod:`avatarfit.fit.optimize` for the objective.
+
+Example:
+    >>> from avatarfit.avatar import Avatar                       # doctest: +SKIP
+    >>> from avatarfit.fit import FitConfig, TargetSource, fit
+    >>> avatar = Avatar.load("runs/lip_flow_hmc")
+    >>> source = TargetSource(Capture("CAP"), condition=avatar.condition)
+    >>> target = source.build("hmc", Capture("CAP").frames()[:8])
+    >>> result = fit(avatar, target, FitConfig(lr=0.1, lambda_latent=0.01))
+    >>> result.summary()["psnr"], result.summary()["geom_mm"]
+"""
+
+from .optimize import FitConfig, FitResult, check_target_for_avatar, fit, prior_start, render_frontal
+from .pose import perturb_headset, pose_error
+from .search import PAPER_GRIDS, SearchResult, search_hyperparameters
+from .sequence import fit_sequence, jitter
+from .sources import TargetSource
+from .targets import (TARGET_KINDS, FrontalTarget, GroundTruth, HMCTarget, KeypointTarget, MaskedFrontalTarget,
+                      compose_headset, eye_mouth_mask)
+
+__all__ = [
+    "FitConfig", "FitResult", "FrontalTarget", "GroundTruth", "HMCTarget", "KeypointTarget", "MaskedFrontalTarget",
+    "PAPER_GRIDS", "SearchResult", "TARGET_KINDS", "TargetSource", "check_target_for_avatar", "compose_headset",
+    "eye_mouth_mask", "fit", "fit_sequence", "jitter", "perturb_headset", "pose_error", "prior_start",
+    "render_frontal", "search_hyperparameters",
+]

@@ -1,0 +1,357 @@
+"""Inference-time fitting (seed 003, H.2): Adam on latent codes (and optionally the headset
+pose) so that the avatar's renderings match a target.
+
+Per frame, the objective is
+
+    E(z) = D(render(z), target) + lambda_L * (-log p(z | observation)) / L
+
+- D, images: over the pixels the target shows (every pixel of a frontal image, the mask of
+  a masked one, the face masks of HMC views), the mean squared error in units of the
+  avatar's texture standard deviation (as training's image loss), summed over views;
+  HMC renderings are converted to the target's infrared-like grey first.
+- D, keypoints: the mean squared reprojection error in pixels over the visible keypoints.
+- The latent term is the avatar's prior: N(0, I) for DAM, the unconditional flow for
+  DAM-Flow, the prior predicted from ``target.observation`` otherwise; divided by L so
+  that lambda_L means the same at any latent size. ``lambda_latent = 0`` gives the
+  paper's "w/o L_L" rows.
+
+Fitting starts from the prior's mean mapped into the decoder's space. Frames are
+independent: one code each, their objectives summed (Adam's update is per element, so a
+frame fitted in a batch equals it fitted alone), and each frame stops when its objective
+has not improved by more than ``tol`` (relative) for ``patience`` steps; its best code is
+kept. The decoder is frozen and everything runs in eval mode.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from dataclasses import dataclass, field
+
+import torch
+
+from ..avatar import Avatar
+from ..errors import ShapeError
+from ..eval.metrics import geometry_error, keypoint_distance, l1, psnr, ssim
+from .pose import params_to_pose, pose_to_params
+from .targets import GroundTruth, HMCTarget, KeypointTarget, MaskedFrontalTarget, compose_headset
+
+__all__ = ["FitConfig", "FitResult", "fit", "prior_start", "check_target_for_avatar", "render_frontal"]
+
+
+@dataclass(frozen=True)
+class FitConfig:
+    """Settings of a fit.
+
+    Attributes:
+        lr: Adam learning rate of the codes (paper grid: 0.01, 0.1, 0.5).
+        lambda_latent: weight of the latent NLL (paper grids: 0.01, 0.001, 0.0001 for
+            frontal and masked targets; 0.1, 0.01, 0.001 for HMC and keypoint targets).
+        steps: at most this many Adam steps (paper: 200).
+        patience: a frame stops after this many steps without improvement.
+        tol: relative improvement that counts (``E < best * (1 - tol)``).
+        fit_headset: also optimise the 6-DoF headset pose (HMC targets; seed 003, Table 9).
+        lr_rotation: Adam learning rate of the headset's axis-angle (radians per step).
+        lr_translation: Adam learning rate of the headset's translation (mm per step).
+        smoothness: weight of ``||z - z_previous||^2 / L`` (sequence fitting; needs ``previous``).
+    """
+
+    lr: float = 0.1
+    lambda_latent: float = 0.001
+    steps: int = 200
+    patience: int = 10
+    tol: float = 1e-4
+    fit_headset: bool = False
+    lr_rotation: float = 0.002
+    lr_translation: float = 0.1
+    smoothness: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not (self.lr > 0 and self.lr_rotation > 0 and self.lr_translation > 0):
+            raise ValueError(f"lr, lr_rotation, lr_translation: expected positive rates, got {self.lr}, "
+                             f"{self.lr_rotation}, {self.lr_translation}")
+        if self.lambda_latent < 0 or self.smoothness < 0 or self.tol < 0:
+            raise ValueError(f"lambda_latent, smoothness, tol: expected values >= 0, got {self.lambda_latent}, "
+                             f"{self.smoothness}, {self.tol}")
+        if self.steps < 1 or self.patience < 1:
+            raise ValueError(f"steps, patience: expected at least 1, got {self.steps} and {self.patience}")
+
+
+@dataclass
+class FitResult:
+    """What :func:`fit` returns, per frame.
+
+    Attributes:
+        names: frame labels.
+        z: ``(B, L)`` the best code of each frame (never NaN).
+        z_init: ``(B, L)`` the start (the prior's mean).
+        headset_R, headset_t: ``(B, 3, 3)``, ``(B, 3)`` fitted headset pose (HMC targets), else ``None``.
+        objective: ``(S, B)`` objective per step (NaN after a frame stopped).
+        data_term: ``(B,)`` the data term D at the best code.
+        steps: ``(B,)`` Adam steps each frame took.
+        failed: ``(B,)`` frames whose objective became NaN or Inf (their best code before that is kept).
+        render: the fitted renderings in the target's cameras: ``(B, C, ch, H, W)`` images,
+            or ``(B, 274, 2)`` keypoints.
+        frontal, frontal_init: ``(B, 3, H, W)`` renderings in the ground truth's frontal
+            camera after and before fitting (``None`` without ground truth).
+        verts: ``(B, V, 3)`` fitted meshes, head-local mm.
+        metrics: per-frame ``(B,)`` tensors: ``psnr``, ``ssim``, ``l1``, ``geom_mm`` and the
+            same with ``_init`` before fitting (with ground truth), ``kpt_px`` and
+            ``kpt_px_init`` (keypoint targets).
+        seconds: wall-clock time of the fit.
+    """
+
+    names: tuple[str, ...]
+    z: torch.Tensor
+    z_init: torch.Tensor
+    headset_R: torch.Tensor | None
+    headset_t: torch.Tensor | None
+    objective: torch.Tensor
+    data_term: torch.Tensor
+    steps: torch.Tensor
+    failed: torch.Tensor
+    render: torch.Tensor
+    frontal: torch.Tensor | None
+    frontal_init: torch.Tensor | None
+    verts: torch.Tensor
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def batch(self) -> int:
+        return len(self.names)
+
+    def summary(self) -> dict[str, float]:
+        """Means over frames of every metric, steps and seconds per frame."""
+        out = {"frames": self.batch}
+        for k, v in self.metrics.items():
+            v = v[torch.isfinite(v)]
+            out[k] = float(v.mean()) if v.numel() else math.nan
+        out["steps_mean"] = float(self.steps.float().mean())
+        out["seconds_per_frame"] = self.seconds / max(self.batch, 1)
+        out["failed"] = int(self.failed.sum())
+        return out
+
+
+def check_target_for_avatar(avatar: Avatar, target) -> None:
+    """Raise ``ValueError`` when the avatar's prior cannot use the target's observation
+    (HMC views for an HMC-conditioned avatar, keypoints for a keypoint-conditioned one),
+    or a keypoint target meets an avatar without a keypoint definition."""
+    if isinstance(target, KeypointTarget):
+        if avatar.keypoint_points is None:
+            raise ValueError("target: a keypoint target needs an avatar with a keypoint definition; this one has none")
+        if target.points.shape[1] != avatar.kp_faces.shape[0]:
+            raise ShapeError(f"points: the avatar defines {avatar.kp_faces.shape[0]} keypoints, the target has "
+                             f"{target.points.shape[1]}")
+    if not avatar.conditional:
+        return
+    obs = target.observation
+    kind = "HMC views (B, 3, 1, h, w)" if avatar.condition == "hmc" else "normalised keypoints (B, 274, 2)"
+    if obs is None:
+        raise ValueError(f"target.observation: the {avatar.variant} avatar is {avatar.condition.upper()}-conditioned; "
+                         f"its prior needs {kind}, the {target.kind} target carries none")
+    is_hmc = obs.ndim == 5 and obs.shape[1:3] == (3, 1)
+    is_kpt = obs.ndim == 3 and obs.shape[-1] == 2
+    if (avatar.condition == "hmc" and not is_hmc) or (avatar.condition == "kpt" and not is_kpt):
+        found = "keypoints" if is_kpt else ("HMC views" if is_hmc else f"shape {tuple(obs.shape)}")
+        raise ValueError(f"target.observation: the {avatar.variant} avatar is {avatar.condition.upper()}-conditioned "
+                         f"and needs {kind}; the {target.kind} target carries {found}")
+
+
+def prior_start(avatar: Avatar, target) -> tuple[torch.Tensor, object]:
+    """The prior's parameters for the target's frames and its mean in the decoder's space
+    (the fit's start): ``z0 (B, L)``, :class:`~avatarfit.models.priors.PriorParams`."""
+    prior = avatar.model.prior
+    with torch.no_grad():
+        if avatar.conditional:
+            params = prior.params(target.observation)
+        else:
+            params = prior.params(batch=target.batch)
+        return prior.mean(params), params
+
+
+# -- rendering the target's view of a code ------------------------------------------------------
+def _hmc_cameras(target: HMCTarget, pose: tuple[torch.Tensor, torch.Tensor] | None):
+    hR, ht = pose if pose is not None else (target.headset_R, target.headset_t)
+    return compose_headset(target.rig_R, target.rig_t, hR, ht)
+
+
+def _predict(avatar: Avatar, target, z: torch.Tensor, pose=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The target's view of codes ``z``: images ``(B, C, ch, H, W)`` or keypoints ``(B, N, 2)``,
+    and the normalised vertices (``None`` for keypoints)."""
+    if isinstance(target, KeypointTarget):
+        return avatar.keypoints(z, target.K, target.R, target.t, target.image_size, target.head_R, target.head_t), None
+    if isinstance(target, HMCTarget):
+        R, t = _hmc_cameras(target, pose)
+        out = avatar.render_views(z, target.K, R, t, target.image_size)
+        w = torch.tensor(target.ir_weights, dtype=out.image.dtype, device=out.image.device)
+        grey = (out.image * w[:, None, None]).sum(2, keepdim=True) / w.sum()
+        return grey, out.verts
+    out = avatar.render(z, target.K, target.R, target.t, target.image_size, target.head_R, target.head_t)
+    return out.image, out.verts
+
+
+def _data_term(avatar: Avatar, target, pred: torch.Tensor) -> torch.Tensor:
+    """D per frame: ``(B,)``."""
+    if isinstance(target, KeypointTarget):
+        v = target.visible.to(pred.dtype)
+        return (((pred - target.points) ** 2).sum(-1) * v).sum(1) / v.sum(1)
+    if isinstance(target, HMCTarget):
+        image, mask = target.views, target.masks
+    elif isinstance(target, MaskedFrontalTarget):
+        image, mask = target.image[:, None], target.mask[:, None]
+    else:
+        image, mask = target.image[:, None], None
+    err = ((pred - image) / avatar.tex_std) ** 2
+    if mask is None:
+        per_view = err.flatten(2).mean(-1)
+    else:
+        m = (mask > 0).to(err.dtype)
+        per_view = (err * m).flatten(2).sum(-1) / (m.flatten(2).sum(-1) * err.shape[2])
+    return per_view.sum(1)
+
+
+# -- the optimiser -----------------------------------------------------------------------------
+def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.Tensor | None = None,
+        previous: torch.Tensor | None = None, progress=None) -> FitResult:
+    """Fit one code per frame of ``target`` (and the headset pose with ``config.fit_headset``).
+
+    Args:
+        avatar: the trained avatar (frozen here; put it on the device you want first).
+        target: a :class:`FrontalTarget`, :class:`MaskedFrontalTarget`, :class:`HMCTarget`
+            or :class:`KeypointTarget` on the avatar's device.
+        config: :class:`FitConfig`.
+        init: ``(B, L)`` start instead of the prior's mean (sequence warm starts).
+        previous: ``(B, L)`` codes the smoothness term pulls towards.
+        progress: called as ``progress(step, active_frames)`` after every step.
+
+    Returns:
+        :class:`FitResult`.
+    """
+    check_target_for_avatar(avatar, target)
+    if config.fit_headset and not isinstance(target, HMCTarget):
+        raise ValueError(f"fit_headset: only HMC targets have a headset pose, not {target.kind} targets")
+    if config.smoothness > 0 and previous is None:
+        raise ValueError("smoothness: needs the previous frames' codes (previous=...)")
+    avatar.eval()
+    for p in avatar.parameters():
+        p.requires_grad_(False)
+    t0 = time.perf_counter()
+    B, L = target.batch, avatar.latent
+    z0, params = prior_start(avatar, target)
+    start = z0 if init is None else init.detach().to(z0)
+    if start.shape != (B, L):
+        raise ShapeError(f"init: expected shape ({B}, {L}), got {tuple(start.shape)}")
+    z = start.clone().requires_grad_(True)
+    groups = [{"params": [z], "lr": config.lr}]
+    aa = tt = None
+    if config.fit_headset:
+        aa0, tt0 = pose_to_params(target.headset_R, target.headset_t)
+        aa, tt = aa0.clone().requires_grad_(True), tt0.clone().requires_grad_(True)
+        groups += [{"params": [aa], "lr": config.lr_rotation}, {"params": [tt], "lr": config.lr_translation}]
+    opt = torch.optim.Adam(groups)
+    prior = avatar.model.prior
+
+    def objective() -> tuple[torch.Tensor, torch.Tensor]:
+        pose = params_to_pose(aa, tt) if aa is not None else None
+        pred, _ = _predict(avatar, target, z, pose)
+        data = _data_term(avatar, target, pred)
+        total = data
+        if config.lambda_latent > 0:
+            total = total + config.lambda_latent * (-prior.log_prob(z, params)) / L
+        if config.smoothness > 0:
+            total = total + config.smoothness * ((z - previous) ** 2).sum(-1) / L
+        return total, data
+
+    best = torch.full((B,), math.inf)
+    best_data = torch.full((B,), math.nan)
+    best_z = start.clone()
+    best_aa = aa.detach().clone() if aa is not None else None
+    best_tt = tt.detach().clone() if tt is not None else None
+    since = torch.zeros(B, dtype=torch.long)
+    steps = torch.zeros(B, dtype=torch.long)
+    active = torch.ones(B, dtype=torch.bool)
+    failed = torch.zeros(B, dtype=torch.bool)
+    history = []
+    for step in range(config.steps + 1):
+        total, data = objective()
+        e = total.detach().cpu()
+        history.append(torch.where(active, e, torch.full_like(e, math.nan)))
+        bad = active & ~torch.isfinite(e)
+        if bool(bad.any()):
+            failed |= bad
+            active &= ~bad
+            warnings.warn(f"fit: the objective became NaN or Inf for {[target.names[i] for i in bad.nonzero()[:, 0]]} "
+                          f"at step {step}; those frames keep their best code so far", RuntimeWarning, stacklevel=2)
+        improved = active & (e < best - config.tol * best.abs().nan_to_num(posinf=0.0))
+        first = active & ~torch.isfinite(best)
+        improved |= first
+        since = torch.where(improved, torch.zeros_like(since), since + 1)
+        better = active & (e < best)
+        if bool(better.any()):
+            idx = better.nonzero()[:, 0]
+            best[idx] = e[idx]
+            best_data[idx] = data.detach().cpu()[idx]
+            best_z[idx] = z.detach()[idx]
+            if aa is not None:
+                best_aa[idx], best_tt[idx] = aa.detach()[idx], tt.detach()[idx]
+        active &= since < config.patience
+        if step == config.steps or not bool(active.any()):
+            break
+        loss = total.masked_fill(~active.to(total.device), 0.0).sum()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        steps += active.long()
+        with torch.no_grad():  # stopped frames stay where they were (Adam's momentum would move them)
+            frozen = (~active).nonzero()[:, 0].to(z.device)
+            z[frozen] = best_z[frozen]
+            if aa is not None:
+                aa[frozen], tt[frozen] = best_aa[frozen], best_tt[frozen]
+        if progress is not None:
+            progress(step + 1, int(active.sum()))
+    pose = params_to_pose(best_aa, best_tt) if best_aa is not None else None
+    with torch.no_grad():
+        pred, verts_n = _predict(avatar, target, best_z, pose)
+        init_pred, _ = _predict(avatar, target, start)
+        if verts_n is None:
+            verts_n = avatar.model.decoder.decode_geometry(best_z)
+    result = FitResult(
+        names=target.names, z=best_z.detach(), z_init=start.detach(),
+        headset_R=pose[0].detach() if pose is not None else None,
+        headset_t=pose[1].detach() if pose is not None else None,
+        objective=torch.stack(history), data_term=best_data, steps=steps, failed=failed, render=pred.detach(),
+        frontal=None, frontal_init=None, verts=(verts_n * avatar.vert_std + avatar.vert_mean).detach())
+    _score(avatar, target, result, init_pred)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+@torch.no_grad()
+def render_frontal(avatar: Avatar, truth: GroundTruth, z: torch.Tensor) -> torch.Tensor:
+    """Codes rendered in the ground truth's frontal camera: ``(B, 3, H, W)`` in [0, 1]."""
+    out = avatar.render(z, truth.K, truth.R, truth.t, truth.image_size, truth.head_R, truth.head_t)
+    return out.image[:, 0].clamp(0, 1)
+
+
+@torch.no_grad()
+def _score(avatar: Avatar, target, result: FitResult, init_pred: torch.Tensor) -> None:
+    m = result.metrics
+    if isinstance(target, KeypointTarget):
+        m["kpt_px"] = keypoint_distance(result.render, target.points, target.visible).cpu()
+        m["kpt_px_init"] = keypoint_distance(init_pred, target.points, target.visible).cpu()
+    truth = target.truth
+    if truth is None:
+        return
+    for suffix, z in (("", result.z), ("_init", result.z_init)):
+        img = render_frontal(avatar, truth, z)
+        verts = avatar.model.decoder.decode_geometry(z) * avatar.vert_std + avatar.vert_mean
+        m[f"psnr{suffix}"] = psnr(img, truth.photo).cpu()
+        m[f"ssim{suffix}"] = ssim(img, truth.photo).cpu()
+        m[f"l1{suffix}"] = l1(img, truth.photo).cpu()
+        m[f"geom_mm{suffix}"] = geometry_error(verts, truth.verts).cpu()
+        if suffix:
+            result.frontal_init = img
+        else:
+            result.frontal = img

@@ -1,0 +1,120 @@
+"""Targets from a capture's frames, with ground truth attached (the bridge between the
+data and the fitting: it reads captures and makes synthetic HMC samples).
+
+The frontal camera is the capture's most frontal one (the keypoint camera of the HMC
+tool). HMC views and keypoints come from :class:`~avatarfit.synth.hmc.SyntheticHmc`
+(made in memory, the same as ``avatarfit hmc`` writes for the same settings and seed).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+
+from ..data.capture import Capture, FrameRef
+from ..data.keypoints import normalise_keypoints
+from ..synth.hmc import HmcConfig, SyntheticHmc
+from .pose import perturb_headset
+from .targets import (TARGET_KINDS, FrontalTarget, GroundTruth, HMCTarget, KeypointTarget, MaskedFrontalTarget,
+                      eye_mouth_mask)
+
+__all__ = ["TargetSource"]
+
+
+class TargetSource:
+    """Builds batches of targets of one capture's frames.
+
+    Args:
+        capture: the capture (Multiface layout, with ``landmarks.txt`` for HMC and keypoint
+            targets and for masks).
+        hmc: settings of the synthetic HMC views and keypoints (default: clean views, without
+            the augmentations, at 120x160, the small training configs' size). Fitting by
+            differentiable rendering explains geometry and texture, not the tool's lighting,
+            gain, background and noise (seed 003, D: on real HMC images "large discrepancies
+            in lighting, background, and cameras" make it infeasible), so targets are clean
+            renderings under the sampled headset pose by default.
+        condition: what the avatar's prior encoder sees (``hmc``, ``kpt`` or ``None``): the
+            ``observation`` each target carries.
+        frontal_camera: the camera of frontal, masked and keypoint targets (default: the most
+            frontal one).
+    """
+
+    def __init__(self, capture: Capture, hmc: HmcConfig | None = None, condition: str | None = None,
+                 frontal_camera: str | None = None) -> None:
+        self.capture = capture
+        self.hmc_config = hmc if hmc is not None else HmcConfig(views_size=(120, 160), augment=False)
+        if condition not in (None, "hmc", "kpt"):
+            raise ValueError(f"condition: expected 'hmc', 'kpt' or None, got {condition!r}")
+        self.condition = condition
+        self.frontal = frontal_camera or capture.frontal_camera()
+        self._hmc: SyntheticHmc | None = None
+
+    @property
+    def hmc(self) -> SyntheticHmc:
+        if self._hmc is None:
+            lm = self.capture.layout.landmarks
+            if not lm.is_file():
+                raise FileNotFoundError(f"{lm}: HMC views, keypoints and masks need the capture's landmarks "
+                                        "(written by avatarfit synth; real captures need 68 'face b0 b1 b2' rows)")
+            self._hmc = SyntheticHmc(self.capture, self.hmc_config, keypoint_camera=self.frontal)
+        return self._hmc
+
+    def truth(self, refs: Sequence[FrameRef]) -> GroundTruth:
+        """Frontal photos, camera, head poses and tracked meshes of ``refs``."""
+        cap = self.capture
+        K, R, t = cap.camera_tensors(self.frontal)
+        poses = [cap.head_pose(r.segment, r.frame) for r in refs]
+        B = len(refs)
+        return GroundTruth(
+            photo=torch.stack([cap.photo(r.segment, r.frame, self.frontal) for r in refs]),
+            K=K.expand(B, 3, 3).clone(), R=R.expand(B, 3, 3).clone(), t=t.expand(B, 3).clone(),
+            head_R=torch.stack([p[0] for p in poses]), head_t=torch.stack([p[1] for p in poses]),
+            verts=torch.stack([cap.vertices(r.segment, r.frame) for r in refs]),
+            names=tuple(f"{r.segment}/{r.frame}" for r in refs))
+
+    def build(self, kind: str, refs: Sequence[FrameRef], *, pose_noise_rot: float = 0.0, pose_noise_trans: float = 0.0,
+              seed: int = 0):
+        """A target of ``kind`` (``frontal``, ``masked``, ``hmc`` or ``keypoints``) for ``refs``.
+
+        ``pose_noise_rot`` (degrees) and ``pose_noise_trans`` (mm) perturb the headset pose an
+        HMC target starts from (the views stay those of the true pose), seeded by ``seed``.
+        """
+        if kind not in TARGET_KINDS:
+            raise ValueError(f"kind: expected one of {TARGET_KINDS}, got {kind!r}")
+        if not refs:
+            raise ValueError("refs: no frames to build a target of")
+        truth = self.truth(refs)
+        samples = [self.hmc.sample(r.segment, r.frame) for r in refs] if (kind in ("hmc", "keypoints", "masked")
+                                                                          or self.condition) else None
+        obs = None
+        if self.condition == "hmc":
+            obs = torch.stack([s.views for s in samples])
+        elif self.condition == "kpt":
+            size = self.hmc.keypoint_size
+            obs = torch.stack([normalise_keypoints(s.keypoints, s.visible, size) for s in samples])
+        common = dict(names=truth.names, observation=obs, truth=truth)
+        cam = dict(K=truth.K, R=truth.R, t=truth.t, head_R=truth.head_R, head_t=truth.head_t)
+        if kind == "frontal":
+            return FrontalTarget(image=truth.photo, **cam, **common)
+        if kind == "masked":
+            landmarks = torch.stack([s.keypoints[:68] for s in samples])
+            mask = eye_mouth_mask(landmarks, truth.image_size)
+            return MaskedFrontalTarget(image=truth.photo * mask, mask=mask, **cam, **common)
+        if kind == "keypoints":
+            return KeypointTarget(points=torch.stack([s.keypoints for s in samples]),
+                                  visible=torch.stack([s.visible for s in samples]), image_size=truth.image_size,
+                                  **cam, **common)
+        rig = self.hmc.rig
+        rig_R = torch.stack([torch.from_numpy(c.R).float() for c in rig.cameras])
+        rig_t = torch.stack([torch.from_numpy(c.t).float() for c in rig.cameras])
+        hR = torch.stack([s.headset_R for s in samples])
+        ht = torch.stack([s.headset_t for s in samples])
+        if pose_noise_rot > 0 or pose_noise_trans > 0:
+            gen = torch.Generator().manual_seed(seed)
+            hR, ht = perturb_headset(hR, ht, pose_noise_rot, pose_noise_trans, gen)
+        B = len(refs)
+        return HMCTarget(views=torch.stack([s.views for s in samples]), masks=torch.stack([s.masks for s in samples]),
+                         K=torch.stack([s.K for s in samples]), rig_R=rig_R.expand(B, 3, 3, 3).clone(),
+                         rig_t=rig_t.expand(B, 3, 3).clone(), headset_R=hR, headset_t=ht,
+                         ir_weights=tuple(self.hmc_config.ir_weights), **common)
