@@ -1,0 +1,108 @@
+"""Fitting: recovering a known code, batch independence, early stopping, bad input."""
+
+import dataclasses
+
+import pytest
+import torch
+
+from avatarfit.avatar import Avatar
+from avatarfit.data import Capture
+from avatarfit.errors import ShapeError
+from avatarfit.fit import FitConfig, FrontalTarget, HMCTarget, KeypointTarget, TargetSource, fit, search_hyperparameters
+
+
+@pytest.fixture(scope="module")
+def setup(dam_run, tiny_capture):
+    avatar = Avatar.load(dam_run)
+    cap = Capture(tiny_capture)
+    source = TargetSource(cap)
+    return avatar, source, cap.frames()[:2]
+
+
+def _synthetic_target(avatar, source, refs, seed=0):
+    """The avatar's own rendering of known codes z*, as a frontal target."""
+    truth = source.truth(refs)
+    g = torch.Generator().manual_seed(seed)
+    z_star = torch.randn(len(refs), avatar.latent, generator=g)
+    with torch.no_grad():
+        image = avatar.render(z_star, truth.K, truth.R, truth.t, truth.image_size, truth.head_R,
+                              truth.head_t).image[:, 0]
+    return z_star, FrontalTarget(image=image, K=truth.K, R=truth.R, t=truth.t, head_R=truth.head_R,
+                                 head_t=truth.head_t, names=truth.names)
+
+
+def test_fitting_recovers_a_known_code(setup):
+    avatar, source, refs = setup
+    z_star, target = _synthetic_target(avatar, source, refs)
+    result = fit(avatar, target, FitConfig(lr=0.05, lambda_latent=0.0, steps=150, patience=20))
+    before = float(result.objective[0].mean())
+    after = float(result.data_term.mean())
+    assert after < before / 10, (before, after)
+    err0 = (result.z_init - z_star).norm(dim=1)
+    err1 = (result.z - z_star).norm(dim=1)
+    assert bool((err1 < err0).all()), (err0, err1)
+    assert bool((result.steps > 0).all()) and bool(torch.isfinite(result.z).all())
+
+
+def test_a_frame_fitted_alone_equals_it_in_a_batch(setup):
+    avatar, source, refs = setup
+    _, target = _synthetic_target(avatar, source, refs, seed=1)
+    config = FitConfig(lr=0.05, lambda_latent=0.01, steps=30, patience=5)
+    both = fit(avatar, target, config)
+    alone = fit(avatar, target.select([1]), config)
+    torch.testing.assert_close(alone.z[0], both.z[1], atol=1e-4, rtol=1e-4)
+    assert int(alone.steps[0]) == int(both.steps[1])
+
+
+def test_early_stopping_and_the_search_picks_the_better_setting(setup):
+    avatar, source, refs = setup
+    _, target = _synthetic_target(avatar, source, refs, seed=2)
+    stopped = fit(avatar, target, FitConfig(lr=1e-6, lambda_latent=0.0, steps=200, patience=3, tol=1e-2))
+    assert int(stopped.steps.max()) <= 3  # no relative improvement of 1% with a tiny step: stops at once
+    found = search_hyperparameters(avatar, target, grid=((1e-6, 0.05), (0.0,)), base=FitConfig(steps=40))
+    assert (found.lr, found.criterion) == (0.05, "data")
+
+
+def test_bad_input_is_refused_before_fitting(setup, dam_run):
+    avatar, source, refs = setup
+    _, target = _synthetic_target(avatar, source, refs)
+    with pytest.raises(ShapeError, match=r"image: expected finite values, found 1 NaN or Inf"):
+        bad = target.image.clone()
+        bad[0, 0, 0, 0] = float("nan")
+        dataclasses.replace(target, image=bad)
+    with pytest.raises(ShapeError, match=r"principal points .* inside the 48x36 images"):
+        dataclasses.replace(target, image=target.image[..., ::2, ::2])
+    hmc = source.build("hmc", refs)
+    with pytest.raises(ShapeError, match=r"views: expected 3 HMC views"):
+        dataclasses.replace(hmc, views=hmc.views[:, :2])
+    with pytest.raises(ShapeError, match=r"masks: empty mask"):
+        dataclasses.replace(hmc, masks=torch.zeros_like(hmc.masks))
+    with pytest.raises(ShapeError, match=r"masks: expected shape"):
+        dataclasses.replace(hmc, masks=hmc.masks[..., :-1])
+    kp = source.build("keypoints", refs)
+    with pytest.raises(ShapeError, match=r"visible: expected shape \(2, 274\)"):
+        dataclasses.replace(kp, visible=kp.visible[:, :273])
+    with pytest.raises(ShapeError, match=r"visible keypoints lie outside"):
+        dataclasses.replace(kp, points=kp.points + 1000.0)
+    with pytest.raises(ValueError, match=r"fit_headset: only HMC targets"):
+        fit(avatar, target, FitConfig(fit_headset=True))
+    assert isinstance(hmc, HMCTarget) and isinstance(kp, KeypointTarget)
+
+
+def test_a_conditional_avatar_needs_its_kind_of_observation(tiny_capture, tmp_path):
+    from avatarfit.train import train
+    from tests.train.conftest import tiny_config
+
+    train(tiny_config("lip_flow", "hmc", steps=2), tiny_capture, tmp_path / "lip", progress=False)
+    avatar = Avatar.load(tmp_path / "lip")
+    cap = Capture(tiny_capture)
+    refs = cap.frames()[:2]
+    plain = TargetSource(cap).build("frontal", refs)
+    with pytest.raises(ValueError, match=r"HMC-conditioned; its prior needs HMC views .* carries none"):
+        fit(avatar, plain)
+    kpt = TargetSource(cap, condition="kpt").build("frontal", refs)
+    with pytest.raises(ValueError, match=r"needs HMC views .* carries keypoints"):
+        fit(avatar, kpt)
+    good = TargetSource(cap, condition="hmc").build("hmc", refs)
+    result = fit(avatar, good, FitConfig(steps=3, fit_headset=True))
+    assert result.headset_R.shape == (2, 3, 3) and "geom_mm" in result.metrics
