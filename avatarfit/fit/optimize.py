@@ -346,7 +346,7 @@ def _score(avatar: Avatar, target, result: FitResult, init_pred: torch.Tensor) -
         return
     for suffix, z in (("", result.z), ("_init", result.z_init)):
         img = render_frontal(avatar, truth, z)
-        verts = avatar.model.decoder.decode_geometry(z) * avatar.vert_std + avatar.vert_mean
+        verts = avatar.model.decoder.decode_geometry(z) * avatar.vert_std + avatar.vert_mean if suffix else result.verts
         m[f"psnr{suffix}"] = psnr(img, truth.photo).cpu()
         m[f"ssim{suffix}"] = ssim(img, truth.photo).cpu()
         m[f"l1{suffix}"] = l1(img, truth.photo).cpu()
