@@ -141,6 +141,46 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--run", type=Path, required=True, help="run folder (its best.pt) or a checkpoint file")
     ex.add_argument("--capture", type=Path, required=True, help="the capture the run was trained on")
     ex.add_argument("--out", type=Path, help="avatar file (default: avatar.pt beside the checkpoint)")
+
+    ft = sub.add_parser("fit", help="fit a trained avatar to frames of a capture (frontal, masked, HMC or keypoints)",
+                        description="Inference-time fitting (seed 003, H.2): for each frame, Adam on the latent code "
+                        "(and with --fit-headset the 6-DoF headset pose) minimising the data term on the target's visible "
+                        "pixels or keypoints + lambda_L * (-log p(z | observation)) / L under the avatar's prior, from the "
+                        "prior's mean, at most --steps steps, each frame stopping after --patience steps without "
+                        "improvement. HMC views and keypoints are made by the synthetic HMC tool (clean, 120x160); the "
+                        "frontal photo and tracked mesh score the fit (PSNR, SSIM, L1 of the frontal rendering; mean "
+                        "vertex error in mm). Interrupted? Run the same command again: finished batches are kept.",
+                        epilog=_FIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ft.add_argument("--run", type=Path, required=True, help="run folder of avatarfit train (its avatar.pt) or an avatar file")
+    ft.add_argument("--capture", type=Path, required=True, help="capture folder of the same subject (Multiface layout)")
+    ft.add_argument("--target", required=True, choices=("frontal", "masked", "hmc", "keypoints"),
+                    help="frontal: the frontal photo; masked: only its eye and mouth regions (seed 003, Fig. 10); "
+                    "hmc: the three head-mounted views; keypoints: 274 2D keypoints in the frontal camera")
+    ft.add_argument("--out", type=Path, required=True, help="output folder (see outputs below)")
+    ft.add_argument("--frames", default="heldout", metavar="SPEC|heldout",
+                    help="heldout (default: the frames training held out), or positions N, A:B and segment names, "
+                    "comma-separated; '' for every frame")
+    ft.add_argument("--batch", type=int, default=8, metavar="N", help="frames fitted together (default 8)")
+    ft.add_argument("--lr", type=float, help="Adam learning rate of the codes (default 0.1)")
+    ft.add_argument("--lambda-latent", type=float, metavar="Y", help="weight of the latent NLL; 0 = the paper's "
+                    "'w/o L_L' (default 0.01 for hmc/keypoints, 0.001 for frontal/masked)")
+    ft.add_argument("--search", action="store_true", help="choose --lr and --lambda-latent with the paper's grid on "
+                    "the first batch (9 fits), then fit every frame with the best pair")
+    ft.add_argument("--steps", type=int, help="at most this many Adam steps per frame (default 200)")
+    ft.add_argument("--patience", type=int, help="stop a frame after this many steps without improvement (default 10)")
+    ft.add_argument("--fit-headset", action="store_true", help="also fit the 6-DoF headset pose (hmc; seed 003, Table 9)")
+    ft.add_argument("--pose-noise-rot", type=float, default=0.0, metavar="DEG",
+                    help="perturb the headset pose the fit starts from (per-axis std, degrees; hmc)")
+    ft.add_argument("--pose-noise-trans", type=float, default=0.0, metavar="MM",
+                    help="perturb the headset position (per-axis std, mm; hmc)")
+    ft.add_argument("--sequence", action="store_true", help="fit each segment's frames in order, each from the "
+                    "previous frame's code; reports jitter (mean frame-to-frame vertex motion) next to the truth's")
+    ft.add_argument("--smoothness", type=float, metavar="W", help="with --sequence: weight pulling each code towards "
+                    "the previous frame's (default 0)")
+    ft.add_argument("--seed", type=int, default=0, help="seed of the headset pose noise (default 0)")
+    ft.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+    ft.add_argument("--overwrite", action="store_true", help="discard what --out holds and start again")
+    ft.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -154,6 +194,27 @@ examples:
 
 variants (model.variant): dam, dam_flow, dam_hmc_enc, dam_hmc_reg (needs train.pretrained), lip_kl, lip_flow;
 model.condition: hmc (three HMC views, from the HMC tool in memory or its files) or kpt (274 keypoints).
+"""
+
+
+_FIT_EXAMPLES = """\
+examples:
+  avatarfit fit --run runs/lip_flow_hmc --capture CAP --target hmc --out fits/hmc
+  avatarfit fit --run runs/dam --capture CAP --target masked --search --out fits/masked
+  avatarfit fit --run runs/lip_flow_hmc --capture CAP --target hmc --fit-headset --pose-noise-rot 2 \\
+      --pose-noise-trans 2 --out fits/pose                   # seed 003, Table 9
+  avatarfit fit --run runs/lip_flow_kpt --capture CAP --target keypoints --lambda-latent 0 --out fits/kpt_noLL
+  avatarfit fit --run runs/dam --capture CAP --target frontal --frames E001_Jaw_Open --sequence --out fits/seq
+
+outputs (in --out):
+  metrics.json        summary (frames, psnr_init, psnr, ssim, geom_mm_init, geom_mm, steps_mean,
+                      seconds_per_frame, ...) and one record per frame; null where a value is undefined
+  fits.npz            names, z, z_init, headset_R/headset_t (with --fit-headset), steps, failed, objective
+                      (steps x frames, NaN after a frame stopped), metric_* per frame
+  strips/SEG_FRAME.png   target | fit in the target's view | frontal before | frontal fit | photo | error x4
+  tb/                 tensorboard --logdir OUT/tb (strips: step = frame; objective/SEG/FRAME curves)
+  config.yaml         the job and the settings used (after --search, the chosen pair); search.json
+  parts/              finished batches (what a re-run keeps)
 """
 
 
@@ -293,6 +354,57 @@ def _cmd_export_avatar(args) -> None:
     print(f"wrote {path}: {avatar}")
 
 
+def _cmd_fit(args) -> None:
+    import dataclasses
+
+    from .fit import FitConfig
+    from .fit.job import FitJob, run_fit_job
+
+    if args.search and (args.lr is not None or args.lambda_latent is not None):
+        raise ValueError("--search chooses --lr and --lambda-latent; give either --search or those two")
+    if args.smoothness is not None and not args.sequence:
+        raise ValueError("--smoothness: only with --sequence (it pulls each frame's code towards the previous one)")
+    lam = args.lambda_latent if args.lambda_latent is not None else (0.01 if args.target in ("hmc", "keypoints")
+                                                                     else 0.001)
+    settings = {"lambda_latent": lam, "fit_headset": args.fit_headset}
+    for key in ("lr", "steps", "patience", "smoothness"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
+    config = dataclasses.replace(FitConfig(), **settings)
+    job = FitJob(run=str(args.run), capture=str(args.capture), target=args.target, frames=args.frames,
+                 batch=args.batch, sequence=args.sequence, search=args.search, pose_noise_rot=args.pose_noise_rot,
+                 pose_noise_trans=args.pose_noise_trans, seed=args.seed, device=args.device, fit=config)
+    report = run_fit_job(job, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    s = report.summary
+    print(f"fitted {report.fitted_now} frames now ({s['frames']} in all) with lr {report.config.lr:g}, lambda_L "
+          f"{report.config.lambda_latent:g}: {s['seconds_per_frame']:.2f} s/frame, {s['steps_mean']:.1f} steps/frame"
+          + (f", {s['failed']} failed (NaN; kept their best code)" if s["failed"] else ""))
+    print(_summary_table(s))
+    print(f"wrote {report.files['metrics']}, {report.files['fits']}, strips in {report.files['strips']}; "
+          f"tensorboard --logdir {report.files['tensorboard']}")
+
+
+def _fmt(v, spec: str) -> str:
+    import math
+
+    return "-" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
+
+
+def _summary_table(s: dict) -> str:
+    """Before/after rows of a fit summary, as aligned text."""
+    rows = [("frontal PSNR (dB)", "psnr", ".2f"), ("frontal SSIM", "ssim", ".4f"), ("frontal L1", "l1", ".4f"),
+            ("geometry error (mm)", "geom_mm", ".3f"), ("keypoint error (px)", "kpt_px", ".2f"),
+            ("headset rotation error (deg)", "headset_deg", ".2f"), ("headset translation error (mm)", "headset_mm", ".2f")]
+    lines = [f"  {'':32s}{'prior mean':>12s}{'fitted':>12s}"]
+    for label, key, spec in rows:
+        if key in s:
+            lines.append(f"  {label:32s}{_fmt(s.get(key + '_init'), spec):>12s}{_fmt(s.get(key), spec):>12s}")
+    if "jitter_mm" in s:
+        lines.append(f"  jitter: fitted {_fmt(s.get('jitter_mm'), '.3f')} mm/frame, tracked meshes "
+                     f"{_fmt(s.get('jitter_mm_truth'), '.3f')} mm/frame")
+    return "\n".join(lines)
+
+
 def _cmd_demo(args) -> None:
     from ._io import write_png
     from .data.capture import Capture
@@ -327,7 +439,7 @@ def main(argv: list[str] | None = None) -> int:
     from .errors import AvatarfitError
 
     commands = {"demo": _cmd_demo, "synth": _cmd_synth, "render": _cmd_render, "hmc": _cmd_hmc, "train": _cmd_train,
-                "export-avatar": _cmd_export_avatar}
+                "export-avatar": _cmd_export_avatar, "fit": _cmd_fit}
     try:
         commands[args.command](args)
     except (AvatarfitError, ValueError, FileExistsError, FileNotFoundError) as exc:

@@ -34,7 +34,7 @@ import torch
 from ..avatar import Avatar
 from ..errors import ShapeError
 from ..eval.metrics import geometry_error, keypoint_distance, l1, psnr, ssim
-from .pose import params_to_pose, pose_to_params
+from .pose import params_to_pose, pose_error, pose_to_params
 from .targets import GroundTruth, HMCTarget, KeypointTarget, MaskedFrontalTarget, compose_headset
 
 __all__ = ["FitConfig", "FitResult", "fit", "prior_start", "check_target_for_avatar", "render_frontal"]
@@ -98,7 +98,9 @@ class FitResult:
         verts: ``(B, V, 3)`` fitted meshes, head-local mm.
         metrics: per-frame ``(B,)`` tensors: ``psnr``, ``ssim``, ``l1``, ``geom_mm`` and the
             same with ``_init`` before fitting (with ground truth), ``kpt_px`` and
-            ``kpt_px_init`` (keypoint targets).
+            ``kpt_px_init`` (keypoint targets), ``headset_deg``/``headset_mm`` and their
+            ``_init`` (HMC targets whose truth has the headset pose: rotation angle and
+            translation distance to the true pose, after and before fitting).
         seconds: wall-clock time of the fit.
     """
 
@@ -344,6 +346,15 @@ def _score(avatar: Avatar, target, result: FitResult, init_pred: torch.Tensor) -
     truth = target.truth
     if truth is None:
         return
+    moved = isinstance(target, HMCTarget) and truth.headset_R is not None and (
+        result.headset_R is not None or not torch.equal(target.headset_R, truth.headset_R)
+        or not torch.equal(target.headset_t, truth.headset_t))
+    if moved:  # pose noise or a fitted pose: how far from the true headset pose
+        start = pose_error(target.headset_R, target.headset_t, truth.headset_R, truth.headset_t)
+        end = start if result.headset_R is None else pose_error(result.headset_R, result.headset_t,
+                                                                  truth.headset_R, truth.headset_t)
+        m["headset_deg_init"], m["headset_mm_init"] = (v.cpu() for v in start)
+        m["headset_deg"], m["headset_mm"] = (v.cpu() for v in end)
     for suffix, z in (("", result.z), ("_init", result.z_init)):
         img = render_frontal(avatar, truth, z)
         verts = avatar.model.decoder.decode_geometry(z) * avatar.vert_std + avatar.vert_mean if suffix else result.verts

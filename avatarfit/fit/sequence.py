@@ -19,16 +19,20 @@ def jitter(verts: torch.Tensor) -> float:
     return float((verts[1:] - verts[:-1]).norm(dim=-1).mean())
 
 
-def fit_sequence(avatar: Avatar, target, config: FitConfig = FitConfig(), progress=None) -> tuple[FitResult, dict]:
+def fit_sequence(avatar: Avatar, target, config: FitConfig = FitConfig(), progress=None,
+                 init: torch.Tensor | None = None) -> tuple[FitResult, dict]:
     """Fit the target's frames in order (one segment), each warm-started from the previous
     frame's code; with ``config.smoothness`` > 0 also pulled towards it.
+
+    ``init`` ``(1, L)``: the code of the frame before the first one (a segment fitted in
+    chunks); without it the first frame starts from the prior's mean.
 
     Returns:
         The results of all frames (as one :class:`FitResult`) and ``{"jitter_mm": fitted,
         "jitter_mm_truth": of the tracked meshes (with ground truth)}``.
     """
     results = []
-    prev = None
+    prev = None if init is None else init.detach()
     for i in range(target.batch):
         one = target.select([i])
         cfg = config if prev is not None else dataclasses.replace(config, smoothness=0.0)

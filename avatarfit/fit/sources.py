@@ -8,6 +8,8 @@ tool). HMC views and keypoints come from :class:`~avatarfit.synth.hmc.SyntheticH
 
 from __future__ import annotations
 
+import dataclasses
+import zlib
 from typing import Sequence
 
 import torch
@@ -20,6 +22,11 @@ from .targets import (TARGET_KINDS, FrontalTarget, GroundTruth, HMCTarget, Keypo
                       eye_mouth_mask)
 
 __all__ = ["TargetSource"]
+
+
+def _frame_seed(seed: int, name: str) -> int:
+    """A seed of its own for each frame, from the user's seed and the frame's name."""
+    return (int(seed) * 1_000_003 + zlib.crc32(name.encode("utf-8"))) % (2**63)
 
 
 class TargetSource:
@@ -78,7 +85,8 @@ class TargetSource:
         """A target of ``kind`` (``frontal``, ``masked``, ``hmc`` or ``keypoints``) for ``refs``.
 
         ``pose_noise_rot`` (degrees) and ``pose_noise_trans`` (mm) perturb the headset pose an
-        HMC target starts from (the views stay those of the true pose), seeded by ``seed``.
+        HMC target starts from (the views stay those of the true pose, kept in ``truth``);
+        each frame's noise depends only on ``seed`` and the frame's name, not on the batch.
         """
         if kind not in TARGET_KINDS:
             raise ValueError(f"kind: expected one of {TARGET_KINDS}, got {kind!r}")
@@ -108,11 +116,15 @@ class TargetSource:
         rig = self.hmc.rig
         rig_R = torch.stack([torch.from_numpy(c.R).float() for c in rig.cameras])
         rig_t = torch.stack([torch.from_numpy(c.t).float() for c in rig.cameras])
-        hR = torch.stack([s.headset_R for s in samples])
-        ht = torch.stack([s.headset_t for s in samples])
+        true_R = torch.stack([s.headset_R for s in samples])
+        true_t = torch.stack([s.headset_t for s in samples])
+        hR, ht = true_R, true_t
         if pose_noise_rot > 0 or pose_noise_trans > 0:
-            gen = torch.Generator().manual_seed(seed)
-            hR, ht = perturb_headset(hR, ht, pose_noise_rot, pose_noise_trans, gen)
+            moved = [perturb_headset(true_R[i:i + 1], true_t[i:i + 1], pose_noise_rot, pose_noise_trans,
+                                     torch.Generator().manual_seed(_frame_seed(seed, name)))
+                     for i, name in enumerate(truth.names)]
+            hR, ht = torch.cat([m[0] for m in moved]), torch.cat([m[1] for m in moved])
+        common["truth"] = dataclasses.replace(truth, headset_R=true_R, headset_t=true_t)
         B = len(refs)
         return HMCTarget(views=torch.stack([s.views for s in samples]), masks=torch.stack([s.masks for s in samples]),
                          K=torch.stack([s.K for s in samples]), rig_R=rig_R.expand(B, 3, 3, 3).clone(),

@@ -125,6 +125,8 @@ class GroundTruth(_Batch):
         head_R, head_t: ``(B, 3, 3)``, ``(B, 3)`` head pose (head-local -> world).
         verts: ``(B, V, 3)`` the tracked mesh, head-local mm.
         names: frame labels (``segment/frame``).
+        headset_R, headset_t: ``(B, 3, 3)``, ``(B, 3)`` the true headset pose of HMC
+            targets (head-local -> headset), or ``None``.
     """
 
     photo: torch.Tensor
@@ -135,6 +137,8 @@ class GroundTruth(_Batch):
     head_t: torch.Tensor
     verts: torch.Tensor
     names: tuple[str, ...]
+    headset_R: torch.Tensor | None = None
+    headset_t: torch.Tensor | None = None
     kind: ClassVar[str] = "truth"
 
     def __post_init__(self) -> None:
@@ -145,6 +149,11 @@ class GroundTruth(_Batch):
         _shape("truth.head_t", self.head_t, (B, 3))
         _shape("truth.verts", self.verts, (B, None, 3))
         _finite("truth.verts", self.verts)
+        if (self.headset_R is None) != (self.headset_t is None):
+            raise ShapeError("truth.headset_R, truth.headset_t: give both or neither")
+        if self.headset_R is not None:
+            _shape("truth.headset_R", self.headset_R, (B, 3, 3))
+            _shape("truth.headset_t", self.headset_t, (B, 3))
 
     @property
     def image_size(self) -> tuple[int, int]:

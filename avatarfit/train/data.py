@@ -110,7 +110,8 @@ class TrainingData:
         return Avatar(model, self.stats, self.faces, self.verts_uvs, self.faces_uvs,
                       keypoints=self.keypoint_points() if keypoints else None,
                       background=self.background, backend=self.config.train.backend,
-                      info={"capture": str(self.capture.root), "frontal_camera": self.frontal})
+                      info={"capture": str(self.capture.root), "frontal_camera": self.frontal,
+                            "holdout": float(self.config.data.holdout)})
 
     def keypoint_points(self) -> SurfacePoints | None:
         """The 274 keypoint definitions: ``keypoints/points.txt`` of the HMC files when

@@ -1,0 +1,433 @@
+"""Fitting many frames of a capture into an output folder (what ``avatarfit fit`` runs):
+batches, the optional hyper-parameter search, sequences, resumable partial results, PNG
+strips, TensorBoard and the final ``fits.npz`` and ``metrics.json``.
+
+Output folder::
+
+    config.yaml        the job and the resolved fit settings (after --search: the chosen pair)
+    search.json        the grid and the scores (with search)
+    parts/NNNNN.npz    results of each finished batch (re-running the job skips them)
+    strips/SEG_FRAME.png   target | fit in the target's view | frontal before | frontal fit | truth | error x4
+    tb/                TensorBoard: objective curves, per-frame metrics, strips (slider = frame)
+    fits.npz           every frame: names, z, z_init, headset pose, steps, failed, metrics
+    metrics.json       {"summary": {...}, "frames": [{...}, ...]} (NaN written as null)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import yaml
+
+from .._io import atomic_path, write_png, write_text_atomic
+from ..avatar import Avatar
+from ..config import to_dict
+from ..data.capture import Capture, FrameRef
+from ..data.selection import select_frames
+from ..errors import FormatError
+from .optimize import FitConfig, FitResult, fit
+from .search import search_hyperparameters
+from .sequence import fit_sequence, jitter
+from .sources import TargetSource
+from .strips import fit_strip
+from .targets import TARGET_KINDS
+
+__all__ = ["FitJob", "FitReport", "run_fit_job", "heldout_frames", "SUMMARY_KEYS"]
+
+#: Keys every ``metrics.json`` summary has (NaN, written as null, where they do not apply).
+SUMMARY_KEYS = ("frames", "psnr_init", "psnr", "ssim", "geom_mm_init", "geom_mm", "steps_mean", "seconds_per_frame")
+
+
+@dataclass(frozen=True)
+class FitJob:
+    """What to fit and how (saved as ``config.yaml`` in the output folder).
+
+    Attributes:
+        run: run folder of ``avatarfit train`` (its ``avatar.pt``) or an avatar file.
+        capture: capture folder whose frames are fitted.
+        target: ``frontal``, ``masked``, ``hmc`` or ``keypoints``.
+        frames: ``heldout`` (the frames training held out), or a spec of
+            :func:`~avatarfit.data.selection.select_frames` (positions ``N``, ``A:B``,
+            segment names; empty: every frame).
+        batch: frames fitted together (one code each; independent objectives and stops).
+        sequence: fit each segment's frames in order, warm-starting each from the previous.
+        search: pick lr and lambda_L with the paper's grid on the first batch.
+        pose_noise_rot, pose_noise_trans: headset pose noise (degrees, mm) of HMC targets.
+        seed: seed of the pose noise (each frame's noise depends on it and the frame).
+        device: ``cpu``, ``cuda`` or ``auto``.
+        fit: the fit's settings (lr, lambda_L, steps, headset pose, smoothness).
+    """
+
+    run: str
+    capture: str
+    target: str = "hmc"
+    frames: str = "heldout"
+    batch: int = 8
+    sequence: bool = False
+    search: bool = False
+    pose_noise_rot: float = 0.0
+    pose_noise_trans: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    fit: FitConfig = FitConfig()
+
+    def __post_init__(self) -> None:
+        if self.target not in TARGET_KINDS:
+            raise ValueError(f"target: expected one of {', '.join(TARGET_KINDS)}, got {self.target!r}")
+        if self.batch < 1:
+            raise ValueError(f"batch: expected at least 1 frame, got {self.batch}")
+        if self.pose_noise_rot < 0 or self.pose_noise_trans < 0:
+            raise ValueError(f"pose noise: expected values >= 0, got {self.pose_noise_rot} deg, "
+                             f"{self.pose_noise_trans} mm")
+        if (self.pose_noise_rot > 0 or self.pose_noise_trans > 0 or self.fit.fit_headset) and self.target != "hmc":
+            raise ValueError(f"headset pose (noise or fitting): only HMC targets have one, not {self.target}")
+        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
+            raise ValueError(f"device: expected auto, cpu or cuda[:N], got {self.device!r}")
+
+
+@dataclass
+class FitReport:
+    """What :func:`run_fit_job` returns: the summary, one record per frame, and the paths."""
+
+    summary: dict[str, Any]
+    frames: list[dict[str, Any]]
+    out: Path
+    fitted_now: int
+    config: FitConfig
+    search: dict[str, Any] | None = None
+    files: dict[str, Path] = field(default_factory=dict)
+
+
+def heldout_frames(avatar: Avatar, run: Path, capture: Capture) -> list[FrameRef]:
+    """The frames the avatar's training held out (its ``data.holdout`` fraction of each segment).
+
+    Raises:
+        FormatError: when neither the avatar file nor a ``config.yaml`` beside it says.
+    """
+    from ..train.data import split_frames
+
+    holdout = avatar.info.get("holdout")
+    if holdout is None:
+        folder = run if run.is_dir() else run.parent
+        cfg = folder / "config.yaml"
+        if not cfg.is_file():
+            raise FormatError(run, "--frames heldout: the avatar does not record its training's held-out fraction "
+                              f"and there is no {cfg.name} of a training run beside it; give --frames explicitly")
+        data = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
+        holdout = (data.get("data") or {}).get("holdout")
+        if holdout is None:
+            raise FormatError(cfg, "--frames heldout: no data.holdout in this training config")
+    held = split_frames(capture, float(holdout))[1]
+    if not held:
+        raise ValueError(f"--frames heldout: training held out no frame (data.holdout = {holdout}); "
+                         "give --frames explicitly")
+    return held
+
+
+def _plain(v: Any) -> Any:
+    """JSON-safe: tensors and arrays to lists, non-finite floats to None."""
+    if isinstance(v, (torch.Tensor, np.ndarray)):
+        return _plain(v.tolist())
+    if isinstance(v, (list, tuple)):
+        return [_plain(x) for x in v]
+    if isinstance(v, dict):
+        return {k: _plain(x) for k, x in v.items()}
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v
+
+
+def _job_dict(job: FitJob) -> dict[str, Any]:
+    d = to_dict(job)
+    d["fit"] = to_dict(job.fit)
+    return d
+
+
+def _prepare_out(out: Path, job: FitJob, overwrite: bool) -> None:
+    """Create ``out``, or check that it holds this job's partial results (resume)."""
+    saved = out / "config.yaml"
+    if out.exists() and not out.is_dir():
+        raise FileExistsError(f"--out {out}: exists and is not a folder")
+    if overwrite and out.is_dir():
+        for name in ("parts", "strips", "tb"):
+            shutil.rmtree(out / name, ignore_errors=True)
+        for name in ("config.yaml", "search.json", "fits.npz", "metrics.json"):
+            (out / name).unlink(missing_ok=True)
+    if saved.is_file():
+        old = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("job", {})
+        new = _job_dict(job)
+        differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        if differ:
+            raise FileExistsError(f"--out {out}: holds a fit with other settings (differs in {', '.join(differ)}; "
+                                  f"see {saved}); use another --out, or --overwrite to start again")
+    elif out.is_dir() and any(out.iterdir()):
+        raise FileExistsError(f"--out {out}: not empty and not a fit's folder (no config.yaml); "
+                              "use another --out, or --overwrite")
+    out.mkdir(parents=True, exist_ok=True)
+
+
+def _write_config(out: Path, job: FitJob, config: FitConfig, avatar: Avatar, frames: list[FrameRef]) -> None:
+    doc = {"job": _job_dict(job), "resolved_fit": to_dict(config),
+           "avatar": {"variant": avatar.variant, "condition": avatar.condition, "latent": avatar.latent,
+                      **{k: v for k, v in avatar.info.items() if isinstance(v, (str, int, float))}},
+           "frames": [f"{r.segment}/{r.frame}" for r in frames]}
+    write_text_atomic(out / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
+
+
+def _units(refs: list[FrameRef], batch: int, sequence: bool) -> list[list[FrameRef]]:
+    """Batches of frames; in sequence mode chunks of one segment, in order."""
+    if not sequence:
+        return [refs[i:i + batch] for i in range(0, len(refs), batch)]
+    units = []
+    for seg in dict.fromkeys(r.segment for r in refs):
+        frames = [r for r in refs if r.segment == seg]
+        units += [frames[i:i + batch] for i in range(0, len(frames), batch)]
+    return units
+
+
+def _save_part(path: Path, result: FitResult, seconds: float) -> None:
+    arrays = {"names": np.array(result.names), "z": result.z.cpu().numpy(), "z_init": result.z_init.cpu().numpy(),
+              "steps": result.steps.numpy(), "failed": result.failed.numpy(),
+              "data_term": result.data_term.numpy(), "objective": result.objective.numpy(),
+              "seconds": np.full(result.batch, seconds / result.batch)}
+    if result.headset_R is not None:
+        arrays["headset_R"] = result.headset_R.cpu().numpy()
+        arrays["headset_t"] = result.headset_t.cpu().numpy()
+    for k, v in result.metrics.items():
+        arrays[f"metric_{k}"] = v.numpy()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)
+
+
+def _load_part(path: Path) -> dict[str, np.ndarray]:
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {k: data[k] for k in data.files}
+    except Exception as exc:  # noqa: BLE001 - numpy raises many kinds on a damaged file
+        raise FormatError(path, f"unreadable partial result ({type(exc).__name__}: {exc}); delete it to fit "
+                          "its frames again") from None
+
+
+def _merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    keys = [k for k in parts[0] if k != "objective" and all(k in p for p in parts)]
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+    steps = max(p["objective"].shape[0] for p in parts)
+    obj = np.full((steps, len(merged["names"])), np.nan, dtype=np.float32)
+    col = 0
+    for p in parts:
+        o = p["objective"]
+        obj[: o.shape[0], col: col + o.shape[1]] = o
+        col += o.shape[1]
+    merged["objective"] = obj
+    return merged
+
+
+def _records(merged: dict[str, np.ndarray]) -> list[dict[str, Any]]:
+    metrics = sorted(k[len("metric_"):] for k in merged if k.startswith("metric_"))
+    out = []
+    for i, name in enumerate(merged["names"]):
+        seg, _, frame = str(name).partition("/")
+        rec = {"name": str(name), "segment": seg, "frame": frame}
+        rec.update({m: float(merged[f"metric_{m}"][i]) for m in metrics})
+        rec.update(steps=int(merged["steps"][i]), failed=bool(merged["failed"][i]),
+                   data_term=float(merged["data_term"][i]), seconds=float(merged["seconds"][i]))
+        out.append(rec)
+    return out
+
+
+def _summary(merged: dict[str, np.ndarray]) -> dict[str, Any]:
+    n = len(merged["names"])
+    s: dict[str, Any] = {"frames": n}
+    for k in sorted(k for k in merged if k.startswith("metric_")):
+        v = merged[k][np.isfinite(merged[k])]
+        s[k[len("metric_"):]] = float(v.mean()) if v.size else math.nan
+    for k in SUMMARY_KEYS:
+        s.setdefault(k, math.nan)
+    s["steps_mean"] = float(merged["steps"].mean())
+    s["seconds_per_frame"] = float(merged["seconds"].mean())
+    s["failed"] = int(merged["failed"].sum())
+    return s
+
+
+@torch.no_grad()
+def _sequence_jitter(avatar: Avatar, capture: Capture, merged: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean over segments of the fitted and the tracked meshes' frame-to-frame motion (mm)."""
+    names = [str(n) for n in merged["names"]]
+    fitted, truth = [], []
+    for seg in dict.fromkeys(n.split("/")[0] for n in names):
+        idx = [i for i, n in enumerate(names) if n.split("/")[0] == seg]
+        if len(idx) < 2:
+            continue
+        z = torch.from_numpy(merged["z"][idx]).to(avatar.vert_mean.device)
+        verts = avatar.model.decoder.decode_geometry(z) * avatar.vert_std + avatar.vert_mean
+        fitted.append(jitter(verts.cpu()))
+        truth.append(jitter(torch.stack([capture.vertices(seg, names[i].split("/", 1)[1]) for i in idx])))
+    if not fitted:
+        return {"jitter_mm": math.nan, "jitter_mm_truth": math.nan}
+    return {"jitter_mm": float(np.mean(fitted)), "jitter_mm_truth": float(np.mean(truth))}
+
+
+def _resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device: {name} asked for, but PyTorch sees no CUDA device")
+    return torch.device(name)
+
+
+def _check_capture(avatar: Avatar, capture: Capture, job: FitJob) -> None:
+    V = capture.topology.num_verts
+    if V != avatar.num_verts:
+        raise ValueError(f"--capture {capture.root}: its meshes have {V} vertices, the avatar of --run {job.run} "
+                         f"{avatar.num_verts}; fit an avatar to captures of the subject it was trained on")
+    if job.target == "keypoints" and avatar.keypoint_points is None:
+        raise ValueError(f"--target keypoints: the avatar of --run {job.run} has no keypoint definition")
+
+
+def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progress: bool = True,
+                log: Callable[[str], None] = print) -> FitReport:
+    """Fit the frames of ``job`` and write the output folder (see the module's docstring).
+
+    Re-running the same job on the same ``out`` fits only the frames not finished yet
+    (batches whose ``parts/*.npz`` exist are read back); a job with other settings is
+    refused unless ``overwrite``.
+
+    Raises:
+        FormatError: a run without an avatar file, a damaged part file.
+        ValueError: frames, targets or settings that do not fit the avatar or the capture.
+        FileExistsError: ``out`` holds something else.
+    """
+    from tqdm.auto import tqdm
+
+    out = Path(out)
+    run_path = Path(job.run)
+    avatar = Avatar.load(run_path)
+    capture = Capture(job.capture)
+    _check_capture(avatar, capture, job)
+    refs = heldout_frames(avatar, run_path, capture) if job.frames == "heldout" else \
+        select_frames(capture, job.frames)
+    device = _resolve_device(job.device)
+    avatar = avatar.to(device)
+    source = TargetSource(capture, condition=avatar.condition if avatar.conditional else None)
+
+    def build(frames: list[FrameRef]):
+        return source.build(job.target, frames, pose_noise_rot=job.pose_noise_rot,
+                            pose_noise_trans=job.pose_noise_trans, seed=job.seed).to(device)
+
+    _prepare_out(out, job, overwrite)
+    config = job.fit
+    search_doc = None
+    search_file = out / "search.json"
+    if job.search:
+        if search_file.is_file():
+            search_doc = json.loads(search_file.read_text(encoding="utf-8"))
+            log(f"search: reusing {search_file} (lr {search_doc['lr']}, lambda_L {search_doc['lambda_latent']})")
+        else:
+            first = _units(refs, job.batch, False)[0]
+            batch = build(first)
+            label = "frontal PSNR (dB)" if batch.truth is not None else "data term"
+            log(f"search: the paper's grid for {job.target} targets on the first {len(first)} frames, "
+                f"judged by {label}")
+            res = search_hyperparameters(avatar, batch, job.target, base=job.fit,
+                                         progress=lambda lr, lam, s: log(f"  lr {lr:g}, lambda_L {lam:g}: {s:.4f}"))
+            search_doc = {"lr": res.lr, "lambda_latent": res.lambda_latent, "criterion": res.criterion,
+                          "frames": [f"{r.segment}/{r.frame}" for r in first],
+                          "table": [{"lr": a, "lambda_latent": b, "score": c} for a, b, c in res.table]}
+            write_text_atomic(search_file, json.dumps(_plain(search_doc), indent=1))
+        config = dataclasses.replace(job.fit, lr=float(search_doc["lr"]),
+                                     lambda_latent=float(search_doc["lambda_latent"]))
+    _write_config(out, job, config, avatar, refs)
+
+    from torch.utils.tensorboard import SummaryWriter
+
+    units = _units(refs, job.batch, job.sequence)
+    (out / "parts").mkdir(exist_ok=True)
+    (out / "strips").mkdir(exist_ok=True)
+    writer = SummaryWriter(str(out / "tb"))
+    done = sum(len(u) for k, u in enumerate(units) if (out / "parts" / f"{k:05d}.npz").is_file())
+    bar = tqdm(total=len(refs), initial=done, unit="frame", desc=f"fit {job.target}", disable=not progress)
+    parts: list[dict[str, np.ndarray]] = []
+    fitted_now = 0
+    position = 0
+    prev_z: torch.Tensor | None = None
+    try:
+        for k, unit in enumerate(units):
+            path = out / "parts" / f"{k:05d}.npz"
+            if job.sequence and k > 0 and units[k - 1][0].segment != unit[0].segment:
+                prev_z = None
+            if path.is_file():
+                part = _load_part(path)
+                if [str(n) for n in part["names"]] != [f"{r.segment}/{r.frame}" for r in unit]:
+                    raise FormatError(path, "holds other frames than this job's batch; --overwrite to start again")
+                parts.append(part)
+                prev_z = torch.from_numpy(part["z"][-1:]).to(device)
+                position += len(unit)
+                continue
+            target = build(unit)
+            t0 = time.perf_counter()
+            if job.sequence:
+                result, _ = fit_sequence(avatar, target, config, init=prev_z)
+            else:
+                result = fit(avatar, target, config)
+            seconds = time.perf_counter() - t0
+            prev_z = result.z[-1:]
+            _write_outputs(out, writer, target, result, position)
+            _save_part(path, result, seconds)
+            parts.append(_load_part(path))
+            position += len(unit)
+            fitted_now += len(unit)
+            bar.update(len(unit))
+            psnr = result.metrics.get("psnr")
+            if psnr is not None:
+                bar.set_postfix(psnr=f"{float(psnr.nanmean()):.2f}", s_per_frame=f"{seconds / len(unit):.2f}")
+    finally:
+        bar.close()
+        writer.flush()
+    merged = _merge(parts)
+    summary = _summary(merged)
+    if job.sequence:
+        summary.update(_sequence_jitter(avatar, capture, merged))
+    frames = _records(merged)
+    with atomic_path(out / "fits.npz") as tmp:
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **merged)
+    doc = {"summary": summary, "frames": frames, "fit": to_dict(config),
+           "avatar": {"variant": avatar.variant, "condition": avatar.condition}, "target": job.target}
+    write_text_atomic(out / "metrics.json", json.dumps(_plain(doc), indent=1))
+    for k, v in summary.items():
+        if isinstance(v, (int, float)) and math.isfinite(v):
+            writer.add_scalar(f"summary/{k}", v, 0)
+    writer.close()
+    files = {"fits": out / "fits.npz", "metrics": out / "metrics.json", "strips": out / "strips",
+             "tensorboard": out / "tb", "config": out / "config.yaml"}
+    return FitReport(summary=summary, frames=frames, out=out, fitted_now=fitted_now, config=config,
+                     search=search_doc, files=files)
+
+
+def _write_outputs(out: Path, writer, target, result: FitResult, position: int) -> None:
+    """PNG strips and TensorBoard entries of one fitted batch (frames at ``position`` onwards)."""
+    for j, name in enumerate(result.names):
+        strip = fit_strip(target, result, j)
+        write_png(out / "strips" / f"{name.replace('/', '_')}.png", strip)
+        step = position + j
+        writer.add_image("strips", strip, step)
+        for k, v in result.metrics.items():
+            if math.isfinite(float(v[j])):
+                writer.add_scalar(f"frames/{k}", float(v[j]), step)
+        writer.add_scalar("frames/steps", int(result.steps[j]), step)
+        curve = result.objective[:, j]
+        for s, e in enumerate(curve.tolist()):
+            if math.isfinite(e):
+                writer.add_scalar(f"objective/{name}", e, s)
