@@ -63,8 +63,8 @@ class FitConfig:
     patience: int = 10
     tol: float = 1e-4
     fit_headset: bool = False
-    lr_rotation: float = 0.002
-    lr_translation: float = 0.1
+    lr_rotation: float = 0.005
+    lr_translation: float = 0.3
     smoothness: float = 0.0
 
     def __post_init__(self) -> None:

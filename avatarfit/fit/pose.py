@@ -48,8 +48,13 @@ def perturb_headset(R: torch.Tensor, t: torch.Tensor, rot_deg: float, trans_mm: 
 
 
 def pose_error(R: torch.Tensor, t: torch.Tensor, R_ref: torch.Tensor, t_ref: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rotation angle (degrees) and translation distance (mm) between two poses: ``(B,)`` each."""
+    """Rotation angle (degrees) and position error (mm) between two poses ``x -> R x + t``:
+    ``(B,)`` each. The position is the frame's origin in the source frame, ``-R^T t`` (for
+    headset poses: where the headset sits on the head), so that a rotation about the
+    headset's origin costs angle only."""
     from pytorch3d.transforms import matrix_to_axis_angle
 
     angle = matrix_to_axis_angle(R @ R_ref.transpose(1, 2)).norm(dim=-1)
-    return torch.rad2deg(angle), (t - t_ref).norm(dim=-1)
+    origin = -(R.transpose(1, 2) @ t[..., None])[..., 0]
+    origin_ref = -(R_ref.transpose(1, 2) @ t_ref[..., None])[..., 0]
+    return torch.rad2deg(angle), (origin - origin_ref).norm(dim=-1)

@@ -15,6 +15,8 @@ from ..errors import ShapeError
 
 __all__ = ["check_cameras", "to_pytorch3d", "project_points", "camera_centers", "look_at"]
 
+_MIN_DEPTH = 1e-4  # smallest depth divided by in projections (world units, mm)
+
 
 def check_cameras(K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, batch: int | None = None) -> int:
     """Check ``K (B, 3, 3)``, ``R (B, 3, 3)``, ``t (B, 3)``; return B."""
@@ -68,9 +70,12 @@ def project_points(
     if points.ndim != 3 or points.shape[-1] != 3:
         raise ShapeError(f"points: expected shape (B, P, 3), got {tuple(points.shape)}")
     check_cameras(K, R, t, batch=points.shape[0])
-    cams = to_pytorch3d(K, R, t, image_size)
-    xy = cams.transform_points_screen(points, image_size=[tuple(image_size)] * points.shape[0])[..., :2]
-    z = cams.get_world_to_view_transform().transform_points(points)[..., 2:]
+    cam = points @ R.transpose(1, 2) + t[:, None]
+    z = cam[..., 2:]
+    # Points at or behind the camera plane (the rasteriser skips their faces) are divided by a
+    # small positive depth instead, so that neither they nor their gradients become Inf/NaN.
+    safe = torch.where(z > _MIN_DEPTH, z, torch.full_like(z, _MIN_DEPTH))
+    xy = (cam @ K.transpose(1, 2))[..., :2] / safe
     return torch.cat([xy, z], dim=-1)
 
 

@@ -44,3 +44,24 @@ def test_marked_triangle_is_found_where_projection_says():
         assert len(hit) > 0, backend
         centre = hit.mean(0)  # (row, col)
         assert abs(centre[1] + 0.5 - uv[0]) < 1.5 and abs(centre[0] + 0.5 - uv[1]) < 1.5, backend
+
+
+def test_points_on_or_behind_the_camera_plane_give_finite_values_and_gradients():
+    """A fitted mesh can reach a head-mounted camera's plane: its faces are skipped by the
+    rasteriser, and nothing may turn the fit's gradients into NaN (seen in HMC fits)."""
+    from avatarfit.render.renderer import render_textured
+
+    K = torch.tensor([[[100.0, 0.0, 32.0], [0.0, 100.0, 24.0], [0.0, 0.0, 1.0]]])
+    R, t = torch.eye(3)[None], torch.zeros(1, 3)
+    verts = torch.tensor([[[-5.0, -5.0, 50.0], [5.0, -5.0, 50.0], [0.0, 5.0, 50.0],
+                           [1.0, 1.0, 0.0], [2.0, 1.0, -3.0], [1.0, 2.0, 40.0]]], requires_grad=True)
+    screen = project_points(verts, K, R, t, (48, 64))
+    assert bool(torch.isfinite(screen).all())
+    faces = torch.tensor([[0, 1, 2], [3, 4, 5]])
+    uvs = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 1.0]])
+    out = render_textured(verts, faces, uvs, torch.tensor([[0, 1, 2], [0, 1, 2]]), torch.rand(1, 3, 8, 8), K, R, t,
+                          (48, 64), backend="bbox")
+    out.image.sum().backward()
+    assert bool(torch.isfinite(verts.grad).all())
+    assert float(verts.grad[0, :3].abs().sum()) > 0  # the visible face still gets gradients
+    assert float(out.mask.sum()) > 0
