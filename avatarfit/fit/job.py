@@ -148,7 +148,8 @@ def _plain(v: Any) -> Any:
     return v
 
 
-def _job_dict(job: FitJob) -> dict[str, Any]:
+def job_dict(job: FitJob) -> dict[str, Any]:
+    """The job as the plain mapping saved under ``job:`` in ``config.yaml``."""
     d = to_dict(job)
     d["fit"] = to_dict(job.fit)
     return d
@@ -166,7 +167,7 @@ def _prepare_out(out: Path, job: FitJob, overwrite: bool) -> None:
             (out / name).unlink(missing_ok=True)
     if saved.is_file():
         old = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("job", {})
-        new = _job_dict(job)
+        new = job_dict(job)
         differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if differ:
             raise FileExistsError(f"--out {out}: holds a fit with other settings (differs in {', '.join(differ)}; "
@@ -178,7 +179,7 @@ def _prepare_out(out: Path, job: FitJob, overwrite: bool) -> None:
 
 
 def _write_config(out: Path, job: FitJob, config: FitConfig, avatar: Avatar, frames: list[FrameRef]) -> None:
-    doc = {"job": _job_dict(job), "resolved_fit": to_dict(config),
+    doc = {"job": job_dict(job), "resolved_fit": to_dict(config),
            "avatar": {"variant": avatar.variant, "condition": avatar.condition, "latent": avatar.latent,
                       **{k: v for k, v in avatar.info.items() if isinstance(v, (str, int, float))}},
            "frames": [f"{r.segment}/{r.frame}" for r in frames]}

@@ -1,0 +1,270 @@
+"""``avatarfit demo``: the library's main job on the built-in synthetic subject, end to end.
+
+1. a small synthetic capture (3 segments x 24 frames, 6 cameras, 128x96);
+2. a DAM and a LiP-Flow-HMC trained on it for a few minutes each, side by side (one
+   process per model, one thread each: on a 2-core CPU that is faster than one after the
+   other);
+3. HMC targets of the frames training held out (clean synthetic head-mounted views);
+4. both models fitted to them; a table of frontal PSNR and geometry error before fitting
+   (the prior's mean) and after, PNG strips, a side-by-side sheet and TensorBoard logs.
+
+Everything is cached in the output folder: a second run reuses the capture, the trained
+models and the finished fits (an interrupted run picks up where it stopped). The settings
+are :data:`DEMO_SYNTH` and :data:`DEMO_TRAIN`, mirrored in ``configs/train/demo/``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+__all__ = ["DEMO_SYNTH", "DEMO_TRAIN", "DEMO_MODELS", "DemoResult", "run_demo", "demo_train_config", "demo_table"]
+
+#: The demo capture (``avatarfit synth`` settings; ``subject`` and ``seed`` come from the command).
+DEMO_SYNTH = {"segments": 3, "frames": 24, "cameras": 6, "image_size": (128, 96), "texture_size": 128}
+
+#: Training settings shared by the demo's models (``configs/train/small.yaml`` with a higher
+#: learning rate, a time budget instead of a step count, and 10% of the frames held out).
+DEMO_TRAIN = {
+    "model": {"dam": {"latent": 64, "texture_size": 128, "channels": [16, 32, 64, 64, 64], "geometry_hidden": 256,
+                      "view_features": 8},
+              "hmc": {"input_size": [60, 80], "channels": [16, 32, 64, 64], "features": 128},
+              "flow": {"layers": 4, "hidden": 128, "blocks_per_layer": 2, "batch_norm": True, "dropout": 0.0}},
+    "data": {"views_per_frame": 2, "holdout": 0.1, "hmc_source": "memory", "hmc": {"views_size": [120, 160]}},
+    "loss": {"image": 10.0, "geometry": 1.0},
+    "train": {"batch": 4, "lr": 0.001, "steps": 100000, "patience": 100000, "eval_every": 100, "log_every": 25,
+              "checkpoint_every": 100, "max_minutes": 5.0},
+}
+
+#: ``name -> (label, model settings, lambda_L)`` of the demo's two models (seed 003, H.1).
+DEMO_MODELS = {
+    "dam": ("DAM", {"variant": "dam", "condition": "hmc"}, 0.01),
+    "lip_flow_hmc": ("LiP-Flow-HMC", {"variant": "lip_flow", "condition": "hmc"}, 0.0005),
+}
+
+
+def demo_train_config(name: str, minutes: float):
+    """The :class:`~avatarfit.train.config.TrainConfig` of demo model ``name``."""
+    from .config import merge_mappings
+    from .train.config import load_train_config
+
+    _, model, latent = DEMO_MODELS[name]
+    data = merge_mappings(DEMO_TRAIN, {"model": model, "loss": {"latent": latent},
+                                       "train": {"max_minutes": float(minutes)}})
+    return load_train_config(None, data)
+
+
+@dataclass
+class DemoResult:
+    """Summaries of both fits (``name -> metrics.json summary``) and the files written."""
+
+    summaries: dict[str, dict]
+    out: Path
+    sheet: Path
+    seconds: float
+
+
+def _capture(out: Path, subject: str, seed: int, progress: bool, log: Callable[[str], None]) -> Path:
+    import yaml
+
+    from .config import to_dict
+    from .synth.generate import SynthConfig, generate_capture
+
+    config = SynthConfig(subject=subject, seed=seed, **DEMO_SYNTH)
+    folder = out / "capture"
+    saved = folder / "synth.yaml"
+    if (folder / "frame_list.txt").is_file() and saved.is_file():
+        if yaml.safe_load(saved.read_text(encoding="utf-8")) == yaml.safe_load(yaml.safe_dump(to_dict(config))):
+            log(f"1/4 capture: reusing {folder}")
+            return folder
+    log(f"1/4 capture: generating {config.segments} segments x {config.frames} frames x {config.cameras} cameras "
+        f"({subject}, seed {seed}) in {folder}")
+    generate_capture(folder, config, overwrite=True, progress=progress, log=log)
+    return folder
+
+
+def _run_is_done(run: Path, config) -> bool:
+    """A finished run of this config: its avatar file and a final metrics file, same settings."""
+    import yaml
+
+    from .train.checkpoint import plain_config
+
+    if not ((run / "avatar.pt").is_file() and (run / "metrics.yaml").is_file() and (run / "config.yaml").is_file()):
+        return False
+    return yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) == \
+        yaml.safe_load(yaml.safe_dump(plain_config(config), sort_keys=False))
+
+
+def _train_models(out: Path, capture: Path, minutes: float, progress: bool,
+                  log: Callable[[str], None]) -> tuple[dict[str, Path], set[str]]:
+    """Train the models not cached yet, one subprocess each, side by side; returns the run
+    folders and the names trained now."""
+    import yaml
+
+    from .train.checkpoint import plain_config
+
+    runs = {name: out / "runs" / name for name in DEMO_MODELS}
+    todo: dict[str, tuple[Path, bool]] = {}
+    for name, run in runs.items():
+        config = demo_train_config(name, minutes)
+        if _run_is_done(run, config):
+            continue
+        run.mkdir(parents=True, exist_ok=True)
+        spec = run.parent / f"{name}.yaml"
+        spec.write_text(yaml.safe_dump(plain_config(config), sort_keys=False), encoding="utf-8")
+        resume = (run / "last.pt").is_file() and (run / "config.yaml").is_file()
+        todo[name] = (spec, resume)
+    if not todo:
+        log(f"2/4 models: reusing {', '.join(str(r) for r in runs.values())}")
+        return runs, set()
+    labels = ", ".join(DEMO_MODELS[n][0] for n in todo)
+    log(f"2/4 models: training {labels} for {minutes:g} min each, side by side (logs in {out / 'runs'}/*.log)")
+    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
+    procs = {}
+    for name, (spec, resume) in todo.items():
+        cmd = [sys.executable, "-m", "avatarfit.cli", "train", "--capture", str(capture), "--out", str(runs[name]),
+               "--no-progress"]
+        cmd += ["--resume"] if resume else ["--config", str(spec)]
+        logfile = open(runs[name].parent / f"{name}.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
+        procs[name] = (subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, env=env), logfile)
+    _wait(procs, minutes, progress)
+    failed = []
+    for name, (proc, logfile) in procs.items():
+        logfile.close()
+        text = (runs[name].parent / f"{name}.log").read_text(encoding="utf-8", errors="replace").strip()
+        if proc.returncode != 0 or not (runs[name] / "avatar.pt").is_file():
+            failed.append(f"{name} (exit {proc.returncode}): {text[-800:]}")
+        else:
+            log(f"  {DEMO_MODELS[name][0]}: {text.splitlines()[-1] if text else 'done'}")
+    if failed:
+        raise RuntimeError("demo: training failed: " + "; ".join(failed))
+    return runs, set(todo)
+
+
+def _wait(procs: dict, minutes: float, progress: bool) -> None:
+    from tqdm.auto import tqdm
+
+    total = int(minutes * 60)
+    bar = tqdm(total=total, desc="train", unit="s", disable=not progress,
+               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total} s")
+    t0 = time.monotonic()
+    try:
+        while any(p.poll() is None for p, _ in procs.values()):
+            time.sleep(1.0)
+            bar.n = min(total, int(time.monotonic() - t0))
+            bar.refresh()
+    except KeyboardInterrupt:
+        for p, _ in procs.values():
+            p.terminate()
+        raise
+    finally:
+        bar.close()
+
+
+def _split_strip(strip, width: int) -> list:
+    """The six columns of a :func:`~avatarfit.fit.strips.fit_strip` whose four frontal
+    columns are ``width`` wide (2-pixel gaps)."""
+    total = strip.shape[-1]
+    side = (total - 4 * width - 10) // 2
+    starts = [0, side + 2] + [2 * side + 4 + k * (width + 2) for k in range(4)]
+    widths = [side, side] + [width] * 4
+    return [strip[..., a:a + w] for a, w in zip(starts, widths)]
+
+
+def _sheet(out: Path, fits: dict[str, Path], width: int) -> Path:
+    """Rows: frames; columns: HMC views | photo | each model before and after fitting."""
+    import torch
+
+    from ._io import read_png, write_png
+
+    names = sorted(p.name for p in (next(iter(fits.values())) / "strips").glob("*.png"))
+    rows = []
+    for n in names:
+        cols = []
+        for k, folder in enumerate(fits.values()):
+            parts = _split_strip(read_png(folder / "strips" / n), width)
+            if k == 0:
+                cols += [parts[0], parts[4]]
+            cols += [parts[2], parts[3]]
+        row = []
+        for c in cols:
+            row += [c, torch.ones(3, c.shape[1], 4)]
+        rows.append(torch.cat(row[:-1], dim=-1))
+    sheet = []
+    for r in rows:
+        sheet += [r, torch.ones(3, 4, r.shape[-1])]
+    path = out / "comparison.png"
+    write_png(path, torch.cat(sheet[:-1], dim=1))
+    return path
+
+
+def run_demo(out: str | Path = "avatarfit-demo", *, subject: str = "procedural", seed: int = 0, minutes: float = 5.0,
+             progress: bool = True, log: Callable[[str], None] = print) -> DemoResult:
+    """Run the demo into ``out`` (see the module's docstring); returns the fit summaries.
+
+    Args:
+        out: the demo folder (cache included).
+        subject: ``procedural`` (offline) or ``james`` (the real scan, fetched once).
+        seed: seed of the subject and its performances.
+        minutes: training time of each model (both train at once).
+    """
+    from .fit import FitConfig
+    from .fit.job import FitJob, run_fit_job
+
+    if minutes <= 0:
+        raise ValueError(f"--minutes: expected a positive training time, got {minutes}")
+    t0 = time.perf_counter()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    capture = _capture(out, subject, seed, progress, log)
+    runs, trained = _train_models(out, capture, minutes, progress, log)
+    log("3/4 fitting both models to the clean HMC views of the held-out frames (lr 0.1, lambda_L 0.01, <= 200 steps)")
+    summaries, fits = {}, {}
+    for name, run in runs.items():
+        job = FitJob(run=str(run), capture=str(capture), target="hmc", frames="heldout", batch=8,
+                     fit=FitConfig(lr=0.1, lambda_latent=0.01))
+        fits[name] = out / "fits" / name
+        fresh = name in trained or not _same_job(fits[name], job)
+        report = run_fit_job(job, fits[name], overwrite=fresh, progress=progress, log=lambda m: None)
+        summaries[name] = report.summary
+    width = DEMO_SYNTH["image_size"][1]
+    sheet = _sheet(out, fits, width)
+    (out / "summary.json").write_text(json.dumps({k: _finite(v) for k, v in summaries.items()}, indent=1),
+                                      encoding="utf-8")
+    log(f"4/4 wrote {sheet}, strips and TensorBoard logs in {out / 'fits'}")
+    return DemoResult(summaries=summaries, out=out, sheet=sheet, seconds=time.perf_counter() - t0)
+
+
+def _finite(summary: dict) -> dict:
+    import math
+
+    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in summary.items()}
+
+
+def _same_job(folder: Path, job) -> bool:
+    """Whether ``folder`` holds this fit job already (else the demo starts it afresh)."""
+    import yaml
+
+    from .fit.job import job_dict
+
+    saved = folder / "config.yaml"
+    if not saved.is_file():
+        return True  # nothing there: a plain start
+    return (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("job") == job_dict(job)
+
+
+def demo_table(summaries: dict[str, dict]) -> str:
+    """The demo's before/after table as Markdown."""
+    lines = ["| model | frontal PSNR (dB) prior mean -> fitted | geometry error (mm) prior mean -> fitted | "
+             "steps | s/frame |", "|---|---|---|---|---|"]
+    for name, s in summaries.items():
+        lines.append(f"| {DEMO_MODELS[name][0]} | {s['psnr_init']:.2f} -> {s['psnr']:.2f} | "
+                     f"{s['geom_mm_init']:.3f} -> {s['geom_mm']:.3f} | {s['steps_mean']:.0f} | "
+                     f"{s['seconds_per_frame']:.2f} |")
+    return "\n".join(lines)
