@@ -222,7 +222,8 @@ outputs (in --out):
   metrics.json        summary (frames, psnr_init, psnr, ssim, geom_mm_init, geom_mm, steps_mean,
                       seconds_per_frame, ...) and one record per frame; null where a value is undefined
   fits.npz            names, z, z_init, headset_R/headset_t (with --fit-headset), steps, failed, objective
-                      (steps x frames, NaN after a frame stopped), metric_* per frame
+                      (steps x frames; the last value repeats after a frame stopped), objective_steps,
+                      metric_* per frame; never NaN (a frame whose objective turned NaN is marked failed)
   strips/SEG_FRAME.png   target | fit in the target's view | frontal before | frontal fit | photo | error x4
   tb/                 tensorboard --logdir OUT/tb (strips: step = frame; objective/SEG/FRAME curves)
   config.yaml         the job and the settings used (after --search, the chosen pair); search.json

@@ -10,7 +10,8 @@
 
 Everything is cached in the output folder: a second run reuses the capture, the trained
 models and the finished fits (an interrupted run picks up where it stopped). The settings
-are :data:`DEMO_SYNTH` and :data:`DEMO_TRAIN`, mirrored in ``configs/train/demo/``.
+are :data:`DEMO_SYNTH`, :data:`DEMO_TRAIN` and :data:`DEMO_MODELS`; each run folder keeps
+its resolved ``config.yaml``, which ``avatarfit train --config`` accepts as it is.
 """
 
 from __future__ import annotations
@@ -70,17 +71,19 @@ class DemoResult:
     seconds: float
 
 
-def _capture(out: Path, subject: str, seed: int, progress: bool, log: Callable[[str], None]) -> Path:
+def _capture(out: Path, subject: str, seed: int, progress: bool, log: Callable[[str], None],
+             synth: dict | None = None) -> Path:
     import yaml
 
     from .config import to_dict
     from .synth.generate import SynthConfig, generate_capture
 
-    config = SynthConfig(subject=subject, seed=seed, **DEMO_SYNTH)
+    config = SynthConfig(subject=subject, seed=seed, **{**DEMO_SYNTH, **(synth or {})})
     folder = out / "capture"
     saved = folder / "synth.yaml"
     if (folder / "frame_list.txt").is_file() and saved.is_file():
-        if yaml.safe_load(saved.read_text(encoding="utf-8")) == yaml.safe_load(yaml.safe_dump(to_dict(config))):
+        written = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("synth")
+        if written == yaml.safe_load(yaml.safe_dump(to_dict(config))):
             log(f"1/4 capture: reusing {folder}")
             return folder
     log(f"1/4 capture: generating {config.segments} segments x {config.frames} frames x {config.cameras} cameras "
@@ -205,7 +208,8 @@ def _sheet(out: Path, fits: dict[str, Path], width: int) -> Path:
 
 
 def run_demo(out: str | Path = "avatarfit-demo", *, subject: str = "procedural", seed: int = 0, minutes: float = 5.0,
-             progress: bool = True, log: Callable[[str], None] = print) -> DemoResult:
+             progress: bool = True, log: Callable[[str], None] = print, synth: dict | None = None,
+             fit_config=None) -> DemoResult:
     """Run the demo into ``out`` (see the module's docstring); returns the fit summaries.
 
     Args:
@@ -213,6 +217,8 @@ def run_demo(out: str | Path = "avatarfit-demo", *, subject: str = "procedural",
         subject: ``procedural`` (offline) or ``james`` (the real scan, fetched once).
         seed: seed of the subject and its performances.
         minutes: training time of each model (both train at once).
+        synth: settings that replace :data:`DEMO_SYNTH`'s (a smaller capture, say).
+        fit_config: the fit's :class:`~avatarfit.fit.FitConfig` (default: lr 0.1, lambda_L 0.01).
     """
     from .fit import FitConfig
     from .fit.job import FitJob, run_fit_job
@@ -222,18 +228,18 @@ def run_demo(out: str | Path = "avatarfit-demo", *, subject: str = "procedural",
     t0 = time.perf_counter()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    capture = _capture(out, subject, seed, progress, log)
+    capture = _capture(out, subject, seed, progress, log, synth)
     runs, trained = _train_models(out, capture, minutes, progress, log)
     log("3/4 fitting both models to the clean HMC views of the held-out frames (lr 0.1, lambda_L 0.01, <= 200 steps)")
     summaries, fits = {}, {}
     for name, run in runs.items():
         job = FitJob(run=str(run), capture=str(capture), target="hmc", frames="heldout", batch=8,
-                     fit=FitConfig(lr=0.1, lambda_latent=0.01))
+                     fit=fit_config or FitConfig(lr=0.1, lambda_latent=0.01))
         fits[name] = out / "fits" / name
         fresh = name in trained or not _same_job(fits[name], job)
         report = run_fit_job(job, fits[name], overwrite=fresh, progress=progress, log=lambda m: None)
         summaries[name] = report.summary
-    width = DEMO_SYNTH["image_size"][1]
+    width = {**DEMO_SYNTH, **(synth or {})}["image_size"][1]
     sheet = _sheet(out, fits, width)
     (out / "summary.json").write_text(json.dumps({k: _finite(v) for k, v in summaries.items()}, indent=1),
                                       encoding="utf-8")

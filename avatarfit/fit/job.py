@@ -9,7 +9,10 @@ Output folder::
     parts/NNNNN.npz    results of each finished batch (re-running the job skips them)
     strips/SEG_FRAME.png   target | fit in the target's view | frontal before | frontal fit | truth | error x4
     tb/                TensorBoard: objective curves, per-frame metrics, strips (slider = frame)
-    fits.npz           every frame: names, z, z_init, headset pose, steps, failed, metrics
+    fits.npz           every frame: names, z, z_init, headset pose, steps, failed, metrics, objective
+                       curves (the last value repeats after a frame stopped; objective_steps counts
+                       the values recorded). Never NaN: a frame whose objective became NaN is
+                       marked failed and keeps its best code.
     metrics.json       {"summary": {...}, "frames": [{...}, ...]} (NaN written as null)
 """
 
@@ -197,11 +200,23 @@ def _units(refs: list[FrameRef], batch: int, sequence: bool) -> list[list[FrameR
     return units
 
 
+def _fill_forward(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(S, B)`` objective curves, NaN after a frame stopped -> the last finite value
+    repeated, and the number of values recorded per frame (so no NaN is written)."""
+    out = curves.copy()
+    finite = np.isfinite(out)
+    counts = finite.sum(0)
+    for s in range(1, out.shape[0]):
+        out[s] = np.where(finite[s], out[s], out[s - 1])
+    return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0), counts
+
+
 def _save_part(path: Path, result: FitResult, seconds: float) -> None:
+    objective, recorded = _fill_forward(result.objective.numpy())
     arrays = {"names": np.array(result.names), "z": result.z.cpu().numpy(), "z_init": result.z_init.cpu().numpy(),
               "steps": result.steps.numpy(), "failed": result.failed.numpy(),
-              "data_term": result.data_term.numpy(), "objective": result.objective.numpy(),
-              "seconds": np.full(result.batch, seconds / result.batch)}
+              "data_term": np.nan_to_num(result.data_term.numpy(), nan=0.0), "objective": objective,
+              "objective_steps": recorded, "seconds": np.full(result.batch, seconds / result.batch)}
     if result.headset_R is not None:
         arrays["headset_R"] = result.headset_R.cpu().numpy()
         arrays["headset_t"] = result.headset_t.cpu().numpy()
@@ -225,11 +240,12 @@ def _merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     keys = [k for k in parts[0] if k != "objective" and all(k in p for p in parts)]
     merged = {k: np.concatenate([p[k] for p in parts]) for k in keys}
     steps = max(p["objective"].shape[0] for p in parts)
-    obj = np.full((steps, len(merged["names"])), np.nan, dtype=np.float32)
+    obj = np.zeros((steps, len(merged["names"])), dtype=np.float32)
     col = 0
     for p in parts:
         o = p["objective"]
         obj[: o.shape[0], col: col + o.shape[1]] = o
+        obj[o.shape[0]:, col: col + o.shape[1]] = o[-1]  # the last value repeats, as within a part
         col += o.shape[1]
     merged["objective"] = obj
     return merged

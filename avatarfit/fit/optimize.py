@@ -5,10 +5,11 @@ Per frame, the objective is
 
     E(z) = D(render(z), target) + lambda_L * (-log p(z | observation)) / L
 
-- D, images: over the pixels the target shows (every pixel of a frontal image, the mask of
-  a masked one, the face masks of HMC views), the mean squared error in units of the
-  avatar's texture standard deviation (as training's image loss), summed over views;
-  HMC renderings are converted to the target's infrared-like grey first.
+- D, images: over the pixels the target shows (every pixel of a frontal image, background
+  included; the mask of a masked one; the face masks of HMC views), the mean squared
+  error in units of the avatar's texture standard deviation (as training's image loss),
+  summed over views. HMC renderings are converted to the target's infrared-like grey,
+  with the target's background where no face is.
 - D, keypoints: the mean squared reprojection error in pixels over the visible keypoints.
 - The latent term is the avatar's prior: N(0, I) for DAM, the unconditional flow for
   DAM-Flow, the prior predicted from ``target.observation`` otherwise; divided by L so
@@ -189,7 +190,7 @@ def _predict(avatar: Avatar, target, z: torch.Tensor, pose=None) -> tuple[torch.
         out = avatar.render_views(z, target.K, R, t, target.image_size)
         w = torch.tensor(target.ir_weights, dtype=out.image.dtype, device=out.image.device)
         grey = (out.image * w[:, None, None]).sum(2, keepdim=True) / w.sum()
-        return grey, out.verts
+        return grey * out.mask + target.background * (1 - out.mask), out.verts
     out = avatar.render(z, target.K, target.R, target.t, target.image_size, target.head_R, target.head_t)
     return out.image, out.verts
 

@@ -232,12 +232,16 @@ class HMCTarget(_Batch):
 
     Attributes:
         views: ``(B, 3, 1, h, w)`` grey images in [0, 1].
-        masks: ``(B, 3, 1, h, w)`` 1 where the face is visible (only these pixels are scored).
+        masks: ``(B, 3, 1, h, w)`` 1 on the pixels the data term scores (the face: see
+            :class:`~avatarfit.fit.sources.TargetSource` for why not the background).
         K: ``(B, 3, 3, 3)`` intrinsics per view.
         rig_R, rig_t: ``(B, 3, 3, 3)``, ``(B, 3, 3)`` headset -> camera per view.
         headset_R, headset_t: ``(B, 3, 3)``, ``(B, 3)`` head-local -> headset (the start of a
             headset-pose fit).
         ir_weights: RGB weights of the infrared-like grey (as the HMC tool's).
+        background: grey level of the views where no face is (the HMC tool's clean views:
+            0); the fit's renderings show it there, so a scored pixel the fitted face
+            does not cover counts as the target's background would.
     """
 
     views: torch.Tensor
@@ -251,6 +255,7 @@ class HMCTarget(_Batch):
     observation: torch.Tensor | None = None
     truth: GroundTruth | None = None
     ir_weights: tuple[float, float, float] = (0.6, 0.3, 0.1)
+    background: float = 0.0
     kind: ClassVar[str] = "hmc"
 
     def __post_init__(self) -> None:

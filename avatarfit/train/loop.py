@@ -340,7 +340,11 @@ def _train(config: TrainConfig, cap: Capture, out: Path, payload: dict | None, i
             bar.set_postfix(loss=f"{float(terms['loss'].detach()):.4f}")
             if writer is not None:
                 _log_terms(writer, terms, run.optimizer.param_groups[0]["lr"], step)
-        evaluated = step % cfg.eval_every == 0 or step == cfg.steps
+        # A run about to stop on time is evaluated first, so that it always ends with a
+        # best checkpoint and avatar file (also when it stops before the first evaluation).
+        over = cfg.max_minutes is not None and run.state["seconds"] >= cfg.max_minutes * 60
+        time_up = _agree("time" if over else "steps", info) == "time"
+        evaluated = step % cfg.eval_every == 0 or step == cfg.steps or time_up
         improved = evaluated and _evaluate(run, writer, step, info)
         if improved:
             checkpoint("best.pt", step)

@@ -46,6 +46,11 @@ def test_cli_writes_every_output(dam_run, tiny_capture, tmp_path, capsys):
         assert fits["z"].shape == (3, Avatar.load(dam_run).latent)
         assert list(fits["names"]) == names and fits["objective"].shape[1] == 3
         assert (fits["steps"] <= 5).all()
+        for key in fits.files:
+            if fits[key].dtype.kind == "f":
+                assert np.isfinite(fits[key]).all(), key
+        ok = ~fits["failed"]
+        assert (fits["objective_steps"][ok] == fits["steps"][ok] + 1).all()
     strips = sorted((out / "strips").glob("*.png"))
     assert len(strips) == 3
     from avatarfit._io import read_png
@@ -124,21 +129,24 @@ def test_heldout_frames_are_trainings(dam_run, tiny_capture):
 def test_a_perturbed_headset_pose_is_recovered(dam_run, tiny_capture):
     """HMC views rendered by the avatar itself under the true headset pose; the fit starts
     from a perturbed pose and must find the true one (seed 003, Table 9)."""
-    from avatarfit.fit.optimize import _predict, prior_start
+    from avatarfit.fit.optimize import _hmc_cameras, _predict, prior_start
 
     avatar = Avatar.load(dam_run)
     cap = Capture(tiny_capture)
-    noisy = TargetSource(cap).build("hmc", cap.frames()[:2], pose_noise_rot=2.0, pose_noise_trans=3.0, seed=1)
+    noisy = TargetSource(cap).build("hmc", cap.frames()[:2], pose_noise_rot=2.0, pose_noise_trans=2.0, seed=1)
     truth = noisy.truth
     exact = dataclasses.replace(noisy, headset_R=truth.headset_R, headset_t=truth.headset_t)
     with torch.no_grad():
-        views, _ = _predict(avatar, exact, prior_start(avatar, exact)[0])
-    target = dataclasses.replace(noisy, views=views)
+        z0 = prior_start(avatar, exact)[0]
+        views, _ = _predict(avatar, exact, z0)
+        R, t = _hmc_cameras(exact, None)
+        masks = avatar.render_views(z0, exact.K, R, t, exact.image_size).mask  # the avatar's own face pixels
+    target = dataclasses.replace(noisy, views=views, masks=masks)
     # The code is held near the prior (small lr, strong prior) so that it cannot explain the
     # misalignment instead of the pose: the few-step test avatar's decoder is nearly random.
     moved = fit(avatar, target, FitConfig(steps=300, patience=50, lr=0.01, lambda_latent=1.0, fit_headset=True))
     m = moved.metrics
-    assert float(m["headset_mm_init"].mean()) > 2.0 and float(m["headset_deg_init"].mean()) > 1.0
+    assert float(m["headset_mm_init"].mean()) > 1.5 and float(m["headset_deg_init"].mean()) > 1.0
     assert float(m["headset_mm"].mean()) < 0.3 * float(m["headset_mm_init"].mean()), m
     assert float(m["headset_deg"].mean()) < 0.3 * float(m["headset_deg_init"].mean()), m
     kept = fit(avatar, target, FitConfig(steps=5))  # pose not fitted: the error stays the noise
@@ -161,3 +169,33 @@ def test_sequence_mode_reports_jitter(dam_run, tiny_capture, tmp_path):
     report = run_fit_job(job, tmp_path / "seq", progress=False, log=lambda m: None)
     s = report.summary
     assert s["frames"] == 3 and s["jitter_mm"] > 0 and s["jitter_mm_truth"] > 0
+
+
+def test_a_frame_whose_objective_turns_nan_is_stopped_and_nothing_nan_is_written(dam_run, tiny_capture, tmp_path,
+                                                                                   monkeypatch):
+    from avatarfit.fit import optimize
+
+    real = optimize._data_term
+    calls = []
+
+    def poisoned(avatar, target, pred):
+        d = real(avatar, target, pred)
+        calls.append(1)
+        if len(calls) > 3:  # frame 1 turns NaN at the fourth evaluation
+            d = d.clone()
+            d[1] = float("nan")
+        return d
+
+    monkeypatch.setattr(optimize, "_data_term", poisoned)
+    job = FitJob(run=str(dam_run), capture=str(tiny_capture), target="frontal", frames="0:2", batch=2,
+                 fit=FitConfig(steps=8, lambda_latent=0.0))
+    with pytest.warns(RuntimeWarning, match=r"became NaN or Inf for \['[^']+'\] at step 3"):
+        report = run_fit_job(job, tmp_path / "nan", progress=False, log=lambda m: None)
+    assert [f["failed"] for f in report.frames] == [False, True]
+    assert report.frames[1]["steps"] == 3 and report.summary["failed"] == 1
+    with np.load(tmp_path / "nan" / "fits.npz") as fits:
+        for key in fits.files:
+            if fits[key].dtype.kind == "f":
+                assert np.isfinite(fits[key]).all(), key
+        assert list(fits["failed"]) == [False, True]
+    _strict_json(tmp_path / "nan" / "metrics.json")
