@@ -177,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--lambda-latent", type=float, metavar="Y", help="weight of the latent NLL; 0 = the paper's "
                     "'w/o L_L' (default 0.01 for hmc/keypoints, 0.001 for frontal/masked)")
     ft.add_argument("--search", action="store_true", help="choose --lr and --lambda-latent with the paper's grid on "
-                    "the first batch (9 fits), then fit every frame with the best pair")
+                    "the first batch (9 fits, judged by frontal PSNR against the ground truth, the paper's protocol; "
+                    "by the data term without ground truth), then fit every frame with the best pair (search.json)")
     ft.add_argument("--steps", type=int, help="at most this many Adam steps per frame (default 200)")
     ft.add_argument("--patience", type=int, help="stop a frame after this many steps without improvement (default 10)")
     ft.add_argument("--fit-headset", action="store_true", help="also fit the 6-DoF headset pose (hmc; seed 003, Table 9)")
