@@ -199,3 +199,18 @@ def test_a_frame_whose_objective_turns_nan_is_stopped_and_nothing_nan_is_written
                 assert np.isfinite(fits[key]).all(), key
         assert list(fits["failed"]) == [False, True]
     _strict_json(tmp_path / "nan" / "metrics.json")
+
+
+@pytest.mark.parametrize("kind", ["masked", "keypoints"])
+def test_masked_and_keypoint_fits_write_their_strips(dam_run, tiny_capture, tmp_path, kind):
+    from avatarfit._io import read_png
+
+    job = FitJob(run=str(dam_run), capture=str(tiny_capture), target=kind, frames="0", fit=FitConfig(steps=2))
+    report = run_fit_job(job, tmp_path / kind, progress=False, log=lambda m: None)
+    strip = read_png(next((tmp_path / kind / "strips").glob("*.png")))
+    assert strip.shape[1] == 96 and strip.shape[2] == 6 * 72 + 5 * 2  # six photo-sized columns
+    if kind == "keypoints":
+        assert math.isfinite(report.summary["kpt_px"]) and math.isfinite(report.summary["kpt_px_init"])
+        # the target column shows green keypoints over the darkened photo
+        target_col = strip[:, :, :72]
+        assert bool(((target_col[1] > 0.9) & (target_col[0] < 0.2)).any())
