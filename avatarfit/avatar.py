@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ._io import atomic_path
-from .data.stats import NormStats
+from .data.stats import NormStats, resize_texture
 from .data.surface import SurfacePoints
 from .errors import FormatError, ShapeError
 from .models.config import ModelConfig
@@ -145,6 +145,28 @@ class Avatar(nn.Module):
         dec = self.model.decoder
         verts = dec.decode_geometry(z) * self.vert_std + self.vert_mean
         return verts, dec.decode_texture(z, view) * self.tex_std + self.tex_mean
+
+    def encode(self, texture: torch.Tensor, verts: torch.Tensor) -> torch.Tensor:
+        """The DAM encoder Q's mean code of tracked frames (the decoder's space).
+
+        Args:
+            texture: ``(B, 3, T', T')`` unwrapped textures in [0, 1], any size (resized to the
+                model's as in training).
+            verts: ``(B, V, 3)`` tracked meshes, head-local mm.
+
+        Returns:
+            ``(B, L)``.
+
+        Raises:
+            ValueError: for variants without a Q encoder (DAM-HMC-Enc).
+        """
+        if self.model.encoder is None:
+            raise ValueError(f"the {self.variant} avatar has no DAM encoder Q (its codes come from the prior encoder)")
+        T = self.tex_mean.shape[-1]
+        tex = torch.stack([resize_texture(x, T) for x in texture.to(self.tex_mean)])
+        mu, _ = self.model.encoder((tex - self.tex_mean) / self.tex_std, (verts.to(self.vert_mean) - self.vert_mean)
+                                   / self.vert_std)
+        return mu
 
     @staticmethod
     def view_vectors(R: torch.Tensor, t: torch.Tensor, head_R: torch.Tensor, head_t: torch.Tensor) -> torch.Tensor:

@@ -213,6 +213,24 @@ def build_parser() -> argparse.ArgumentParser:
     il.add_argument("--samples", type=int, default=100, help="samples S per input (default 100)")
     il.add_argument("--frames", metavar="SPEC", help="frames to pick the inputs from (positions N, A:B, segments)")
     il.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
+
+    ip = sub.add_parser("interpolate", help="render codes interpolated between two frames",
+                        description="z' = a z1 + (1 - a) z2 for a from 1 to 0, between the codes of two tracked frames "
+                        "(their DAM-encoder means; the prior's mean for DAM-HMC-Enc), in the decoder's space Q or in "
+                        "the prior's space P mapped back through the flow's inverse (flow variants; P = Q otherwise), "
+                        "each rendered in the most frontal camera under the first frame's head pose. The strip is "
+                        "photo 1 | renderings | photo 2.",
+                        epilog="example:\n  avatarfit interpolate --run runs/lip_flow_hmc --capture CAP --from "
+                        "E001_Jaw_Open/000003 --to E002_Smile_Left/000031 --space p --out strip.png",
+                        formatter_class=argparse.RawDescriptionHelpFormatter)
+    ip.add_argument("--run", type=Path, required=True, help="run folder (its avatar.pt) or an avatar file")
+    ip.add_argument("--capture", type=Path, required=True, help="capture of the run's subject")
+    ip.add_argument("--from", dest="first", required=True, metavar="SEG/FRAME", help="first frame (a = 1)")
+    ip.add_argument("--to", dest="second", required=True, metavar="SEG/FRAME", help="second frame (a = 0)")
+    ip.add_argument("--steps", type=int, default=8, help="codes from one end to the other, both included (default 8)")
+    ip.add_argument("--space", choices=("p", "q"), default="q", help="where to mix the codes (default q)")
+    ip.add_argument("--out", type=Path, required=True, help="PNG strip to write")
+    ip.add_argument("--logdir", type=Path, help="also log the strip to TensorBoard here")
     return parser
 
 
@@ -453,6 +471,29 @@ def _cmd_inspect_latents(args) -> None:
           f"tensorboard --logdir {args.logdir}")
 
 
+def _cmd_interpolate(args) -> None:
+    from ._io import write_png
+    from .avatar import Avatar
+    from .data.capture import Capture
+    from .inspect.interpolate import interpolate_frames, parse_frame
+
+    cap = Capture(args.capture)
+    first, second = parse_frame(cap, args.first, "--from"), parse_frame(cap, args.second, "--to")
+    if args.steps < 2:
+        raise ValueError(f"--steps: expected at least 2 (the two ends), got {args.steps}")
+    avatar = Avatar.load(args.run)
+    result = interpolate_frames(avatar, cap, first, second, steps=args.steps, space=args.space)
+    strip = result.strip()
+    write_png(args.out, strip)
+    if args.logdir:
+        from torch.utils.tensorboard import SummaryWriter
+
+        with SummaryWriter(str(args.logdir)) as writer:
+            writer.add_image(f"interpolation/{args.space}/{args.first}->{args.second}", strip, 0)
+    space = args.space if avatar.model.prior.flow is not None else "q (no flow: P = Q)"
+    print(f"wrote {args.out} ({args.steps} codes in {space}; photo {args.first} | renderings | photo {args.second})")
+
+
 def _cmd_demo(args) -> None:
     from .demo import demo_table, run_demo
 
@@ -476,7 +517,7 @@ def main(argv: list[str] | None = None) -> int:
 
     commands = {"demo": _cmd_demo, "synth": _cmd_synth, "render": _cmd_render, "hmc": _cmd_hmc, "train": _cmd_train,
                 "export-avatar": _cmd_export_avatar, "fit": _cmd_fit,
-                "inspect-latents": _cmd_inspect_latents}
+                "inspect-latents": _cmd_inspect_latents, "interpolate": _cmd_interpolate}
     try:
         commands[args.command](args)
     except (AvatarfitError, ValueError, FileExistsError, FileNotFoundError) as exc:

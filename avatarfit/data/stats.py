@@ -20,7 +20,7 @@ from .._io import read_png, write_bytes_atomic, write_png, write_text_atomic
 from ..errors import FormatError, ShapeError
 from .layout import Layout
 
-__all__ = ["NormStats", "read_stats", "write_stats", "compute_stats", "read_scalar"]
+__all__ = ["NormStats", "read_stats", "write_stats", "compute_stats", "read_scalar", "resize_texture"]
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,16 @@ class NormStats:
     def denormalise_verts(self, verts: torch.Tensor) -> torch.Tensor:
         """Inverse of :meth:`normalise_verts`."""
         return verts * self.vert_std + self.vert_mean.to(verts)
+
+
+def resize_texture(texture: torch.Tensor, size: int) -> torch.Tensor:
+    """A ``(3, T, T)`` texture at ``size x size``: area averaging down, bilinear up (what
+    the models are trained on)."""
+    if texture.shape[-1] == size:
+        return texture
+    mode = "area" if texture.shape[-1] > size else "bilinear"
+    kwargs = {} if mode == "area" else {"align_corners": False}
+    return torch.nn.functional.interpolate(texture[None], size=(size, size), mode=mode, **kwargs)[0]
 
 
 def read_scalar(path: Path) -> float:

@@ -19,7 +19,7 @@ from ..data.cache import TensorCache
 from ..data.capture import Capture, FrameRef
 from ..data.keypoints import normalise_keypoints, read_keypoints
 from ..data.layout import HMC_VIEWS, Layout
-from ..data.stats import NormStats
+from ..data.stats import NormStats, resize_texture
 from ..data.surface import SurfacePoints, read_surface_points
 from ..synth.keypoints import NUM_KEYPOINTS, keypoint_definition
 from ..render.renderer import rasterize
@@ -131,12 +131,7 @@ class TrainingData:
         return self._kpt_points
 
     def _resize(self, texture: torch.Tensor) -> torch.Tensor:
-        T = self.config.model.dam.texture_size
-        if texture.shape[-1] == T:
-            return texture
-        mode = "area" if texture.shape[-1] > T else "bilinear"
-        kwargs = {} if mode == "area" else {"align_corners": False}
-        return torch.nn.functional.interpolate(texture[None], size=(T, T), mode=mode, **kwargs)[0]
+        return resize_texture(texture, self.config.model.dam.texture_size)
 
     def _background(self) -> float:
         """Grey level of empty pixels: ``synth.yaml``'s for synthetic captures, else 0."""
