@@ -393,7 +393,9 @@ def _cmd_train(args) -> None:
         config, overrides = load_train_config(args.config, args.overrides), None
     result = train(config, Capture(args.capture), args.out, resume=args.resume, overrides=overrides,
                    progress=not args.no_progress)
-    print(f"{result.stopped} after {result.steps} steps ({result.seconds / 60:.1f} min): best held-out loss "
+    why = {"steps": "step budget reached", "early": "stopped early (no held-out improvement)",
+           "time": "time budget reached"}.get(result.stopped, result.stopped)
+    print(f"{why} after {result.steps} steps ({result.seconds / 60:.1f} min): best held-out loss "
           f"{result.best_loss:.4f} at step {result.best_step}; held-out frontal PSNR {result.psnr:.2f} dB "
           f"(face pixels {result.psnr_face:.2f} dB; untrained {result.initial_psnr:.2f} / {result.initial_psnr_face:.2f} dB); "
           f"run folder {result.out} (tensorboard --logdir {result.out / 'tb'})")
