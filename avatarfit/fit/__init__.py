@@ -11,6 +11,7 @@ Example:
     >>> result.summary()["psnr"], result.summary()["geom_mm"]
 """
 
+from .job import FitJob, FitReport, heldout_frames, run_fit_job
 from .optimize import FitConfig, FitResult, check_target_for_avatar, fit, prior_start, render_frontal
 from .pose import perturb_headset, pose_error
 from .search import PAPER_GRIDS, SearchResult, search_hyperparameters
@@ -20,8 +21,8 @@ from .targets import (TARGET_KINDS, FrontalTarget, GroundTruth, HMCTarget, Keypo
                       compose_headset, eye_mouth_mask)
 
 __all__ = [
-    "FitConfig", "FitResult", "FrontalTarget", "GroundTruth", "HMCTarget", "KeypointTarget", "MaskedFrontalTarget",
-    "PAPER_GRIDS", "SearchResult", "TARGET_KINDS", "TargetSource", "check_target_for_avatar", "compose_headset",
-    "eye_mouth_mask", "fit", "fit_sequence", "jitter", "perturb_headset", "pose_error", "prior_start",
-    "render_frontal", "search_hyperparameters",
+    "FitConfig", "FitJob", "FitReport", "FitResult", "FrontalTarget", "GroundTruth", "HMCTarget", "KeypointTarget",
+    "MaskedFrontalTarget", "PAPER_GRIDS", "SearchResult", "TARGET_KINDS", "TargetSource", "check_target_for_avatar",
+    "compose_headset", "eye_mouth_mask", "fit", "fit_sequence", "heldout_frames", "jitter", "perturb_headset",
+    "pose_error", "prior_start", "render_frontal", "run_fit_job", "search_hyperparameters",
 ]
