@@ -101,3 +101,17 @@ def test_bad_input_is_refused_before_any_work(lip_run, tiny_capture, tmp_path, c
                  str(tmp_path / "tb"), "--inputs", "2"]) == 2
     assert "landmarks" in capsys.readouterr().err
     assert not (tmp_path / "tb").exists()
+
+
+def test_a_keypoint_conditioned_run_is_inspected_from_keypoints(tiny_capture, tmp_path):
+    from avatarfit.inspect import inspect_latents
+    from avatarfit.train import train
+    from tests.train.conftest import tiny_config
+
+    train(tiny_config("lip_kl", "kpt", steps=2), tiny_capture, tmp_path / "kpt", progress=False)
+    report = inspect_latents(tmp_path / "kpt", tiny_capture, tmp_path / "tb", inputs=2, samples=5)
+    s = report.samples
+    assert s.conditional and s.p.shape[:2] == (2, 5) and torch.equal(s.p, s.q)  # LiP-KL: no flow, P = Q
+    assert (tmp_path / "tb" / "pca.png").is_file()
+    sprite = next((tmp_path / "tb").glob("*/P/sprite.png"))
+    assert sprite.stat().st_size > 0
