@@ -142,9 +142,11 @@ class Avatar(nn.Module):
         Returns:
             ``verts (B, V, 3)`` head-local mm and ``texture (B, 3, T, T)`` (about [0, 1]).
         """
-        dec = self.model.decoder
-        verts = dec.decode_geometry(z) * self.vert_std + self.vert_mean
-        return verts, dec.decode_texture(z, view) * self.tex_std + self.tex_mean
+        return self.geometry(z), self.model.decoder.decode_texture(z, view) * self.tex_std + self.tex_mean
+
+    def geometry(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoded meshes alone: ``z (B, L)`` -> ``verts (B, V, 3)`` head-local mm."""
+        return self.model.decoder.decode_geometry(z) * self.vert_std + self.vert_mean
 
     def encode(self, texture: torch.Tensor, verts: torch.Tensor) -> torch.Tensor:
         """The DAM encoder Q's mean code of tracked frames (the decoder's space).
@@ -231,8 +233,7 @@ class Avatar(nn.Module):
         if self.keypoint_points is None:
             raise ValueError("keypoints: this avatar has no keypoint definition (its capture had no "
                              "keypoints/points.txt or landmarks.txt when it was trained)")
-        verts = self.model.decoder.decode_geometry(z) * self.vert_std + self.vert_mean
-        return surface_points(verts, self.faces, self.kp_faces, self.kp_bary)
+        return surface_points(self.geometry(z), self.faces, self.kp_faces, self.kp_bary)
 
     def keypoints(self, z: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
                   image_size: tuple[int, int], head_R: torch.Tensor | None = None,

@@ -288,8 +288,7 @@ def _sequence_jitter(avatar: Avatar, capture: Capture, merged: dict[str, np.ndar
         if len(idx) < 2:
             continue
         z = torch.from_numpy(merged["z"][idx]).to(avatar.vert_mean.device)
-        verts = avatar.model.decoder.decode_geometry(z) * avatar.vert_std + avatar.vert_mean
-        fitted.append(jitter(verts.cpu()))
+        fitted.append(jitter(avatar.geometry(z).cpu()))
         truth.append(jitter(torch.stack([capture.vertices(seg, names[i].split("/", 1)[1]) for i in idx])))
     if not fitted:
         return {"jitter_mm": math.nan, "jitter_mm_truth": math.nan}

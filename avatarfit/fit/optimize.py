@@ -318,14 +318,13 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
     with torch.no_grad():
         pred, verts_n = _predict(avatar, target, best_z, pose)
         init_pred, _ = _predict(avatar, target, start)
-        if verts_n is None:
-            verts_n = avatar.model.decoder.decode_geometry(best_z)
+        verts = avatar.geometry(best_z) if verts_n is None else verts_n * avatar.vert_std + avatar.vert_mean
     result = FitResult(
         names=target.names, z=best_z.detach(), z_init=start.detach(),
         headset_R=pose[0].detach() if pose is not None else None,
         headset_t=pose[1].detach() if pose is not None else None,
         objective=torch.stack(history), data_term=best_data, steps=steps, failed=failed, render=pred.detach(),
-        frontal=None, frontal_init=None, verts=(verts_n * avatar.vert_std + avatar.vert_mean).detach())
+        frontal=None, frontal_init=None, verts=verts.detach())
     _score(avatar, target, result, init_pred)
     result.seconds = time.perf_counter() - t0
     return result
@@ -358,7 +357,7 @@ def _score(avatar: Avatar, target, result: FitResult, init_pred: torch.Tensor) -
         m["headset_deg"], m["headset_mm"] = (v.cpu() for v in end)
     for suffix, z in (("", result.z), ("_init", result.z_init)):
         img = render_frontal(avatar, truth, z)
-        verts = avatar.model.decoder.decode_geometry(z) * avatar.vert_std + avatar.vert_mean if suffix else result.verts
+        verts = avatar.geometry(z) if suffix else result.verts
         m[f"psnr{suffix}"] = psnr(img, truth.photo).cpu()
         m[f"ssim{suffix}"] = ssim(img, truth.photo).cpu()
         m[f"l1{suffix}"] = l1(img, truth.photo).cpu()
