@@ -80,6 +80,19 @@ class TargetSource:
             verts=torch.stack([cap.vertices(r.segment, r.frame) for r in refs]),
             names=tuple(f"{r.segment}/{r.frame}" for r in refs))
 
+    def observation(self, refs: Sequence[FrameRef], samples: list | None = None) -> torch.Tensor | None:
+        """What the prior encoder sees for ``refs``: HMC views ``(B, 3, 1, h, w)``, normalised
+        keypoints ``(B, 274, 2)``, or ``None`` without a condition. ``samples``: the frames'
+        :class:`~avatarfit.synth.hmc.HmcSample` when already made."""
+        if self.condition is None:
+            return None
+        if samples is None:
+            samples = [self.hmc.sample(r.segment, r.frame) for r in refs]
+        if self.condition == "hmc":
+            return torch.stack([s.views for s in samples])
+        size = self.hmc.keypoint_size
+        return torch.stack([normalise_keypoints(s.keypoints, s.visible, size) for s in samples])
+
     def build(self, kind: str, refs: Sequence[FrameRef], *, pose_noise_rot: float = 0.0, pose_noise_trans: float = 0.0,
               seed: int = 0):
         """A target of ``kind`` (``frontal``, ``masked``, ``hmc`` or ``keypoints``) for ``refs``.
@@ -95,13 +108,7 @@ class TargetSource:
         truth = self.truth(refs)
         samples = [self.hmc.sample(r.segment, r.frame) for r in refs] if (kind in ("hmc", "keypoints", "masked")
                                                                           or self.condition) else None
-        obs = None
-        if self.condition == "hmc":
-            obs = torch.stack([s.views for s in samples])
-        elif self.condition == "kpt":
-            size = self.hmc.keypoint_size
-            obs = torch.stack([normalise_keypoints(s.keypoints, s.visible, size) for s in samples])
-        common = dict(names=truth.names, observation=obs, truth=truth)
+        common = dict(names=truth.names, observation=self.observation(refs, samples), truth=truth)
         cam = dict(K=truth.K, R=truth.R, t=truth.t, head_R=truth.head_R, head_t=truth.head_t)
         if kind == "frontal":
             return FrontalTarget(image=truth.photo, **cam, **common)

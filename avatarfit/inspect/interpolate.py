@@ -49,8 +49,8 @@ def frame_codes(avatar: Avatar, capture: Capture, refs: list[FrameRef]) -> tuple
 
     prior = avatar.model.prior
     if avatar.conditional:
-        obs = TargetSource(capture, condition=avatar.condition).build("frontal", refs).observation.to(avatar.vert_mean)
-        params = prior.params(obs)
+        obs = TargetSource(capture, condition=avatar.condition).observation(refs)
+        params = prior.params(obs.to(avatar.vert_mean))
     else:
         params = prior.params(batch=len(refs))
     if avatar.model.encoder is None:

@@ -61,12 +61,8 @@ def inspect_latents(run: str | Path, capture: str | Path | Capture, logdir: str 
     cap = capture if isinstance(capture, Capture) else Capture(capture)
     refs = spread_frames(cap, inputs, frames)
     source = TargetSource(cap, condition=avatar.condition if avatar.conditional else None)
-    if avatar.conditional:
-        source.hmc  # noqa: B018 - the observations need the capture's landmarks: fail before any work
+    observation = source.observation(refs)  # first: it needs the capture's landmarks
     truth = source.truth(refs)
-    observation = None
-    if avatar.conditional:
-        observation = source.build("frontal", refs).observation
     result = sample_latents(avatar, observation, truth.names, samples=samples, seed=seed)
     renders = {}
     k = min(decoded, samples)
@@ -76,6 +72,5 @@ def inspect_latents(run: str | Path, capture: str | Path | Capture, logdir: str 
         out = avatar.render(z, rep(truth.K), rep(truth.R), rep(truth.t), truth.image_size, rep(truth.head_R),
                             rep(truth.head_t))
         renders[name] = torch.cat([truth.photo[i:i + 1], out.image[:, 0].clamp(0, 1)])
-    thumbs = observation if observation is not None else None
-    files = write_latent_logs(result, logdir, thumbs, renders)
+    files = write_latent_logs(result, logdir, observation, renders)
     return InspectReport(samples=result, frames=refs, files=files)
