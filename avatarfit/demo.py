@@ -226,7 +226,7 @@ def run_demo(out: str | Path = "avatarfit-demo", *, subject: str = "procedural",
         fit_config: the fit's :class:`~avatarfit.fit.FitConfig` (default: lr 0.1, lambda_L 0.01).
     """
     from .fit import FitConfig
-    from .fit.job import FitJob, run_fit_job
+    from .fit.job import FitJob, json_safe, run_fit_job
 
     if minutes <= 0:
         raise ValueError(f"--minutes: expected a positive training time, got {minutes}")
@@ -246,28 +246,17 @@ def run_demo(out: str | Path = "avatarfit-demo", *, subject: str = "procedural",
         summaries[name] = report.summary
     width = {**DEMO_SYNTH, **(synth or {})}["image_size"][1]
     sheet = _sheet(out, fits, width)
-    (out / "summary.json").write_text(json.dumps({k: _finite(v) for k, v in summaries.items()}, indent=1),
-                                      encoding="utf-8")
+    (out / "summary.json").write_text(json.dumps(json_safe(summaries), indent=1), encoding="utf-8")
     log(f"4/4 wrote {sheet}, strips and TensorBoard logs in {out / 'fits'}")
     return DemoResult(summaries=summaries, out=out, sheet=sheet, seconds=time.perf_counter() - t0)
 
 
-def _finite(summary: dict) -> dict:
-    import math
-
-    return {k: (v if not isinstance(v, float) or math.isfinite(v) else None) for k, v in summary.items()}
-
-
 def _same_job(folder: Path, job) -> bool:
-    """Whether ``folder`` holds this fit job already (else the demo starts it afresh)."""
-    import yaml
+    """Whether ``folder`` holds this fit job already, or nothing (else the demo starts it afresh)."""
+    from .fit.job import job_dict, saved_job
 
-    from .fit.job import job_dict
-
-    saved = folder / "config.yaml"
-    if not saved.is_file():
-        return True  # nothing there: a plain start
-    return (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("job") == job_dict(job)
+    old = saved_job(folder)
+    return old is None or old == job_dict(job)
 
 
 def demo_table(summaries: dict[str, dict]) -> str:

@@ -44,7 +44,8 @@ from .sources import TargetSource
 from .strips import fit_strip
 from .targets import TARGET_KINDS
 
-__all__ = ["FitJob", "FitReport", "run_fit_job", "heldout_frames", "SUMMARY_KEYS"]
+__all__ = ["FitJob", "FitReport", "run_fit_job", "heldout_frames", "job_dict", "json_safe", "saved_job",
+           "SUMMARY_KEYS"]
 
 #: Keys every ``metrics.json`` summary has (NaN, written as null, where they do not apply).
 SUMMARY_KEYS = ("frames", "psnr_init", "psnr", "ssim", "geom_mm_init", "geom_mm", "steps_mean", "seconds_per_frame")
@@ -136,14 +137,14 @@ def heldout_frames(avatar: Avatar, run: Path, capture: Capture) -> list[FrameRef
     return held
 
 
-def _plain(v: Any) -> Any:
+def json_safe(v: Any) -> Any:
     """JSON-safe: tensors and arrays to lists, non-finite floats to None."""
     if isinstance(v, (torch.Tensor, np.ndarray)):
-        return _plain(v.tolist())
+        return json_safe(v.tolist())
     if isinstance(v, (list, tuple)):
-        return [_plain(x) for x in v]
+        return [json_safe(x) for x in v]
     if isinstance(v, dict):
-        return {k: _plain(x) for k, x in v.items()}
+        return {k: json_safe(x) for k, x in v.items()}
     if isinstance(v, (float, np.floating)):
         return float(v) if math.isfinite(v) else None
     if isinstance(v, np.integer):
@@ -158,6 +159,14 @@ def job_dict(job: FitJob) -> dict[str, Any]:
     return d
 
 
+def saved_job(out: Path) -> dict[str, Any] | None:
+    """The job saved in ``out/config.yaml`` (as :func:`job_dict` writes it), or ``None``."""
+    saved = out / "config.yaml"
+    if not saved.is_file():
+        return None
+    return (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("job", {})
+
+
 def _prepare_out(out: Path, job: FitJob, overwrite: bool) -> None:
     """Create ``out``, or check that it holds this job's partial results (resume)."""
     saved = out / "config.yaml"
@@ -168,8 +177,8 @@ def _prepare_out(out: Path, job: FitJob, overwrite: bool) -> None:
             shutil.rmtree(out / name, ignore_errors=True)
         for name in ("config.yaml", "search.json", "fits.npz", "metrics.json"):
             (out / name).unlink(missing_ok=True)
-    if saved.is_file():
-        old = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("job", {})
+    old = saved_job(out)
+    if old is not None:
         new = job_dict(job)
         differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
         if differ:
@@ -211,7 +220,8 @@ def _fill_forward(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.nan_to_num(out, nan=0.0, posinf=0.0, neginf=0.0), counts
 
 
-def _save_part(path: Path, result: FitResult, seconds: float) -> None:
+def _save_part(path: Path, result: FitResult, seconds: float) -> dict[str, np.ndarray]:
+    """Write one batch's results; returns them as :func:`_load_part` would read them."""
     objective, recorded = _fill_forward(result.objective.numpy())
     arrays = {"names": np.array(result.names), "z": result.z.cpu().numpy(), "z_init": result.z_init.cpu().numpy(),
               "steps": result.steps.numpy(), "failed": result.failed.numpy(),
@@ -225,6 +235,7 @@ def _save_part(path: Path, result: FitResult, seconds: float) -> None:
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **arrays)
+    return arrays
 
 
 def _load_part(path: Path) -> dict[str, np.ndarray]:
@@ -361,7 +372,7 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
             search_doc = {"lr": res.lr, "lambda_latent": res.lambda_latent, "criterion": res.criterion,
                           "frames": [f"{r.segment}/{r.frame}" for r in first],
                           "table": [{"lr": a, "lambda_latent": b, "score": c} for a, b, c in res.table]}
-            write_text_atomic(search_file, json.dumps(_plain(search_doc), indent=1))
+            write_text_atomic(search_file, json.dumps(json_safe(search_doc), indent=1))
         config = dataclasses.replace(job.fit, lr=float(search_doc["lr"]),
                                      lambda_latent=float(search_doc["lambda_latent"]))
     _write_config(out, job, config, avatar, refs)
@@ -400,8 +411,7 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
             seconds = time.perf_counter() - t0
             prev_z = result.z[-1:]
             _write_outputs(out, writer, target, result, position)
-            _save_part(path, result, seconds)
-            parts.append(_load_part(path))
+            parts.append(_save_part(path, result, seconds))
             position += len(unit)
             fitted_now += len(unit)
             bar.update(len(unit))
@@ -421,7 +431,7 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
             np.savez(fh, **merged)
     doc = {"summary": summary, "frames": frames, "fit": to_dict(config),
            "avatar": {"variant": avatar.variant, "condition": avatar.condition}, "target": job.target}
-    write_text_atomic(out / "metrics.json", json.dumps(_plain(doc), indent=1))
+    write_text_atomic(out / "metrics.json", json.dumps(json_safe(doc), indent=1))
     for k, v in summary.items():
         if isinstance(v, (int, float)) and math.isfinite(v):
             writer.add_scalar(f"summary/{k}", v, 0)
