@@ -207,8 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="example:\n  avatarfit inspect-latents --run runs/lip_flow_hmc --capture CAP --logdir "
                         "tb/latents && tensorboard --logdir tb/latents",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    il.add_argument("--run", type=Path, required=True, help="run folder (its avatar.pt) or an avatar file")
-    il.add_argument("--capture", type=Path, required=True, help="capture of the run's subject")
+    _add_run_args(il)
     il.add_argument("--logdir", type=Path, required=True, help="TensorBoard folder to write")
     il.add_argument("--inputs", type=int, default=15, help="number of inputs N, spread over the frames (default 15)")
     il.add_argument("--samples", type=int, default=100, help="samples S per input (default 100)")
@@ -224,8 +223,7 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="example:\n  avatarfit interpolate --run runs/lip_flow_hmc --capture CAP --from "
                         "E001_Jaw_Open/000003 --to E002_Smile_Left/000031 --space p --out strip.png",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
-    ip.add_argument("--run", type=Path, required=True, help="run folder (its avatar.pt) or an avatar file")
-    ip.add_argument("--capture", type=Path, required=True, help="capture of the run's subject")
+    _add_run_args(ip)
     ip.add_argument("--from", dest="first", required=True, metavar="SEG/FRAME", help="first frame (a = 1)")
     ip.add_argument("--to", dest="second", required=True, metavar="SEG/FRAME", help="second frame (a = 0)")
     ip.add_argument("--steps", type=int, default=8, help="codes from one end to the other, both included (default 8)")
@@ -246,6 +244,12 @@ examples:
 variants (model.variant): dam, dam_flow, dam_hmc_enc, dam_hmc_reg (needs train.pretrained), lip_kl, lip_flow;
 model.condition: hmc (three HMC views, from the HMC tool in memory or its files) or kpt (274 keypoints).
 """
+
+
+def _add_run_args(p: argparse.ArgumentParser) -> None:
+    """``--run`` and ``--capture`` of the commands that use a trained avatar on a capture."""
+    p.add_argument("--run", type=Path, required=True, help="run folder (its avatar.pt) or an avatar file")
+    p.add_argument("--capture", type=Path, required=True, help="capture of the run's subject")
 
 
 _FIT_EXAMPLES = """\
