@@ -171,8 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "hmc: the three head-mounted views; keypoints: 274 2D keypoints in the frontal camera")
     ft.add_argument("--out", type=Path, required=True, help="output folder (see outputs below)")
     ft.add_argument("--frames", default="heldout", metavar="SPEC|heldout",
-                    help="heldout (default: the frames training held out), or positions N, A:B and segment names, "
-                    "comma-separated; '' for every frame")
+                    help="heldout (default: the frames training held out), heldout:N (N of them, spread evenly), or "
+                    "positions N, A:B and segment names, comma-separated; '' for every frame")
     ft.add_argument("--batch", type=int, default=8, metavar="N", help="frames fitted together (default 8)")
     ft.add_argument("--lr", type=float, help="Adam learning rate of the codes (default 0.1)")
     ft.add_argument("--lambda-latent", type=float, metavar="Y", help="weight of the latent NLL; 0 = the paper's "

@@ -12,7 +12,7 @@ Example:
 """
 
 from .job import FitJob, FitReport, heldout_frames, run_fit_job
-from .optimize import FitConfig, FitResult, check_target_for_avatar, fit, prior_start, render_frontal
+from .optimize import FitConfig, FitResult, check_target_for_avatar, fit, frontal_metrics, prior_start, render_frontal
 from .pose import perturb_headset, pose_error
 from .search import PAPER_GRIDS, SearchResult, search_hyperparameters
 from .sequence import fit_sequence, jitter
@@ -23,6 +23,6 @@ from .targets import (TARGET_KINDS, FrontalTarget, GroundTruth, HMCTarget, Keypo
 __all__ = [
     "FitConfig", "FitJob", "FitReport", "FitResult", "FrontalTarget", "GroundTruth", "HMCTarget", "KeypointTarget",
     "MaskedFrontalTarget", "PAPER_GRIDS", "SearchResult", "TARGET_KINDS", "TargetSource", "check_target_for_avatar",
-    "compose_headset", "eye_mouth_mask", "fit", "fit_sequence", "heldout_frames", "jitter", "perturb_headset",
+    "compose_headset", "eye_mouth_mask", "fit", "frontal_metrics", "fit_sequence", "heldout_frames", "jitter", "perturb_headset",
     "pose_error", "prior_start", "render_frontal", "run_fit_job", "search_hyperparameters",
 ]

@@ -44,7 +44,7 @@ from .sources import TargetSource
 from .strips import fit_strip
 from .targets import TARGET_KINDS
 
-__all__ = ["FitJob", "FitReport", "run_fit_job", "heldout_frames", "job_dict", "json_safe", "saved_job",
+__all__ = ["FitJob", "FitReport", "run_fit_job", "heldout_frames", "job_dict", "json_safe", "saved_job", "spread",
            "SUMMARY_KEYS"]
 
 #: Keys every ``metrics.json`` summary has (NaN, written as null, where they do not apply).
@@ -59,12 +59,14 @@ class FitJob:
         run: run folder of ``avatarfit train`` (its ``avatar.pt``) or an avatar file.
         capture: capture folder whose frames are fitted.
         target: ``frontal``, ``masked``, ``hmc`` or ``keypoints``.
-        frames: ``heldout`` (the frames training held out), or a spec of
-            :func:`~avatarfit.data.selection.select_frames` (positions ``N``, ``A:B``,
-            segment names; empty: every frame).
+        frames: ``heldout`` (the frames training held out), ``heldout:N`` (N of them, spread
+            evenly), or a spec of :func:`~avatarfit.data.selection.select_frames` (positions
+            ``N``, ``A:B``, segment names; empty: every frame).
         batch: frames fitted together (one code each; independent objectives and stops).
         sequence: fit each segment's frames in order, warm-starting each from the previous.
-        search: pick lr and lambda_L with the paper's grid on the first batch.
+        search: pick lr and lambda_L on the first batch (the paper's grid unless ``grid``).
+        grid: ``(learning rates, latent weights)`` searched instead of the paper's grid.
+        search_frames: frames the search fits (the first ones; 0: the first batch).
         pose_noise_rot, pose_noise_trans: headset pose noise (degrees, mm) of HMC targets.
         seed: seed of the pose noise (each frame's noise depends on it and the frame).
         device: ``cpu``, ``cuda`` or ``auto``.
@@ -83,8 +85,21 @@ class FitJob:
     seed: int = 0
     device: str = "auto"
     fit: FitConfig = FitConfig()
+    grid: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    search_frames: int = 0
 
     def __post_init__(self) -> None:
+        if self.grid is not None:
+            grid = tuple(tuple(float(x) for x in g) for g in self.grid)
+            if len(grid) != 2 or not grid[0] or not grid[1] or min(grid[0]) <= 0 or min(grid[1]) < 0:
+                raise ValueError(f"grid: expected (learning rates > 0, latent weights >= 0), got {self.grid}")
+            object.__setattr__(self, "grid", grid)
+        if self.search_frames < 0:
+            raise ValueError(f"search_frames: expected 0 (the first batch) or more frames, got {self.search_frames}")
+        if self.frames.startswith("heldout:"):
+            count = self.frames.split(":", 1)[1]
+            if not count.isdigit() or int(count) < 1:
+                raise ValueError(f"frames: expected heldout:N with N >= 1 frames, got {self.frames!r}")
         if self.target not in TARGET_KINDS:
             raise ValueError(f"target: expected one of {', '.join(TARGET_KINDS)}, got {self.target!r}")
         if self.batch < 1:
@@ -135,6 +150,16 @@ def heldout_frames(avatar: Avatar, run: Path, capture: Capture) -> list[FrameRef
         raise ValueError(f"--frames heldout: training held out no frame (data.holdout = {holdout}); "
                          "give --frames explicitly")
     return held
+
+
+def spread(refs: list[FrameRef], count: int) -> list[FrameRef]:
+    """``count`` of ``refs`` spread evenly (the first and the last included), in order; all
+    of them when there are no more than ``count``."""
+    if count >= len(refs):
+        return list(refs)
+    if count == 1:
+        return [refs[0]]
+    return [refs[round(k * (len(refs) - 1) / (count - 1))] for k in range(count)]
 
 
 def json_safe(v: Any) -> Any:
@@ -343,8 +368,12 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
     avatar = Avatar.load(run_path)
     capture = Capture(job.capture)
     _check_capture(avatar, capture, job)
-    refs = heldout_frames(avatar, run_path, capture) if job.frames == "heldout" else \
-        select_frames(capture, job.frames)
+    if job.frames.split(":")[0] == "heldout":
+        refs = heldout_frames(avatar, run_path, capture)
+        if ":" in job.frames:
+            refs = spread(refs, int(job.frames.split(":")[1]))
+    else:
+        refs = select_frames(capture, job.frames)
     device = _resolve_device(job.device)
     avatar = avatar.to(device)
     source = TargetSource(capture, condition=avatar.condition if avatar.conditional else None)
@@ -358,16 +387,19 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
     search_doc = None
     search_file = out / "search.json"
     if job.search:
-        if search_file.is_file():
+        if job.grid is not None and len(job.grid[0]) == len(job.grid[1]) == 1:
+            search_doc = {"lr": job.grid[0][0], "lambda_latent": job.grid[1][0], "criterion": "single pair",
+                          "frames": [], "table": []}
+        elif search_file.is_file():
             search_doc = json.loads(search_file.read_text(encoding="utf-8"))
             log(f"search: reusing {search_file} (lr {search_doc['lr']}, lambda_L {search_doc['lambda_latent']})")
         else:
-            first = _units(refs, job.batch, False)[0]
+            first = refs[:job.search_frames] if job.search_frames else _units(refs, job.batch, False)[0]
             batch = build(first)
             label = "frontal PSNR (dB)" if batch.truth is not None else "data term"
-            log(f"search: the paper's grid for {job.target} targets on the first {len(first)} frames, "
-                f"judged by {label}")
-            res = search_hyperparameters(avatar, batch, job.target, base=job.fit,
+            which = "the paper's grid" if job.grid is None else f"lr {list(job.grid[0])} x lambda_L {list(job.grid[1])}"
+            log(f"search: {which} for {job.target} targets on the first {len(first)} frames, judged by {label}")
+            res = search_hyperparameters(avatar, batch, job.target, base=job.fit, grid=job.grid,
                                          progress=lambda lr, lam, s: log(f"  lr {lr:g}, lambda_L {lam:g}: {s:.4f}"))
             search_doc = {"lr": res.lr, "lambda_latent": res.lambda_latent, "criterion": res.criterion,
                           "frames": [f"{r.segment}/{r.frame}" for r in first],

@@ -38,7 +38,8 @@ from ..eval.metrics import geometry_error, keypoint_distance, l1, psnr, ssim
 from .pose import params_to_pose, pose_error, pose_to_params
 from .targets import GroundTruth, HMCTarget, KeypointTarget, MaskedFrontalTarget, compose_headset
 
-__all__ = ["FitConfig", "FitResult", "fit", "prior_start", "check_target_for_avatar", "render_frontal"]
+__all__ = ["FitConfig", "FitResult", "fit", "prior_start", "check_target_for_avatar", "render_frontal",
+           "frontal_metrics"]
 
 
 @dataclass(frozen=True)
@@ -356,13 +357,32 @@ def _score(avatar: Avatar, target, result: FitResult, init_pred: torch.Tensor) -
         m["headset_deg_init"], m["headset_mm_init"] = (v.cpu() for v in start)
         m["headset_deg"], m["headset_mm"] = (v.cpu() for v in end)
     for suffix, z in (("", result.z), ("_init", result.z_init)):
-        img = render_frontal(avatar, truth, z)
-        verts = avatar.geometry(z) if suffix else result.verts
-        m[f"psnr{suffix}"] = psnr(img, truth.photo).cpu()
-        m[f"ssim{suffix}"] = ssim(img, truth.photo).cpu()
-        m[f"l1{suffix}"] = l1(img, truth.photo).cpu()
-        m[f"geom_mm{suffix}"] = geometry_error(verts, truth.verts).cpu()
+        scores, img = frontal_metrics(avatar, truth, z, verts=None if suffix else result.verts)
+        m.update({f"{k}{suffix}": v for k, v in scores.items()})
         if suffix:
             result.frontal_init = img
         else:
             result.frontal = img
+
+
+@torch.no_grad()
+def frontal_metrics(avatar: Avatar, truth: GroundTruth, z: torch.Tensor,
+                    verts: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """How well codes reproduce the ground truth: the paper's metrics of a decoding.
+
+    Args:
+        avatar: the trained avatar.
+        truth: the frames' :class:`GroundTruth` (photo, frontal camera, tracked mesh).
+        z: ``(B, L)`` codes in the decoder's space.
+        verts: ``(B, V, 3)`` the codes' meshes when already decoded (head-local mm).
+
+    Returns:
+        ``({"psnr", "ssim", "l1", "geom_mm"} -> (B,) CPU tensors, frontal renderings (B, 3, H, W))``:
+        PSNR (dB), SSIM and L1 of the frontal rendering against the photo, and the mean
+        vertex distance (mm) to the tracked mesh.
+    """
+    img = render_frontal(avatar, truth, z)
+    verts = avatar.geometry(z) if verts is None else verts
+    scores = {"psnr": psnr(img, truth.photo).cpu(), "ssim": ssim(img, truth.photo).cpu(),
+              "l1": l1(img, truth.photo).cpu(), "geom_mm": geometry_error(verts, truth.verts).cpu()}
+    return scores, img
