@@ -18,9 +18,6 @@ its resolved ``config.yaml``, which ``avatarfit train --config`` accepts as it i
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -76,103 +73,39 @@ class DemoResult:
 
 def _capture(out: Path, subject: str, seed: int, progress: bool, log: Callable[[str], None],
              synth: dict | None = None) -> Path:
-    import yaml
-
-    from .config import to_dict
-    from .synth.generate import SynthConfig, generate_capture
+    from .synth.generate import SynthConfig, ensure_capture
 
     config = SynthConfig(subject=subject, seed=seed, **{**DEMO_SYNTH, **(synth or {})})
     folder = out / "capture"
-    saved = folder / "synth.yaml"
-    if (folder / "frame_list.txt").is_file() and saved.is_file():
-        written = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("synth")
-        if written == yaml.safe_load(yaml.safe_dump(to_dict(config))):
-            log(f"1/4 capture: reusing {folder}")
-            return folder
-    log(f"1/4 capture: generating {config.segments} segments x {config.frames} frames x {config.cameras} cameras "
-        f"({subject}, seed {seed}) in {folder}")
-    generate_capture(folder, config, overwrite=True, progress=progress, log=log)
+    if ensure_capture(folder, config, progress=progress, log=lambda m: None):
+        log(f"1/4 capture: reusing {folder}")
+    else:
+        log(f"1/4 capture: generated {config.segments} segments x {config.frames} frames x {config.cameras} cameras "
+            f"({subject}, seed {seed}) in {folder}")
     return folder
-
-
-def _run_is_done(run: Path, config) -> bool:
-    """A finished run of this config: its avatar file and a final metrics file, same settings."""
-    import yaml
-
-    from .train.checkpoint import plain_config
-
-    if not ((run / "avatar.pt").is_file() and (run / "metrics.yaml").is_file() and (run / "config.yaml").is_file()):
-        return False
-    return yaml.safe_load((run / "config.yaml").read_text(encoding="utf-8")) == \
-        yaml.safe_load(yaml.safe_dump(plain_config(config), sort_keys=False))
 
 
 def _train_models(out: Path, capture: Path, minutes: float, progress: bool,
                   log: Callable[[str], None]) -> tuple[dict[str, Path], set[str]]:
     """Train the models not cached yet, one subprocess each, side by side; returns the run
     folders and the names trained now."""
-    import yaml
+    from .train.parallel import TrainTask, run_is_done, train_side_by_side
 
-    from .train.checkpoint import plain_config
-
-    runs = {name: out / "runs" / name for name in DEMO_MODELS}
-    todo: dict[str, tuple[Path, bool]] = {}
-    for name, run in runs.items():
-        config = demo_train_config(name, minutes)
-        if _run_is_done(run, config):
-            continue
-        run.mkdir(parents=True, exist_ok=True)
-        spec = run.parent / f"{name}.yaml"
-        spec.write_text(yaml.safe_dump(plain_config(config), sort_keys=False), encoding="utf-8")
-        resume = (run / "last.pt").is_file() and (run / "config.yaml").is_file()
-        todo[name] = (spec, resume)
+    tasks = {name: TrainTask(demo_train_config(name, minutes), out / "runs" / name) for name in DEMO_MODELS}
+    runs = {name: t.run for name, t in tasks.items()}
+    todo = [n for n, t in tasks.items() if not run_is_done(t.run, t.config)]
     if not todo:
         log(f"2/4 models: reusing {', '.join(str(r) for r in runs.values())}")
         return runs, set()
-    labels = ", ".join(DEMO_MODELS[n][0] for n in todo)
+    labels = {n: DEMO_MODELS[n][0] for n in DEMO_MODELS}
     steps = " and ".join(str(DEMO_MODELS[n][3]) for n in todo)
-    log(f"2/4 models: training {labels} side by side for {steps} steps (at most {minutes:g} min each; logs in "
-        f"{out / 'runs'}/*.log)")
-    env = dict(os.environ, OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    procs = {}
-    for name, (spec, resume) in todo.items():
-        cmd = [sys.executable, "-m", "avatarfit.cli", "train", "--capture", str(capture), "--out", str(runs[name]),
-               "--no-progress"]
-        cmd += ["--resume"] if resume else ["--config", str(spec)]
-        logfile = open(runs[name].parent / f"{name}.log", "w", encoding="utf-8")  # noqa: SIM115 - closed below
-        procs[name] = (subprocess.Popen(cmd, stdout=logfile, stderr=subprocess.STDOUT, env=env), logfile)
-    _wait(procs, minutes, progress)
-    failed = []
-    for name, (proc, logfile) in procs.items():
-        logfile.close()
-        text = (runs[name].parent / f"{name}.log").read_text(encoding="utf-8", errors="replace").strip()
-        if proc.returncode != 0 or not (runs[name] / "avatar.pt").is_file():
-            failed.append(f"{name} (exit {proc.returncode}): {text[-800:]}")
-        else:
-            log(f"  {DEMO_MODELS[name][0]}: {text.splitlines()[-1] if text else 'done'}")
-    if failed:
-        raise RuntimeError("demo: training failed: " + "; ".join(failed))
-    return runs, set(todo)
-
-
-def _wait(procs: dict, minutes: float, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
-    total = int(minutes * 60)
-    bar = tqdm(total=total, desc="train", unit="s", disable=not progress,
-               bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.0f}/{total} s")
-    t0 = time.monotonic()
+    log(f"2/4 models: training {', '.join(labels[n] for n in todo)} side by side for {steps} steps (at most "
+        f"{minutes:g} min each; logs in {out / 'runs'}/*.log)")
     try:
-        while any(p.poll() is None for p, _ in procs.values()):
-            time.sleep(1.0)
-            bar.n = min(total, int(time.monotonic() - t0))
-            bar.refresh()
-    except KeyboardInterrupt:
-        for p, _ in procs.values():
-            p.terminate()
-        raise
-    finally:
-        bar.close()
+        trained = train_side_by_side(tasks, capture, workers=len(todo), progress=progress, log=log, labels=labels)
+    except RuntimeError as exc:
+        raise RuntimeError(f"demo: {exc}") from None
+    return runs, trained
 
 
 def _split_strip(strip, width: int) -> list:

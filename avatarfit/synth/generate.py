@@ -25,7 +25,7 @@ from .dome import make_dome
 from .motion import sample_performance
 from .subject import Subject
 
-__all__ = ["SynthConfig", "generate_capture", "load_subject", "prepare_output"]
+__all__ = ["SynthConfig", "ensure_capture", "generate_capture", "load_subject", "prepare_output"]
 
 SUBJECTS = ("procedural", "james")
 
@@ -217,3 +217,18 @@ def generate_capture(
     write_text_atomic(out / "synth.yaml", yaml.safe_dump({"synth": to_dict(config), "subject": subject.name}, sort_keys=False))
     write_text_atomic(layout.frame_list, "\n".join(frame_lines) + "\n")
     return out
+
+
+def ensure_capture(out: str | os.PathLike, config: SynthConfig, *, progress: bool = True,
+                   log: Callable[[str], None] = print) -> bool:
+    """Generate the capture ``config`` describes into ``out`` unless ``out`` already holds
+    it (a finished capture whose ``synth.yaml`` has the same settings); returns whether it
+    was reused. A folder with other settings is generated afresh."""
+    out = Path(out)
+    saved = out / "synth.yaml"
+    if (out / "frame_list.txt").is_file() and saved.is_file():
+        written = (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("synth")
+        if written == yaml.safe_load(yaml.safe_dump(to_dict(config))):
+            return True
+    generate_capture(out, config, overwrite=True, progress=progress, log=log)
+    return False
