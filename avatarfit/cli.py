@@ -230,7 +230,41 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--space", choices=("p", "q"), default="q", help="where to mix the codes (default q)")
     ip.add_argument("--out", type=Path, required=True, help="PNG strip to write")
     ip.add_argument("--logdir", type=Path, help="also log the strip to TensorBoard here")
+    ev = sub.add_parser("evaluate", help="reproduce the paper's Tables 6-9: train every variant, fit, tabulate, plot",
+                        description="Trains (or reuses) every model the configured tables need on each subject, runs "
+                        "every cell on held-out frames (the prior encoder's and the DAM encoder's decodings; fits to "
+                        "frontal, masked frontal, HMC and keypoint targets with and without L_L; HMC fits with the "
+                        "headset pose under pose noise), with lr and lambda_L searched on the first frames per model "
+                        "and task (seed 003, H.2), and writes the tables in the paper's layout. Every cell is saved as "
+                        "it finishes: --resume continues an interrupted evaluation without recomputing anything.",
+                        epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ev.add_argument("--config", type=Path, required=True,
+                    help="evaluation YAML: configs/eval/small.yaml (2-core CPU) or configs/eval/paper.yaml (GPUs)")
+    ev.add_argument("--subjects", nargs="+", metavar="NAME", help="only these subjects of the config (default: all)")
+    ev.add_argument("--out", type=Path, default=Path("avatarfit-eval"), help="output folder (default avatarfit-eval)")
+    ev.add_argument("--resume", action="store_true", help="continue the evaluation in --out (finished cells reused)")
+    ev.add_argument("--jobs", type=int, help="processes side by side (default: the config's jobs)")
+    ev.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's device")
+    ev.add_argument("--no-progress", action="store_true", help="no progress bars")
     return parser
+
+
+_EVAL_EPILOG = """outputs (--out):
+  tables.md, tables.csv     the tables, averaged over the subjects (CSV: every subject and the mean)
+  table6.png ... table9.png bar charts: PSNR and geometry error per model and column
+  SUBJECT/                  the subject's own tables, charts, fits_table*.png (frontal renderings of the fits
+                            for the same frames, with error maps), runs/ (training) and cells/ (one JSON per cell;
+                            fit cells keep the avatarfit fit outputs: strips, TensorBoard)
+
+examples:
+  avatarfit evaluate --config configs/eval/small.yaml --out eval-small
+  avatarfit evaluate --config configs/eval/small.yaml --subjects proc101 --out eval-small --resume
+  avatarfit evaluate --config configs/eval/paper.yaml --device cuda --out eval-paper
+
+models: dam, dam_flow, dam_hmc_enc, dam_hmc_reg, lip_kl_hmc, lip_flow_hmc, dam_kpt_enc, dam_kpt_reg, lip_kl_kpt,
+lip_flow_kpt; tables: 6, 7, 8, 9. Your own captures: subjects: [{name: mine, capture: /path}] (Multiface layout
+with landmarks.txt).
+"""
 
 
 _TRAIN_EXAMPLES = """\
@@ -501,6 +535,26 @@ def _cmd_interpolate(args) -> None:
     print(f"wrote {args.out} ({args.steps} codes in {space}; photo {args.first} | renderings | photo {args.second})")
 
 
+def _cmd_evaluate(args) -> None:
+    import dataclasses
+
+    from .eval.config import load_eval_config
+    from .eval.run import run_evaluation
+
+    config = load_eval_config(args.config)
+    if args.jobs is not None:
+        if args.jobs < 1:
+            raise ValueError(f"--jobs: expected at least 1 process, got {args.jobs}")
+        config = dataclasses.replace(config, jobs=args.jobs)
+    if args.device is not None:
+        config = dataclasses.replace(config, device=args.device)
+    result = run_evaluation(config, args.out, subjects=args.subjects, resume=args.resume,
+                            progress=not args.no_progress)
+    print()
+    print((result.out / "tables.md").read_text(encoding="utf-8"))
+    print(f"wrote {', '.join(str(f) for f in result.files)} ({result.seconds / 60:.1f} min)")
+
+
 def _cmd_demo(args) -> None:
     from .demo import demo_table, run_demo
 
@@ -524,7 +578,7 @@ def main(argv: list[str] | None = None) -> int:
 
     commands = {"demo": _cmd_demo, "synth": _cmd_synth, "render": _cmd_render, "hmc": _cmd_hmc, "train": _cmd_train,
                 "export-avatar": _cmd_export_avatar, "fit": _cmd_fit,
-                "inspect-latents": _cmd_inspect_latents, "interpolate": _cmd_interpolate}
+                "inspect-latents": _cmd_inspect_latents, "interpolate": _cmd_interpolate, "evaluate": _cmd_evaluate}
     try:
         commands[args.command](args)
     except (AvatarfitError, ValueError, FileExistsError, FileNotFoundError) as exc:

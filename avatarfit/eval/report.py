@@ -1,0 +1,214 @@
+"""The evaluation's tables (Markdown and CSV, in the layout of seed 003's Tables 6-9), bar
+charts and grids of frontal fits."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any
+
+from .._io import atomic_path, write_text_atomic
+from .config import EvalConfig
+from .plan import MODELS, TABLES, TASKS, Cell, Table
+
+__all__ = ["average_results", "markdown_tables", "csv_table", "bar_chart", "fit_grid", "write_reports"]
+
+#: CSV columns after the cell's identity.
+METRICS = ("psnr", "ssim", "geom_mm", "l1", "kpt_px", "psnr_init", "ssim_init", "geom_mm_init", "headset_deg",
+           "headset_mm", "steps_mean", "seconds_per_frame", "frames", "lr", "lambda_latent")
+
+
+def average_results(results: dict[str, dict[str, dict[str, Any]]]) -> dict[str, dict[str, Any]]:
+    """``cell key -> summary``: each number the mean over the subjects that have it, with
+    ``subjects`` the count."""
+    out: dict[str, dict[str, Any]] = {}
+    for per_subject in results.values():
+        for key, summary in per_subject.items():
+            for k, v in summary.items():
+                if isinstance(v, (int, float)) and v is not None and math.isfinite(v):
+                    out.setdefault(key, {}).setdefault(k, []).append(float(v))
+    return {key: {**{k: sum(v) / len(v) for k, v in d.items()}, "subjects": max(len(v) for v in d.values())}
+            for key, d in out.items()}
+
+
+def _value(summary: dict[str, Any] | None, key: str, digits: int) -> str:
+    if summary is None:
+        return "n/a"
+    v = summary.get(key)
+    if not isinstance(v, (int, float)) or not math.isfinite(v):
+        return "n/a"
+    return f"{v:.{digits}f}"
+
+
+def _cell_for(model: str, task: str, latent: bool) -> Cell:
+    return Cell(model, task, latent).canonical()
+
+
+def _columns(task: str) -> list[tuple[str, str, int]]:
+    cols = [("PSNR", "psnr", 2), ("SSIM", "ssim", 3), ("Geom mm", "geom_mm", 3), ("L1", "l1", 4)]
+    if task == "keypoints":
+        cols.append(("KPT px", "kpt_px", 2))
+    if task == "hmc_pose":
+        cols += [("pose deg", "headset_deg", 2), ("pose mm", "headset_mm", 2)]
+    if TASKS[task].is_fit:
+        cols += [("steps", "steps_mean", 0), ("s/frame", "seconds_per_frame", 2)]
+    return cols
+
+
+def _table_markdown(table: Table, summaries: dict[str, dict[str, Any]], models: tuple[str, ...]) -> str:
+    rows = [m for m in table.rows if m in models]
+    lines = [f"### {table.title}", ""]
+    groups = list(table.columns)
+    for a in range(0, len(groups), 2):
+        pair = groups[a:a + 2]
+        header, rule = ["Models"], ["---"]
+        for task, _, title in pair:
+            for name, _, _ in _columns(task):
+                header.append(f"{name}")
+                rule.append("---:")
+        lines.append(" | ".join(f"**{title}**" for _, _, title in pair) + (" (left | right)" if len(pair) > 1 else ""))
+        lines.append("")
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append("| " + " | ".join(rule) + " |")
+        for m in rows:
+            cells = [MODELS[m].title]
+            for task, latent, _ in pair:
+                cell = _cell_for(m, task, latent)
+                summary = summaries.get(cell.key) if cell.applies() else None
+                cells += [_value(summary, key, d) for _, key, d in _columns(task)]
+            lines.append("| " + " | ".join(cells) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def markdown_tables(config: EvalConfig, summaries: dict[str, dict[str, Any]], heading: str) -> str:
+    """The configured tables as Markdown (``summaries``: cell key -> summary)."""
+    parts = [f"# {heading}", "",
+             "PSNR (dB), SSIM and L1 of frontal renderings against the photos, Geom: mean vertex distance to the "
+             "tracked mesh (mm), KPT px: mean keypoint distance, steps: mean Adam steps, s/frame: fitting seconds per "
+             "frame (search excluded). Fits start from the prior encoder's mean; w/o L_L: lambda_L = 0. "
+             f"{config.fit.frames or 'All'} held-out frames per subject.", ""]
+    for n in config.tables:
+        parts.append(_table_markdown(TABLES[n], summaries, config.models))
+    return "\n".join(parts)
+
+
+def csv_table(config: EvalConfig, results: dict[str, dict[str, dict[str, Any]]]) -> str:
+    """One row per subject (and ``mean``), table, model and column group."""
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["subject", "table", "model", "model_title", "task", "column", "latent", *METRICS])
+    everything = {**results, "mean": average_results(results)} if len(results) > 1 else results
+    for subject, summaries in everything.items():
+        for n in config.tables:
+            table = TABLES[n]
+            for m in (r for r in table.rows if r in config.models):
+                for task, latent, title in table.columns:
+                    cell = _cell_for(m, task, latent)
+                    s = summaries.get(cell.key) if cell.applies() else None
+                    vals = ["" if s is None or not isinstance(s.get(k), (int, float)) else s[k] for k in METRICS]
+                    w.writerow([subject, n, m, MODELS[m].title, task, title, int(latent), *vals])
+    return buf.getvalue()
+
+
+def bar_chart(config: EvalConfig, number: int, summaries: dict[str, dict[str, Any]], path: Path, title: str) -> Path:
+    """PSNR and geometry error per model (bars) and column group (x) of one table, as PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    table = TABLES[number]
+    rows = [m for m in table.rows if m in config.models]
+    groups = list(table.columns)
+    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 1.3 * len(groups) + 2), 6.5), constrained_layout=True)
+    width = 0.8 / max(len(rows), 1)
+    x = np.arange(len(groups))
+    for ax, (key, label) in zip(axes, (("psnr", "PSNR (dB), higher is better"),
+                                       ("geom_mm", "geometry error (mm), lower is better"))):
+        for k, m in enumerate(rows):
+            vals = []
+            for task, latent, _ in groups:
+                cell = _cell_for(m, task, latent)
+                s = summaries.get(cell.key) if cell.applies() else None
+                v = s.get(key) if s else None
+                vals.append(v if isinstance(v, (int, float)) and math.isfinite(v) else np.nan)
+            ax.bar(x + (k - (len(rows) - 1) / 2) * width, vals, width, label=MODELS[m].title)
+        ax.set_ylabel(label)
+        ax.set_xticks(x, [t.replace(" Fitting", "\nfitting").replace(" Decoding", "\ndecoding") for _, _, t in groups],
+                      fontsize=7)
+        finite = [p.get_height() for p in ax.patches if math.isfinite(p.get_height())]
+        if key == "psnr" and finite:
+            ax.set_ylim(min(finite) - 1.0, max(finite) + 0.5)
+    axes[0].legend(fontsize=7, ncols=min(len(rows), 5), loc="lower left")
+    fig.suptitle(title, fontsize=9)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+    plt.close(fig)
+    return path
+
+
+def fit_grid(config: EvalConfig, number: int, cells_dir: Path, runs: dict[str, Path], capture: Path,
+             path: Path) -> Path | None:
+    """Frontal renderings of the fitted codes of one table's observation fit (HMC or
+    keypoints, with L_L; Table 6: frontal) for the same frames, as seed 003 Figs. 13-14.
+    Rows: frames; columns: photo, then per model its fit and its error (x4). ``None``
+    when no model has finished that fit."""
+    import numpy as np
+    import torch
+
+    from .._io import write_png
+    from ..avatar import Avatar
+    from ..data.capture import Capture
+    from ..fit.optimize import render_frontal
+    from ..fit.sources import TargetSource
+
+    task = {6: "frontal", 7: "hmc", 8: "keypoints", 9: "hmc_pose"}[number]
+    rows = [m for m in TABLES[number].rows if m in config.models and (cells_dir / Cell(m, task, True).key /
+                                                                       "fits.npz").is_file()]
+    if not rows:
+        return None
+    cap = Capture(capture)
+    first = np.load(cells_dir / Cell(rows[0], task, True).key / "fits.npz")
+    names = [str(n) for n in first["names"][:config.fit.grid_frames]]
+    refs = [r for r in cap.frames() if f"{r.segment}/{r.frame}" in names]
+    truth = TargetSource(cap).truth(refs)
+    columns = [truth.photo]
+    for m in rows:
+        data = np.load(cells_dir / Cell(m, task, True).key / "fits.npz")
+        index = {str(n): k for k, n in enumerate(data["names"])}
+        z = torch.from_numpy(data["z"][[index[f"{r.segment}/{r.frame}"] for r in refs]]).float()
+        avatar = Avatar.load(runs[m]).eval()
+        img = render_frontal(avatar, truth, z)
+        columns += [img, ((img - truth.photo).abs() * 4).clamp(0, 1)]
+    gap = torch.ones(len(refs), 3, truth.photo.shape[-2], 2)
+    row = torch.cat([c if k == 0 else torch.cat([gap, c], dim=-1) for k, c in enumerate(columns)], dim=-1)
+    hgap = torch.ones(3, 2, row.shape[-1])
+    sheet = torch.cat([torch.cat([r, hgap], dim=1) for r in row], dim=1)[:, :-2]
+    write_png(path, sheet)
+    write_text_atomic(path.with_suffix(".txt"), "rows: " + ", ".join(names) + "\ncolumns: photo, then per model "
+                      "(fit, |error| x4): " + ", ".join(MODELS[m].title for m in rows) + "\n")
+    return path
+
+
+def write_reports(config: EvalConfig, folder: Path, results: dict[str, dict[str, dict[str, Any]]], *,
+                  runs: dict[str, Path] | None = None, capture: Path | None = None) -> list[Path]:
+    """``tables.md``, ``tables.csv`` and ``table{N}.png`` in ``folder`` (the mean over the
+    subjects of ``results``), and with ``runs`` and ``capture`` (one subject) the grids of
+    fits ``fits_table{N}.png``. Returns the files written."""
+    summaries = average_results(results) if len(results) > 1 else next(iter(results.values()))
+    who = ", ".join(results)
+    heading = (f"Mean over {len(results)} subjects ({who})" if len(results) > 1 else f"Subject {who}")
+    files = [folder / "tables.md", folder / "tables.csv"]
+    write_text_atomic(files[0], markdown_tables(config, summaries, heading) + "\n")
+    write_text_atomic(files[1], csv_table(config, results))
+    for n in config.tables:
+        files.append(bar_chart(config, n, summaries, folder / f"table{n}.png", f"{TABLES[n].title} ({heading})"))
+        if runs is not None and capture is not None:
+            grid = fit_grid(config, n, folder / "cells", runs, capture, folder / f"fits_table{n}.png")
+            if grid is not None:
+                files.append(grid)
+    return files
