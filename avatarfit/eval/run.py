@@ -63,8 +63,13 @@ def model_train_config(config: EvalConfig, name: str, runs: Path):
     return load_train_config(config.base_path(), merge_mappings(config.train.set, top))
 
 
-def check_capture_for(capture: Path, models: list[str], hmc_source: str) -> None:
+def check_capture_for(capture: Path, models: list[str], data) -> None:
     """Refuse a capture that lacks what the models and targets need, before any training.
+
+    Args:
+        capture: the subject's capture folder.
+        models: the models to train.
+        data: their :class:`~avatarfit.train.config.DataConfig` (``hmc_source``, ``hmc_dir``).
 
     Raises:
         FileNotFoundError: naming the missing file or folder and the command that makes it.
@@ -79,10 +84,15 @@ def check_capture_for(capture: Path, models: list[str], hmc_source: str) -> None
         raise FileNotFoundError(f"{layout.landmarks}: missing; HMC views, keypoints and the masked targets are made "
                                 "from the capture's landmarks (avatarfit synth writes them; a real capture needs 68 "
                                 "'face b0 b1 b2' rows in this file)")
-    needs_hmc = any(MODELS[m].conditional and MODELS[m].condition == "hmc" for m in models)
-    if needs_hmc and hmc_source == "files" and not layout.hmc_rig.is_file():
-        raise FileNotFoundError(f"{layout.hmc_dir}: no HMC views (data.hmc_source is files); make them with "
-                                f"avatarfit hmc --capture {capture}")
+    conditions = {MODELS[m].condition for m in models if MODELS[m].conditional}
+    if conditions and data.hmc_source == "files":
+        root = Layout.of(data.hmc_dir) if data.hmc_dir else layout
+        needed = {"hmc": (root.hmc_rig, root.hmc_dir), "kpt": (root.keypoints_dir, root.keypoints_dir)}
+        missing = [folder for cond, (probe, folder) in needed.items() if cond in conditions and not probe.exists()]
+        if missing:
+            where = f" --out {data.hmc_dir}" if data.hmc_dir else ""
+            raise FileNotFoundError(f"{missing[0]}: missing (data.hmc_source is files: the models train on the HMC "
+                                    f"tool's views and keypoints); make it with avatarfit hmc --capture {capture}{where}")
 
 
 def _sha(text: str) -> str:
@@ -322,10 +332,10 @@ def run_evaluation(config: EvalConfig, out: str | Path, *, subjects: list[str] |
     cells = plan_cells(config.tables, tuple(models))
     # everything that can be checked is checked before the first training starts
     configs = {m: model_train_config(config, m, Path("runs")) for m in models}
+    data = configs[models[0]].data
     for s in chosen:
         if s.capture is not None:
-            check_capture_for(_subject_capture(config, s, out / s.name, False, lambda m: None), models,
-                              next(iter(configs.values())).data.hmc_source)
+            check_capture_for(_subject_capture(config, s, out / s.name, False, lambda m: None), models, data)
     _prepare_out(out, config, resume)
     log(f"evaluate: {len(chosen)} subject(s), {len(models)} models, {len(cells)} cells each, tables "
         f"{', '.join(map(str, config.tables))}; {config.jobs} process(es); output {out}")
@@ -334,7 +344,7 @@ def run_evaluation(config: EvalConfig, out: str | Path, *, subjects: list[str] |
         log(f"[{k + 1}/{len(chosen)}] {s.name}")
         folder = out / s.name
         capture = _subject_capture(config, s, folder, progress, log)
-        check_capture_for(capture, models, next(iter(configs.values())).data.hmc_source)
+        check_capture_for(capture, models, data)
         runs = {m: folder / "runs" / m for m in models}
         tasks = {m: TrainTask(model_train_config(config, m, folder / "runs"), runs[m],
                               after=(MODELS[m].pretrained,) if MODELS[m].pretrained else ()) for m in models}

@@ -1,0 +1,54 @@
+"""Evaluation configs: unknown keys, models, tables and subjects are refused by name."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from avatarfit.errors import FormatError
+from avatarfit.eval.config import load_eval_config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def write(tmp_path, **changes):
+    data = {"subjects": [{"name": "p", "subject": "procedural", "seed": 1}],
+            "train": {"base": str(REPO / "configs/train/small.yaml")}, "models": ["dam", "lip_flow_hmc"],
+            "tables": [7]}
+    data.update(changes)
+    path = tmp_path / "eval.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+@pytest.mark.parametrize("name", ["small.yaml", "paper.yaml"])
+def test_shipped_configs_load(name):
+    config = load_eval_config(REPO / "configs/eval" / name)
+    assert config.tables == (6, 7, 8, 9) and len(config.models) == 10
+    assert config.base_path().is_file()
+    assert {s.subject for s in config.subjects} == {"james", "procedural"} and len(config.subjects) >= 3
+
+
+@pytest.mark.parametrize("change, words", [
+    ({"models": ["dam", "lip_flow"]}, ["unknown model", "lip_flow", "lip_flow_hmc"]),
+    ({"tables": [5, 7]}, ["unknown table", "5"]),
+    ({"models": ["dam_hmc_reg"]}, ["dam_hmc_reg", "add dam"]),
+    ({"subjects": [{"name": "p", "subject": "martian"}]}, ["martian", "procedural or james"]),
+    ({"subjects": [{"name": "p"}]}, ["exactly one of"]),
+    ({"fit": {"lr": [0]}}, ["fit.lr"]),
+    ({"fit": {"stepz": 3}}, ["unknown key", "stepz"]),
+    ({"colour": 1}, ["unknown key", "colour"]),
+])
+def test_bad_configs_name_the_file_and_the_setting(tmp_path, change, words):
+    path = write(tmp_path, **change)
+    with pytest.raises(FormatError) as err:
+        load_eval_config(path)
+    text = str(err.value)
+    assert str(path.name) in text
+    for w in words:
+        assert w in text
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FormatError, match="not found"):
+        load_eval_config(tmp_path / "nope.yaml")
