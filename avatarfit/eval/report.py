@@ -143,7 +143,8 @@ def bar_chart(config: EvalConfig, number: int, summaries: dict[str, dict[str, An
         finite = [p.get_height() for p in ax.patches if math.isfinite(p.get_height())]
         if key == "psnr" and finite:
             ax.set_ylim(min(finite) - 1.0, max(finite) + 0.5)
-    axes[0].legend(fontsize=7, ncols=min(len(rows), 5), loc="lower left")
+    handles, names = axes[0].get_legend_handles_labels()
+    fig.legend(handles, names, fontsize=7, ncols=min(len(rows), 5), loc="outside lower center")
     fig.suptitle(title, fontsize=9)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110)
@@ -160,7 +161,6 @@ def fit_grid(config: EvalConfig, number: int, cells_dir: Path, runs: dict[str, P
     import numpy as np
     import torch
 
-    from .._io import write_png
     from ..avatar import Avatar
     from ..data.capture import Capture
     from ..fit.optimize import render_frontal
@@ -188,10 +188,36 @@ def fit_grid(config: EvalConfig, number: int, cells_dir: Path, runs: dict[str, P
     row = torch.cat([c if k == 0 else torch.cat([gap, c], dim=-1) for k, c in enumerate(columns)], dim=-1)
     hgap = torch.ones(3, 2, row.shape[-1])
     sheet = torch.cat([torch.cat([r, hgap], dim=1) for r in row], dim=1)[:, :-2]
-    write_png(path, sheet)
-    write_text_atomic(path.with_suffix(".txt"), "rows: " + ", ".join(names) + "\ncolumns: photo, then per model "
-                      "(fit, |error| x4): " + ", ".join(MODELS[m].title for m in rows) + "\n")
+    labels = ["photo"] + [t for m in rows for t in (MODELS[m].title, "error x4")]
+    _labelled_png(sheet, labels, [f"{r.segment}/{r.frame}" for r in refs], path,
+                  f"{TABLES[number].title}: frontal renderings after {task.replace('_', ' ')} fitting with L_L")
     return path
+
+
+def _labelled_png(sheet, columns: list[str], rows: list[str], path: Path, title: str) -> None:
+    """``sheet`` ``(3, H, W)`` (equal columns and rows, 2-pixel gaps) with column and row labels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    _, H, W = sheet.shape
+    scale = 2.0 / 100  # inches per pixel at dpi 100, images drawn at 2x
+    fig = plt.figure(figsize=(W * scale + 1.6, H * scale + 1.2), dpi=100)
+    ax = fig.add_axes((1.4 / (W * scale + 1.6), 0.2 / (H * scale + 1.2), W * scale / (W * scale + 1.6),
+                       H * scale / (H * scale + 1.2)))
+    ax.imshow(sheet.permute(1, 2, 0).numpy(), interpolation="nearest")
+    cw, rh = (W + 2) / len(columns), (H + 2) / len(rows)
+    ax.set_xticks([cw * (k + 0.5) - 1 for k in range(len(columns))], columns, fontsize=7, rotation=30, ha="left")
+    ax.xaxis.tick_top()
+    ax.set_yticks([rh * (k + 0.5) - 1 for k in range(len(rows))], rows, fontsize=7)
+    ax.tick_params(length=0)
+    for side in ax.spines.values():
+        side.set_visible(False)
+    fig.text(0.01, 0.005, title, fontsize=7)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png")
+    plt.close(fig)
 
 
 def write_reports(config: EvalConfig, folder: Path, results: dict[str, dict[str, dict[str, Any]]], *,
