@@ -125,7 +125,7 @@ def _decode_cell(args: dict[str, Any]) -> dict[str, Any]:
 
     from ..avatar import Avatar
     from ..data.capture import Capture
-    from ..fit.job import _resolve_device, heldout_frames, spread
+    from ..fit.job import resolve_device, heldout_frames, spread
     from ..fit.optimize import frontal_metrics
     from ..fit.sources import TargetSource
     from ..inspect.interpolate import frame_codes
@@ -137,7 +137,7 @@ def _decode_cell(args: dict[str, Any]) -> dict[str, Any]:
     refs = heldout_frames(avatar, run, capture)
     if args["frames"]:
         refs = spread(refs, args["frames"])
-    avatar = avatar.to(_resolve_device(args["device"])).eval()
+    avatar = avatar.to(resolve_device(args["device"])).eval()
     source = TargetSource(capture, condition=avatar.condition if avatar.conditional else None)
     scores: dict[str, list] = {}
     with torch.no_grad():

@@ -45,7 +45,7 @@ from .strips import fit_strip
 from .targets import TARGET_KINDS
 
 __all__ = ["FitJob", "FitReport", "run_fit_job", "heldout_frames", "job_dict", "json_safe", "saved_job", "spread",
-           "SUMMARY_KEYS"]
+           "resolve_device", "SUMMARY_KEYS"]
 
 #: Keys every ``metrics.json`` summary has (NaN, written as null, where they do not apply).
 SUMMARY_KEYS = ("frames", "psnr_init", "psnr", "ssim", "geom_mm_init", "geom_mm", "steps_mean", "seconds_per_frame")
@@ -331,7 +331,9 @@ def _sequence_jitter(avatar: Avatar, capture: Capture, merged: dict[str, np.ndar
     return {"jitter_mm": float(np.mean(fitted)), "jitter_mm_truth": float(np.mean(truth))}
 
 
-def _resolve_device(name: str) -> torch.device:
+def resolve_device(name: str) -> torch.device:
+    """``auto`` (CUDA when PyTorch sees it, else CPU), ``cpu``, ``cuda`` or ``cuda:N``;
+    asking for CUDA without a CUDA device raises ``ValueError``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name.startswith("cuda") and not torch.cuda.is_available():
@@ -374,7 +376,7 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
             refs = spread(refs, int(job.frames.split(":")[1]))
     else:
         refs = select_frames(capture, job.frames)
-    device = _resolve_device(job.device)
+    device = resolve_device(job.device)
     avatar = avatar.to(device)
     source = TargetSource(capture, condition=avatar.condition if avatar.conditional else None)
 

@@ -214,3 +214,23 @@ def test_masked_and_keypoint_fits_write_their_strips(dam_run, tiny_capture, tmp_
         # the target column shows green keypoints over the darkened photo
         target_col = strip[:, :, :72]
         assert bool(((target_col[1] > 0.9) & (target_col[0] < 0.2)).any())
+
+
+def test_spread_picks_evenly_with_both_ends():
+    from avatarfit.fit.job import spread
+
+    refs = list(range(16))
+    assert spread(refs, 4) == [0, 5, 10, 15]
+    assert spread(refs, 1) == [0]
+    assert spread(refs, 40) == refs
+
+
+def test_heldout_count_is_checked():
+    import pytest
+
+    from avatarfit.fit.job import FitJob
+
+    with pytest.raises(ValueError, match="heldout:N"):
+        FitJob(run="r", capture="c", frames="heldout:0")
+    with pytest.raises(ValueError, match="grid"):
+        FitJob(run="r", capture="c", grid=((), (0.1,)))
