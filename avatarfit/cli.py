@@ -243,6 +243,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--subjects", nargs="+", metavar="NAME", help="only these subjects of the config (default: all)")
     ev.add_argument("--out", type=Path, default=Path("avatarfit-eval"), help="output folder (default avatarfit-eval)")
     ev.add_argument("--resume", action="store_true", help="continue the evaluation in --out (finished cells reused)")
+    ev.add_argument("--tables-only", action="store_true", help="train and fit nothing: rewrite the top-level tables "
+                    "and charts from the subjects finished in --out")
     ev.add_argument("--jobs", type=int, help="processes side by side (default: the config's jobs)")
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's device")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
@@ -259,6 +261,7 @@ _EVAL_EPILOG = """outputs (--out):
 examples:
   avatarfit evaluate --config configs/eval/small.yaml --out eval-small
   avatarfit evaluate --config configs/eval/small.yaml --subjects proc101 --out eval-small --resume
+  avatarfit evaluate --config configs/eval/small.yaml --out eval-small --tables-only   # tables of what is finished
   avatarfit evaluate --config configs/eval/paper.yaml --device cuda --out eval-paper
 
 models: dam, dam_flow, dam_hmc_enc, dam_hmc_reg, lip_kl_hmc, lip_flow_hmc, dam_kpt_enc, dam_kpt_reg, lip_kl_kpt,
@@ -549,7 +552,7 @@ def _cmd_evaluate(args) -> None:
     if args.device is not None:
         config = dataclasses.replace(config, device=args.device)
     result = run_evaluation(config, args.out, subjects=args.subjects, resume=args.resume,
-                            progress=not args.no_progress)
+                            tables_only=args.tables_only, progress=not args.no_progress)
     print()
     print((result.out / "tables.md").read_text(encoding="utf-8"))
     print(f"wrote {', '.join(str(f) for f in result.files)} ({result.seconds / 60:.1f} min)")

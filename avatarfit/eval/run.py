@@ -199,14 +199,16 @@ def _cell_args(config: EvalConfig, cell: Cell, run: Path, capture: Path, cells_d
             "json": str(cells_dir / f"{cell.key}.json")}
 
 
-def _read_cell(path: Path, spec: dict[str, Any]) -> dict[str, Any] | None:
+def _read_cell(path: Path, spec: dict[str, Any], ignore: tuple[str, ...] = ()) -> dict[str, Any] | None:
+    """The cell's JSON when it was computed with ``spec`` (keys in ``ignore`` aside)."""
     if not path.is_file():
         return None
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError:
         return None
-    return doc if doc.get("spec") == spec else None
+    saved = {k: v for k, v in (doc.get("spec") or {}).items() if k not in ignore}
+    return doc if saved == {k: v for k, v in spec.items() if k not in ignore} else None
 
 
 def _describe(cell: Cell, s: dict[str, Any]) -> str:
@@ -265,9 +267,15 @@ def _run_cells(config: EvalConfig, capture: Path, runs: dict[str, Path], cells_d
     finally:
         bar.close()
     for key, doc in docs.items():
-        results[key] = {**doc["summary"], **({"lr": doc["lr"], "lambda_latent": doc["lambda_latent"]}
-                                             if "lr" in doc else {})}
+        results[key] = _summary_of(doc)
     return results
+
+
+def _capture_path(config: EvalConfig, subject: SubjectSpec, folder: Path) -> Path:
+    if subject.capture is not None:
+        path = Path(subject.capture)
+        return path if path.is_absolute() else (config.folder / path).resolve()
+    return folder / "capture"
 
 
 def _subject_capture(config: EvalConfig, subject: SubjectSpec, folder: Path, progress: bool,
@@ -275,8 +283,7 @@ def _subject_capture(config: EvalConfig, subject: SubjectSpec, folder: Path, pro
     from ..synth.generate import SynthConfig, ensure_capture
 
     if subject.capture is not None:
-        path = Path(subject.capture)
-        return path if path.is_absolute() else (config.folder / path).resolve()
+        return _capture_path(config, subject, folder)
     c = config.capture
     synth = SynthConfig(subject=subject.subject, seed=subject.seed, segments=c.segments, frames=c.frames,
                         cameras=c.cameras, image_size=c.image_size, texture_size=c.texture_size)
@@ -287,6 +294,26 @@ def _subject_capture(config: EvalConfig, subject: SubjectSpec, folder: Path, pro
         log(f"  capture: made {c.segments} x {c.frames} frames x {c.cameras} cameras ({subject.subject}, "
             f"seed {subject.seed}) in {target}")
     return target
+
+
+def finished_cells(config: EvalConfig, out: Path, subject: SubjectSpec) -> dict[str, dict[str, Any]]:
+    """``cell key -> summary`` of the subject's cells finished in ``out`` with the current
+    settings and models (what ``--tables-only`` tabulates)."""
+    folder = out / subject.name
+    capture = _capture_path(config, subject, folder)
+    found: dict[str, dict[str, Any]] = {}
+    for cell in plan_cells(config.tables, tuple(table_models(config.tables, config.models))):
+        spec = cell_spec(config, cell, folder / "runs" / cell.model, capture)
+        path = folder / "cells" / f"{cell.key}.json"
+        doc = _read_cell(path, spec, ignore=("from",)) if (folder / "runs" / cell.model / "config.yaml").is_file() \
+            else None
+        if doc is not None:
+            found[cell.key] = _summary_of(doc)
+    return found
+
+
+def _summary_of(doc: dict[str, Any]) -> dict[str, Any]:
+    return {**doc["summary"], **({"lr": doc["lr"], "lambda_latent": doc["lambda_latent"]} if "lr" in doc else {})}
 
 
 def _prepare_out(out: Path, config: EvalConfig, resume: bool) -> None:
@@ -304,14 +331,20 @@ def _prepare_out(out: Path, config: EvalConfig, resume: bool) -> None:
 
 
 def run_evaluation(config: EvalConfig, out: str | Path, *, subjects: list[str] | None = None, resume: bool = False,
-                   progress: bool = True, log: Callable[[str], None] = print) -> EvalResult:
+                   tables_only: bool = False, progress: bool = True,
+                   log: Callable[[str], None] = print) -> EvalResult:
     """Run the evaluation ``config`` describes into ``out`` (see the module's docstring).
+
+    The top-level tables average every subject of the config whose cells are all finished
+    in ``out``: those run now and those finished by earlier runs (``--subjects`` splits an
+    evaluation over several runs or machines).
 
     Args:
         config: :class:`~avatarfit.eval.config.EvalConfig`.
         out: output folder.
         subjects: names of the config's subjects to run (default: all).
         resume: continue in a folder that holds an evaluation (finished cells are reused).
+        tables_only: train and fit nothing; write the tables of the finished subjects.
 
     Raises:
         ValueError: unknown subject names, training settings the trainer rejects.
@@ -336,6 +369,8 @@ def run_evaluation(config: EvalConfig, out: str | Path, *, subjects: list[str] |
     for s in chosen:
         if s.capture is not None:
             check_capture_for(_subject_capture(config, s, out / s.name, False, lambda m: None), models, data)
+    if tables_only:
+        return _tables_only(config, out, cells, t0, log)
     _prepare_out(out, config, resume)
     log(f"evaluate: {len(chosen)} subject(s), {len(models)} models, {len(cells)} cells each, tables "
         f"{', '.join(map(str, config.tables))}; {config.jobs} process(es); output {out}")
@@ -357,5 +392,34 @@ def run_evaluation(config: EvalConfig, out: str | Path, *, subjects: list[str] |
         results[s.name] = _run_cells(config, capture, runs, folder / "cells", cells, progress, log)
         log(f"  cells: {(time.perf_counter() - t1) / 60:.1f} min")
         write_reports(config, folder, {s.name: results[s.name]}, runs=runs, capture=capture)
+    for s in config.subjects:
+        if s.name not in results:
+            earlier = finished_cells(config, out, s)
+            if len(earlier) == len(cells):
+                results[s.name] = earlier
+    results = {s.name: results[s.name] for s in config.subjects if s.name in results}
+    log(f"tables: mean over {', '.join(results)}")
+    files = write_reports(config, out, results)
+    return EvalResult(results=results, out=out, files=files, seconds=time.perf_counter() - t0)
+
+
+def _tables_only(config: EvalConfig, out: Path, cells: list[Cell], t0: float,
+                 log: Callable[[str], None]) -> EvalResult:
+    from .report import write_reports
+
+    if not (out / "eval.yaml").is_file():
+        raise FileNotFoundError(f"--out {out}: no evaluation here (no eval.yaml) to make tables of")
+    results, partial = {}, []
+    for s in config.subjects:
+        found = finished_cells(config, out, s)
+        if len(found) == len(cells):
+            results[s.name] = found
+        elif found:
+            partial.append(f"{s.name} ({len(found)} of {len(cells)} cells)")
+    if partial:
+        log(f"tables: left out unfinished subject(s) {', '.join(partial)}; --resume finishes them")
+    if not results:
+        raise FileNotFoundError(f"--out {out}: no subject has all {len(cells)} cells finished with these settings")
+    log(f"tables: mean over {', '.join(results)}")
     files = write_reports(config, out, results)
     return EvalResult(results=results, out=out, files=files, seconds=time.perf_counter() - t0)

@@ -132,3 +132,17 @@ def test_cell_json_is_plain(evaluated):
     _, result, _ = evaluated
     doc = json.loads((result.out / "p1" / "cells" / "lip_flow_hmc" / "hmc.json").read_text())
     assert doc["spec"]["cell"] == "lip_flow_hmc/hmc" and doc["summary"]["frames"] == 2
+
+
+def test_tables_only_reads_the_finished_subjects(evaluated):
+    import dataclasses
+
+    from avatarfit.eval.config import SubjectSpec
+
+    config, result, _ = evaluated
+    more = dataclasses.replace(config, subjects=config.subjects + (SubjectSpec("p2", "procedural", 4),))
+    messages = []
+    again = run_evaluation(more, result.out, tables_only=True, progress=False, log=messages.append)
+    assert again.results == result.results  # p2 has nothing finished: left out
+    assert messages[-1] == "tables: mean over p1"
+    assert not (result.out / "p2").exists()
