@@ -261,7 +261,11 @@ def _run_cells(config: EvalConfig, capture: Path, runs: dict[str, Path], cells_d
                     futures[pool.submit(_run_cell, args)] = cell
                 for fut in as_completed(futures):
                     cell = futures[fut]
-                    docs[cell.key] = fut.result()
+                    try:
+                        docs[cell.key] = fut.result()
+                    except Exception as exc:  # the cells finished so far stay written
+                        raise RuntimeError(f"evaluate: cell {cell.key} ({cells_dir.parent.name}) failed: "
+                                           f"{type(exc).__name__}: {exc}; --resume retries it") from exc
                     bar.update(1)
                     log(f"  {cell.key}: {_describe(cell, docs[cell.key]['summary'])}")
     finally:
