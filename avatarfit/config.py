@@ -12,7 +12,8 @@ import yaml
 
 from .errors import FormatError
 
-__all__ = ["from_dict", "load_yaml", "load_layered", "merge_mappings", "parse_overrides", "to_dict"]
+__all__ = ["from_dict", "load_yaml", "load_layered", "merge_mappings", "parse_overrides", "read_mapping",
+           "to_dict"]
 
 C = TypeVar("C")
 
@@ -88,19 +89,27 @@ def merge_mappings(base: dict, top: dict) -> dict:
     return out
 
 
-def _read_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    """A YAML mapping with its ``base:`` files merged underneath (paths relative to it)."""
-    path = path.resolve()
+def read_mapping(path: str | os.PathLike, missing: str = "config file not found") -> dict[str, Any]:
+    """The mapping a YAML file holds (empty file: ``{}``); ``FormatError`` naming the file
+    when it is missing (with the message ``missing``), not YAML, or not a mapping."""
+    path = Path(path)
     if not path.is_file():
-        raise FormatError(path, "config file not found")
-    if path in seen:
-        raise FormatError(path, f"'base' chain loops: {' -> '.join(str(p) for p in seen + (path,))}")
+        raise FormatError(path, missing)
     try:
         data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
     except yaml.YAMLError as exc:
         raise FormatError(path, f"not valid YAML ({exc})") from None
     if not isinstance(data, dict):
         raise FormatError(path, f"expected a mapping of settings, found {type(data).__name__}")
+    return data
+
+
+def _read_mapping(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
+    """A YAML mapping with its ``base:`` files merged underneath (paths relative to it)."""
+    path = path.resolve()
+    if path in seen:
+        raise FormatError(path, f"'base' chain loops: {' -> '.join(str(p) for p in seen + (path,))}")
+    data = read_mapping(path)
     base = data.pop("base", None)
     if base is None:
         return data

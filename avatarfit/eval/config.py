@@ -25,9 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
-
-from ..config import from_dict, merge_mappings
+from ..config import from_dict, merge_mappings, read_mapping
 from ..errors import FormatError
 
 __all__ = ["SubjectSpec", "CaptureSpec", "TrainSpec", "EvalFitSpec", "EvalConfig", "load_eval_config"]
@@ -184,18 +182,6 @@ class EvalConfig:
         return (self.folder / self.train.base).resolve()
 
 
-def _read(path: Path) -> dict[str, Any]:
-    if not path.is_file():
-        raise FormatError(path, "evaluation config not found (see configs/eval/small.yaml)")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as exc:
-        raise FormatError(path, f"not valid YAML ({exc})") from None
-    if not isinstance(data, dict):
-        raise FormatError(path, f"expected a mapping of settings, found {type(data).__name__}")
-    return data
-
-
 def load_eval_config(path: str | os.PathLike, overrides: dict[str, Any] | None = None) -> EvalConfig:
     """Read and check an evaluation config (``overrides`` merged over the file's mapping).
 
@@ -204,7 +190,8 @@ def load_eval_config(path: str | os.PathLike, overrides: dict[str, Any] | None =
             model or table names and settings out of range.
     """
     path = Path(path)
-    data = merge_mappings(_read(path), overrides or {})
+    data = merge_mappings(read_mapping(path, "evaluation config not found (see configs/eval/small.yaml)"),
+                          overrides or {})
     try:
         subjects = data.pop("subjects", None)
         if not isinstance(subjects, list):
