@@ -128,7 +128,7 @@ def _decode_cell(args: dict[str, Any]) -> dict[str, Any]:
     from ..fit.job import resolve_device, heldout_frames, spread
     from ..fit.optimize import frontal_metrics
     from ..fit.sources import TargetSource
-    from ..inspect.interpolate import frame_codes
+    from ..inspect.interpolate import encoder_codes
 
     t0 = time.perf_counter()
     run = Path(args["run"])
@@ -147,7 +147,7 @@ def _decode_cell(args: dict[str, Any]) -> dict[str, Any]:
                 params = avatar.model.prior.params(source.observation(chunk).to(avatar.vert_mean))
                 z = avatar.model.prior.mean(params)
             else:
-                z, _ = frame_codes(avatar, capture, chunk)
+                z = encoder_codes(avatar, capture, chunk)
             truth = source.truth(chunk).to(avatar.vert_mean.device)
             m, _ = frontal_metrics(avatar, truth, z.to(avatar.vert_mean))
             for k, v in m.items():

@@ -11,7 +11,7 @@ import torch
 from ..avatar import Avatar
 from ..data.capture import Capture, FrameRef
 
-__all__ = ["Interpolation", "frame_codes", "interpolate_codes", "interpolate_frames", "parse_frame"]
+__all__ = ["Interpolation", "encoder_codes", "frame_codes", "interpolate_codes", "interpolate_frames", "parse_frame"]
 
 
 @dataclass(frozen=True)
@@ -55,9 +55,19 @@ def frame_codes(avatar: Avatar, capture: Capture, refs: list[FrameRef]) -> tuple
         params = prior.params(batch=len(refs))
     if avatar.model.encoder is None:
         return prior.mean(params), params
+    return encoder_codes(avatar, capture, refs), params
+
+
+@torch.no_grad()
+def encoder_codes(avatar: Avatar, capture: Capture, refs: list[FrameRef]) -> torch.Tensor:
+    """The DAM encoder Q's mean codes of tracked frames (their textures and meshes): ``(B, L)``.
+
+    Raises:
+        ValueError: for variants without a Q encoder (DAM-HMC-Enc).
+    """
     tex = torch.stack([capture.texture(r.segment, r.frame) for r in refs])
     verts = torch.stack([capture.vertices(r.segment, r.frame) for r in refs])
-    return avatar.encode(tex, verts), params
+    return avatar.encode(tex, verts)
 
 
 @torch.no_grad()
