@@ -32,7 +32,7 @@ from .models.config import ModelConfig
 from .models.variants import AvatarModel, build_model
 from .render.cameras import camera_centers, project_points
 from .render.mesh_ops import surface_points
-from .render.renderer import render_textured
+from .render.renderer import rasterize, render_textured
 
 __all__ = ["Avatar", "AvatarViews", "AVATAR_FILE", "AVATAR_FORMAT"]
 
@@ -227,6 +227,30 @@ class Avatar(nn.Module):
         """:meth:`render_views` with one camera per code: ``K, R (B, 3, 3)``, ``t (B, 3)``;
         the result has C = 1."""
         return self.render_views(z, K[:, None], R[:, None], t[:, None], image_size, head_R, head_t)
+
+    @torch.no_grad()
+    def coverage(self, verts: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
+                 image_size: tuple[int, int], head_R: torch.Tensor | None = None,
+                 head_t: torch.Tensor | None = None) -> torch.Tensor:
+        """Which pixels meshes of this avatar's topology cover, one camera per mesh (for a
+        tracked mesh: the face mask training scores, and the evaluation's face pixels).
+
+        Args:
+            verts: ``(B, V, 3)`` head-local.
+            K, R, t: ``(B, 3, 3)``, ``(B, 3, 3)``, ``(B, 3)`` OpenCV cameras.
+            image_size: ``(H, W)``.
+            head_R, head_t: ``(B, 3, 3)``, ``(B, 3)`` head-local -> world; ``None``: identity.
+
+        Returns:
+            ``(B, 1, H, W)`` float, 1 where a face covers the pixel.
+        """
+        if verts.ndim != 3 or verts.shape[1:] != (self.num_verts, 3):
+            raise ShapeError(f"verts: expected shape (B, {self.num_verts}, 3), got {tuple(verts.shape)}")
+        if head_R is None:
+            head_R, head_t = _identity_pose(verts.shape[0], verts)
+        world = verts @ head_R.transpose(1, 2) + head_t[:, None]
+        frags = rasterize(world, self.faces, K, R, t, image_size, backend=self.backend)
+        return (frags.pix_to_face[..., 0] >= 0).to(verts.dtype)[:, None]
 
     def surface(self, z: torch.Tensor) -> torch.Tensor:
         """The 3D keypoints of the decoded meshes: ``(B, N, 3)`` head-local mm."""

@@ -488,6 +488,7 @@ def _fmt(v, spec: str) -> str:
 def _summary_table(s: dict) -> str:
     """Before/after rows of a fit summary, as aligned text."""
     rows = [("frontal PSNR (dB)", "psnr", ".2f"), ("frontal SSIM", "ssim", ".4f"), ("frontal L1", "l1", ".4f"),
+            ("frontal PSNR, face pixels (dB)", "psnr_face", ".2f"), ("frontal SSIM, face pixels", "ssim_face", ".4f"),
             ("geometry error (mm)", "geom_mm", ".3f"), ("keypoint error (px)", "kpt_px", ".2f"),
             ("headset rotation error (deg)", "headset_deg", ".2f"), ("headset translation error (mm)", "headset_mm", ".2f")]
     lines = [f"  {'':32s}{'prior mean':>12s}{'fitted':>12s}"]

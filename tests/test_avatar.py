@@ -50,6 +50,12 @@ def test_decoded_mesh_renders_and_projects_where_the_capture_says(tiny_capture):
                             tex, K, R, t, size, backend="bbox")
     assert out.image.shape == (1, 1, 3, *size)
     assert float((out.mask[:, 0] != truth.mask).float().mean()) < 1e-3
+    # The coverage of the tracked mesh is the face mask training scores.
+    cover = avatar.coverage(cap.vertices(ref.segment, ref.frame)[None], K, R, t, size, hR, ht)
+    assert cover.shape == (1, 1, *size) and 0 < float(cover.mean()) < 1
+    assert torch.equal(cover[0], data.view(ref, cam)[1])
+    with pytest.raises(ValueError, match="verts: expected shape"):
+        avatar.coverage(cap.vertices(ref.segment, ref.frame)[None, :10], K, R, t, size, hR, ht)
     # The view vector it derives is the capture's.
     torch.testing.assert_close(avatar.view_vectors(R[:, None], t[:, None], hR, ht)[0, 0],
                                cap.view_vector(ref.segment, ref.frame, cam), atol=1e-5, rtol=0)

@@ -21,22 +21,29 @@ def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = N
     """
     if pred.shape != target.shape or pred.ndim != 4:
         raise ShapeError(f"pred, target: expected equal shapes (B, C, H, W), got {tuple(pred.shape)} and {tuple(target.shape)}")
-    err = (pred - target).square()
-    if mask is None:
-        mse = err.flatten(1).mean(1)
-    else:
-        if mask.shape != (pred.shape[0], 1, *pred.shape[2:]):
-            raise ShapeError(f"mask: expected shape {(pred.shape[0], 1, *pred.shape[2:])}, got {tuple(mask.shape)}")
-        m = (mask > 0).to(err.dtype)
-        mse = (err * m).flatten(1).sum(1) / (m.flatten(1).sum(1) * pred.shape[1]).clamp_min(1)
+    mse = _masked_mean((pred - target).square(), mask)
     return 10 * torch.log10(max_value**2 / mse.clamp_min(1e-12))
 
 
-def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11) -> torch.Tensor:
+def _masked_mean(values: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    """Mean of ``(B, C, H, W)`` per image over the pixels where ``mask (B, 1, H, W)`` is > 0
+    (every pixel without a mask; 0 for an empty mask)."""
+    if mask is None:
+        return values.flatten(1).mean(1)
+    if mask.shape != (values.shape[0], 1, *values.shape[2:]):
+        raise ShapeError(f"mask: expected shape {(values.shape[0], 1, *values.shape[2:])}, got {tuple(mask.shape)}")
+    m = (mask > 0).to(values.dtype)
+    return (values * m).flatten(1).sum(1) / (m.flatten(1).sum(1) * values.shape[1]).clamp_min(1)
+
+
+def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11,
+         mask: torch.Tensor | None = None) -> torch.Tensor:
     """Structural similarity per image (kornia's, Gaussian window), averaged over pixels.
 
     Args:
         pred, target: ``(B, C, H, W)`` in [0, 1].
+        mask: optional ``(B, 1, H, W)``; the SSIM map is averaged over the pixels where it
+            is > 0 (each pixel's window still sees its neighbours).
 
     Returns:
         ``(B,)``.
@@ -45,7 +52,7 @@ def ssim(pred: torch.Tensor, target: torch.Tensor, window_size: int = 11) -> tor
 
     if pred.shape != target.shape or pred.ndim != 4:
         raise ShapeError(f"pred, target: expected equal shapes (B, C, H, W), got {tuple(pred.shape)} and {tuple(target.shape)}")
-    return kornia_ssim(pred, target, window_size).flatten(1).mean(1)
+    return _masked_mean(kornia_ssim(pred, target, window_size), mask)
 
 
 def l1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:

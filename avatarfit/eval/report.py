@@ -16,7 +16,8 @@ from .plan import MODELS, TABLES, TASKS, Cell, Table
 __all__ = ["average_results", "markdown_tables", "csv_table", "bar_chart", "fit_grid", "write_reports"]
 
 #: CSV columns after the cell's identity.
-METRICS = ("psnr", "ssim", "geom_mm", "l1", "kpt_px", "psnr_init", "ssim_init", "geom_mm_init", "headset_deg",
+METRICS = ("psnr", "ssim", "geom_mm", "l1", "psnr_face", "ssim_face", "kpt_px", "psnr_init", "ssim_init",
+           "psnr_face_init", "geom_mm_init", "headset_deg",
            "headset_mm", "steps_mean", "seconds_per_frame", "frames", "lr", "lambda_latent")
 
 
@@ -47,7 +48,8 @@ def _cell_for(model: str, task: str, latent: bool) -> Cell:
 
 
 def _columns(task: str) -> list[tuple[str, str, int]]:
-    cols = [("PSNR", "psnr", 2), ("SSIM", "ssim", 3), ("Geom mm", "geom_mm", 3), ("L1", "l1", 4)]
+    cols = [("PSNR", "psnr", 2), ("SSIM", "ssim", 3), ("PSNR face", "psnr_face", 2), ("SSIM face", "ssim_face", 3),
+            ("Geom mm", "geom_mm", 3), ("L1", "l1", 4)]
     if task == "keypoints":
         cols.append(("KPT px", "kpt_px", 2))
     if task == "hmc_pose":
@@ -86,7 +88,9 @@ def _table_markdown(table: Table, summaries: dict[str, dict[str, Any]], models: 
 def markdown_tables(config: EvalConfig, summaries: dict[str, dict[str, Any]], heading: str) -> str:
     """The configured tables as Markdown (``summaries``: cell key -> summary)."""
     parts = [f"# {heading}", "",
-             "PSNR (dB), SSIM and L1 of frontal renderings against the photos, Geom: mean vertex distance to the "
+             "PSNR (dB), SSIM and L1 of frontal renderings against the whole photos; PSNR face, SSIM face: the "
+             "same over the face pixels only (the tracked mesh's coverage, the pixels training scores; rendered "
+             "pixels outside it count in the whole-image figures only); Geom: mean vertex distance to the "
              "tracked mesh (mm), KPT px: mean keypoint distance, steps: mean Adam steps, s/frame: fitting seconds per "
              "frame (search excluded). Fits start from the prior encoder's mean; w/o L_L: lambda_L = 0. "
              f"{config.fit.frames or 'All'} held-out frames per subject.", ""]
@@ -114,7 +118,8 @@ def csv_table(config: EvalConfig, results: dict[str, dict[str, dict[str, Any]]])
 
 
 def bar_chart(config: EvalConfig, number: int, summaries: dict[str, dict[str, Any]], path: Path, title: str) -> Path:
-    """PSNR and geometry error per model (bars) and column group (x) of one table, as PNG."""
+    """PSNR (whole image and face pixels) and geometry error per model (bars) and column
+    group (x) of one table, as PNG."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -124,11 +129,12 @@ def bar_chart(config: EvalConfig, number: int, summaries: dict[str, dict[str, An
     table = TABLES[number]
     rows = [m for m in table.rows if m in config.models]
     groups = list(table.columns)
-    fig, axes = plt.subplots(2, 1, figsize=(max(6.0, 1.3 * len(groups) + 2), 6.5), constrained_layout=True)
+    panels = (("psnr", "PSNR (dB), whole image"), ("psnr_face", "PSNR (dB), face pixels"),
+              ("geom_mm", "geometry error (mm), lower is better"))
+    fig, axes = plt.subplots(len(panels), 1, figsize=(max(6.0, 1.3 * len(groups) + 2), 9.0), constrained_layout=True)
     width = 0.8 / max(len(rows), 1)
     x = np.arange(len(groups))
-    for ax, (key, label) in zip(axes, (("psnr", "PSNR (dB), higher is better"),
-                                       ("geom_mm", "geometry error (mm), lower is better"))):
+    for ax, (key, label) in zip(axes, panels):
         for k, m in enumerate(rows):
             vals = []
             for task, latent, _ in groups:
@@ -141,7 +147,7 @@ def bar_chart(config: EvalConfig, number: int, summaries: dict[str, dict[str, An
         ax.set_xticks(x, [t.replace(" Fitting", "\nfitting").replace(" Decoding", "\ndecoding") for _, _, t in groups],
                       fontsize=7)
         finite = [p.get_height() for p in ax.patches if math.isfinite(p.get_height())]
-        if key == "psnr" and finite:
+        if key.startswith("psnr") and finite:
             ax.set_ylim(min(finite) - 1.0, max(finite) + 0.5)
     handles, names = axes[0].get_legend_handles_labels()
     fig.legend(handles, names, fontsize=7, ncols=min(len(rows), 5), loc="outside lower center")

@@ -99,11 +99,16 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
+#: What a cell's JSON holds; raised when its metrics change, so that older cells are recomputed
+#: (2: face-pixel PSNR and SSIM).
+CELL_FORMAT = 2
+
+
 def cell_spec(config: EvalConfig, cell: Cell, run: Path, capture: Path) -> dict[str, Any]:
     """What a cell's result depends on (a finished cell with another spec is recomputed)."""
     run_cfg = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
-    return {"cell": cell.key, "capture": str(capture), "run": str(run), "run_config": _sha(run_cfg),
-            "fit": to_dict(config.fit), "device": config.device}
+    return {"cell": cell.key, "format": CELL_FORMAT, "capture": str(capture), "run": str(run),
+            "run_config": _sha(run_cfg), "fit": to_dict(config.fit), "device": config.device}
 
 
 def _grid(config: EvalConfig, cell: Cell) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -216,9 +221,11 @@ def _describe(cell: Cell, s: dict[str, Any]) -> str:
         v = s.get(k)
         return format(v, fmt) if isinstance(v, (int, float)) else "n/a"
 
-    text = f"PSNR {num('psnr', '.2f')} dB, SSIM {num('ssim', '.3f')}, geometry {num('geom_mm', '.3f')} mm"
+    text = (f"PSNR {num('psnr', '.2f')} dB (face {num('psnr_face', '.2f')}), SSIM {num('ssim', '.3f')}, "
+            f"geometry {num('geom_mm', '.3f')} mm")
     if TASKS[cell.task].is_fit:
-        text = (f"PSNR {num('psnr_init', '.2f')} -> {num('psnr', '.2f')} dB, geometry {num('geom_mm_init', '.3f')} "
+        text = (f"PSNR {num('psnr_init', '.2f')} -> {num('psnr', '.2f')} dB (face {num('psnr_face_init', '.2f')} -> "
+                f"{num('psnr_face', '.2f')}), geometry {num('geom_mm_init', '.3f')} "
                 f"-> {num('geom_mm', '.3f')} mm, {num('steps_mean', '.0f')} steps, "
                 f"{num('seconds_per_frame', '.1f')} s/frame")
     return text

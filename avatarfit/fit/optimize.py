@@ -98,7 +98,8 @@ class FitResult:
         frontal, frontal_init: ``(B, 3, H, W)`` renderings in the ground truth's frontal
             camera after and before fitting (``None`` without ground truth).
         verts: ``(B, V, 3)`` fitted meshes, head-local mm.
-        metrics: per-frame ``(B,)`` tensors: ``psnr``, ``ssim``, ``l1``, ``geom_mm`` and the
+        metrics: per-frame ``(B,)`` tensors: ``psnr``, ``ssim``, ``l1``, ``psnr_face``,
+            ``ssim_face`` (see :func:`frontal_metrics`), ``geom_mm`` and the
             same with ``_init`` before fitting (with ground truth), ``kpt_px`` and
             ``kpt_px_init`` (keypoint targets), ``headset_deg``/``headset_mm`` and their
             ``_init`` (HMC targets whose truth has the headset pose: rotation angle and
@@ -377,12 +378,16 @@ def frontal_metrics(avatar: Avatar, truth: GroundTruth, z: torch.Tensor,
         verts: ``(B, V, 3)`` the codes' meshes when already decoded (head-local mm).
 
     Returns:
-        ``({"psnr", "ssim", "l1", "geom_mm"} -> (B,) CPU tensors, frontal renderings (B, 3, H, W))``:
-        PSNR (dB), SSIM and L1 of the frontal rendering against the photo, and the mean
-        vertex distance (mm) to the tracked mesh.
+        ``({"psnr", "ssim", "l1", "psnr_face", "ssim_face", "geom_mm"} -> (B,) CPU tensors,
+        frontal renderings (B, 3, H, W))``: PSNR (dB), SSIM and L1 of the frontal rendering
+        against the whole photo; PSNR and SSIM over the face pixels only (the tracked mesh's
+        coverage, the pixels training scores); the mean vertex distance (mm) to the tracked
+        mesh.
     """
     img = render_frontal(avatar, truth, z)
     verts = avatar.geometry(z) if verts is None else verts
-    scores = {"psnr": psnr(img, truth.photo).cpu(), "ssim": ssim(img, truth.photo).cpu(),
-              "l1": l1(img, truth.photo).cpu(), "geom_mm": geometry_error(verts, truth.verts).cpu()}
-    return scores, img
+    face = avatar.coverage(truth.verts, truth.K, truth.R, truth.t, truth.image_size, truth.head_R, truth.head_t)
+    scores = {"psnr": psnr(img, truth.photo), "ssim": ssim(img, truth.photo), "l1": l1(img, truth.photo),
+              "psnr_face": psnr(img, truth.photo, face), "ssim_face": ssim(img, truth.photo, mask=face),
+              "geom_mm": geometry_error(verts, truth.verts)}
+    return {k: v.cpu() for k, v in scores.items()}, img

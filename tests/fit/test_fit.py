@@ -9,6 +9,7 @@ from avatarfit.avatar import Avatar
 from avatarfit.data import Capture
 from avatarfit.errors import ShapeError
 from avatarfit.fit import FitConfig, FrontalTarget, HMCTarget, KeypointTarget, TargetSource, fit, search_hyperparameters
+from avatarfit.fit.optimize import frontal_metrics
 
 
 @pytest.fixture(scope="module")
@@ -106,3 +107,18 @@ def test_a_conditional_avatar_needs_its_kind_of_observation(tiny_capture, tmp_pa
     good = TargetSource(cap, condition="hmc").build("hmc", refs)
     result = fit(avatar, good, FitConfig(steps=3, fit_headset=True))
     assert result.headset_R.shape == (2, 3, 3) and "geom_mm" in result.metrics
+
+
+def test_face_pixel_metrics_ignore_the_photo_outside_the_tracked_mesh(setup):
+    avatar, source, refs = setup
+    truth = source.truth(refs)
+    z = torch.zeros(len(refs), avatar.latent)
+    scores, img = frontal_metrics(avatar, truth, z)
+    assert set(scores) == {"psnr", "ssim", "l1", "psnr_face", "ssim_face", "geom_mm"}
+    face = avatar.coverage(truth.verts, truth.K, truth.R, truth.t, truth.image_size, truth.head_R, truth.head_t)
+    assert 0 < float(face.mean()) < 1
+    # Another background in the photo: whole-image scores change, face-pixel PSNR does not.
+    other = dataclasses.replace(truth, photo=torch.where(face > 0, truth.photo, 1 - truth.photo))
+    changed, _ = frontal_metrics(avatar, other, z)
+    torch.testing.assert_close(changed["psnr_face"], scores["psnr_face"])
+    assert bool((changed["psnr"] < scores["psnr"] - 1).all())
