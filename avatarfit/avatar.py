@@ -32,7 +32,7 @@ from .models.config import ModelConfig
 from .models.variants import AvatarModel, build_model
 from .render.cameras import camera_centers, project_points
 from .render.mesh_ops import surface_points
-from .render.renderer import rasterize, render_textured
+from .render.renderer import coverage, render_textured
 
 __all__ = ["Avatar", "AvatarViews", "AVATAR_FILE", "AVATAR_FORMAT"]
 
@@ -59,6 +59,11 @@ class AvatarViews:
 def _identity_pose(B: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return (torch.eye(3, dtype=like.dtype, device=like.device).expand(B, 3, 3),
             torch.zeros(B, 3, dtype=like.dtype, device=like.device))
+
+
+def _to_world(points: torch.Tensor, head_R: torch.Tensor, head_t: torch.Tensor) -> torch.Tensor:
+    """Head-local ``(B, N, 3)`` -> world, ``R_f p + t_f`` with ``head_R (B, 3, 3)``, ``head_t (B, 3)``."""
+    return points @ head_R.transpose(1, 2) + head_t[:, None]
 
 
 class Avatar(nn.Module):
@@ -215,7 +220,7 @@ class Avatar(nn.Module):
         dec = self.model.decoder
         verts_n = dec.decode_geometry(z)
         verts = verts_n * self.vert_std + self.vert_mean
-        world = verts @ head_R.transpose(1, 2) + head_t[:, None]
+        world = _to_world(verts, head_R, head_t)
         tex = dec.decode_texture(z.repeat_interleave(C, 0), view.flatten(0, 1)) * self.tex_std + self.tex_mean
         out = render_textured(world.repeat_interleave(C, 0), self.faces, self.verts_uvs, self.faces_uvs, tex,
                               K.flatten(0, 1), R.flatten(0, 1), t.flatten(0, 1), image_size, backend=self.backend,
@@ -228,7 +233,6 @@ class Avatar(nn.Module):
         the result has C = 1."""
         return self.render_views(z, K[:, None], R[:, None], t[:, None], image_size, head_R, head_t)
 
-    @torch.no_grad()
     def coverage(self, verts: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
                  image_size: tuple[int, int], head_R: torch.Tensor | None = None,
                  head_t: torch.Tensor | None = None) -> torch.Tensor:
@@ -248,9 +252,7 @@ class Avatar(nn.Module):
             raise ShapeError(f"verts: expected shape (B, {self.num_verts}, 3), got {tuple(verts.shape)}")
         if head_R is None:
             head_R, head_t = _identity_pose(verts.shape[0], verts)
-        world = verts @ head_R.transpose(1, 2) + head_t[:, None]
-        frags = rasterize(world, self.faces, K, R, t, image_size, backend=self.backend)
-        return (frags.pix_to_face[..., 0] >= 0).to(verts.dtype)[:, None]
+        return coverage(_to_world(verts, head_R, head_t), self.faces, K, R, t, image_size, backend=self.backend)
 
     def surface(self, z: torch.Tensor) -> torch.Tensor:
         """The 3D keypoints of the decoded meshes: ``(B, N, 3)`` head-local mm."""
@@ -273,7 +275,7 @@ class Avatar(nn.Module):
         """
         p = self.surface(z)
         if head_R is not None:
-            p = p @ head_R.transpose(1, 2) + head_t[:, None]
+            p = _to_world(p, head_R, head_t)
         return project_points(p, K, R, t, image_size)[..., :2]
 
     # -- files ----------------------------------------------------------------------------------

@@ -357,8 +357,9 @@ def _score(avatar: Avatar, target, result: FitResult, init_pred: torch.Tensor) -
                                                                   truth.headset_R, truth.headset_t)
         m["headset_deg_init"], m["headset_mm_init"] = (v.cpu() for v in start)
         m["headset_deg"], m["headset_mm"] = (v.cpu() for v in end)
+    face = face_mask(avatar, truth)
     for suffix, z in (("", result.z), ("_init", result.z_init)):
-        scores, img = frontal_metrics(avatar, truth, z, verts=None if suffix else result.verts)
+        scores, img = frontal_metrics(avatar, truth, z, verts=None if suffix else result.verts, face=face)
         m.update({f"{k}{suffix}": v for k, v in scores.items()})
         if suffix:
             result.frontal_init = img
@@ -366,9 +367,15 @@ def _score(avatar: Avatar, target, result: FitResult, init_pred: torch.Tensor) -
             result.frontal = img
 
 
+def face_mask(avatar: Avatar, truth: GroundTruth) -> torch.Tensor:
+    """The face pixels of the ground truth's photos: the tracked meshes' coverage in the
+    frontal camera (the pixels training scores), ``(B, 1, H, W)``."""
+    return avatar.coverage(truth.verts, truth.K, truth.R, truth.t, truth.image_size, truth.head_R, truth.head_t)
+
+
 @torch.no_grad()
-def frontal_metrics(avatar: Avatar, truth: GroundTruth, z: torch.Tensor,
-                    verts: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+def frontal_metrics(avatar: Avatar, truth: GroundTruth, z: torch.Tensor, verts: torch.Tensor | None = None,
+                    face: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
     """How well codes reproduce the ground truth: the paper's metrics of a decoding.
 
     Args:
@@ -376,6 +383,7 @@ def frontal_metrics(avatar: Avatar, truth: GroundTruth, z: torch.Tensor,
         truth: the frames' :class:`GroundTruth` (photo, frontal camera, tracked mesh).
         z: ``(B, L)`` codes in the decoder's space.
         verts: ``(B, V, 3)`` the codes' meshes when already decoded (head-local mm).
+        face: ``(B, 1, H, W)`` :func:`face_mask` of ``truth`` when already computed.
 
     Returns:
         ``({"psnr", "ssim", "l1", "psnr_face", "ssim_face", "geom_mm"} -> (B,) CPU tensors,
@@ -386,7 +394,7 @@ def frontal_metrics(avatar: Avatar, truth: GroundTruth, z: torch.Tensor,
     """
     img = render_frontal(avatar, truth, z)
     verts = avatar.geometry(z) if verts is None else verts
-    face = avatar.coverage(truth.verts, truth.K, truth.R, truth.t, truth.image_size, truth.head_R, truth.head_t)
+    face = face_mask(avatar, truth) if face is None else face
     scores = {"psnr": psnr(img, truth.photo), "ssim": ssim(img, truth.photo), "l1": l1(img, truth.photo),
               "psnr_face": psnr(img, truth.photo, face), "ssim_face": ssim(img, truth.photo, mask=face),
               "geom_mm": geometry_error(verts, truth.verts)}

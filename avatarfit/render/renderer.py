@@ -22,7 +22,7 @@ from ..errors import ShapeError
 from .cameras import check_cameras, project_points, to_pytorch3d
 from .raster_bbox import rasterize_screen
 
-__all__ = ["BACKENDS", "RenderOutput", "rasterize", "render_textured", "resolve_backend"]
+__all__ = ["BACKENDS", "RenderOutput", "coverage", "rasterize", "render_textured", "resolve_backend"]
 
 BACKENDS = ("auto", "bbox", "pytorch3d")
 
@@ -108,6 +108,24 @@ class RenderOutput:
     mask: torch.Tensor
     depth: torch.Tensor
     fragments: Any
+
+
+@torch.no_grad()
+def coverage(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
+             image_size: tuple[int, int], *, backend: str = "auto") -> torch.Tensor:
+    """Which pixels a batch of meshes covers, one camera per mesh (a tracked mesh's coverage
+    is the face mask training and the evaluation score).
+
+    Args:
+        verts: ``(B, V, 3)`` world vertices; faces: ``(F, 3)``.
+        K, R, t: ``(B, 3, 3)``, ``(B, 3, 3)``, ``(B, 3)`` OpenCV cameras.
+        image_size: ``(H, W)``; backend: see :func:`rasterize`.
+
+    Returns:
+        ``(B, 1, H, W)``, 1 where a face covers the pixel, else 0 (``verts``' dtype).
+    """
+    frags = rasterize(verts, faces, K, R, t, image_size, backend=backend)
+    return (frags.pix_to_face[..., 0] >= 0).to(verts.dtype)[:, None]
 
 
 def render_textured(

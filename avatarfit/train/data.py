@@ -22,7 +22,7 @@ from ..data.layout import HMC_VIEWS, Layout
 from ..data.stats import NormStats, resize_texture
 from ..data.surface import SurfacePoints, read_surface_points
 from ..synth.keypoints import NUM_KEYPOINTS, keypoint_definition
-from ..render.renderer import rasterize
+from ..render.renderer import coverage
 from .config import TrainConfig
 
 if TYPE_CHECKING:
@@ -194,10 +194,8 @@ class TrainingData:
         cap = self.capture
         photo = cap.photo(ref.segment, ref.frame, camera)
         K, R, t = cap.camera_tensors(camera)
-        with torch.no_grad():
-            frags = rasterize(cap.world_vertices(ref.segment, ref.frame)[None], self.faces, K[None], R[None], t[None],
-                              self.image_size, backend=self.config.train.backend)
-        mask = (frags.pix_to_face[0, ..., 0] >= 0).float()[None]
+        mask = coverage(cap.world_vertices(ref.segment, ref.frame)[None], self.faces, K[None], R[None], t[None],
+                        self.image_size, backend=self.config.train.backend)[0]
         return photo, mask, cap.view_vector(ref.segment, ref.frame, camera)
 
     # -- batches ---------------------------------------------------------------------------

@@ -9,7 +9,7 @@ from avatarfit.avatar import Avatar
 from avatarfit.data import Capture
 from avatarfit.errors import ShapeError
 from avatarfit.fit import FitConfig, FrontalTarget, HMCTarget, KeypointTarget, TargetSource, fit, search_hyperparameters
-from avatarfit.fit.optimize import frontal_metrics
+from avatarfit.fit.optimize import face_mask, frontal_metrics
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +115,7 @@ def test_face_pixel_metrics_ignore_the_photo_outside_the_tracked_mesh(setup):
     z = torch.zeros(len(refs), avatar.latent)
     scores, img = frontal_metrics(avatar, truth, z)
     assert set(scores) == {"psnr", "ssim", "l1", "psnr_face", "ssim_face", "geom_mm"}
-    face = avatar.coverage(truth.verts, truth.K, truth.R, truth.t, truth.image_size, truth.head_R, truth.head_t)
+    face = face_mask(avatar, truth)
     assert 0 < float(face.mean()) < 1
     # Another background in the photo: whole-image scores change, face-pixel PSNR does not.
     other = dataclasses.replace(truth, photo=torch.where(face > 0, truth.photo, 1 - truth.photo))
