@@ -128,12 +128,22 @@ def test_heldout_frames_are_trainings(dam_run, tiny_capture):
 
 def test_a_perturbed_headset_pose_is_recovered(dam_run, tiny_capture):
     """HMC views rendered by the avatar itself under the true headset pose; the fit starts
-    from a perturbed pose and must find the true one (seed 003, Table 9)."""
+    from a perturbed pose and must find the true one, on every frame (seed 003, Table 9).
+
+    The noise is 1 degree / 1 mm per axis (0.8-1.5 degrees, 2-2.7 mm per frame here): with
+    hard rasterisation only texture sliding inside the face moves the pose, and the test
+    avatar's decoder is nearly random, so at 2 degrees / 2 mm some frames sit in another
+    basin and stall, on one CPU and not on another. Inside the basin every frame ends below
+    0.08 of its start in angle and 0.04 in position (measured on four noise draws, 12
+    frames); the test asks for 0.3.
+    Early stopping is off (patience = steps): the objective oscillates on the way, and the
+    best pose seen is kept.
+    """
     from avatarfit.fit.optimize import _hmc_cameras, _predict, prior_start
 
     avatar = Avatar.load(dam_run)
     cap = Capture(tiny_capture)
-    noisy = TargetSource(cap).build("hmc", cap.frames()[:2], pose_noise_rot=2.0, pose_noise_trans=2.0, seed=1)
+    noisy = TargetSource(cap).build("hmc", cap.frames()[:2], pose_noise_rot=1.0, pose_noise_trans=1.0, seed=1)
     truth = noisy.truth
     exact = dataclasses.replace(noisy, headset_R=truth.headset_R, headset_t=truth.headset_t)
     with torch.no_grad():
@@ -143,12 +153,13 @@ def test_a_perturbed_headset_pose_is_recovered(dam_run, tiny_capture):
         masks = avatar.render_views(z0, exact.K, R, t, exact.image_size).mask  # the avatar's own face pixels
     target = dataclasses.replace(noisy, views=views, masks=masks)
     # The code is held near the prior (small lr, strong prior) so that it cannot explain the
-    # misalignment instead of the pose: the few-step test avatar's decoder is nearly random.
-    moved = fit(avatar, target, FitConfig(steps=300, patience=50, lr=0.01, lambda_latent=1.0, fit_headset=True))
+    # misalignment instead of the pose.
+    moved = fit(avatar, target, FitConfig(steps=200, patience=200, lr=0.01, lambda_latent=1.0, fit_headset=True))
     m = moved.metrics
-    assert float(m["headset_mm_init"].mean()) > 1.5 and float(m["headset_deg_init"].mean()) > 1.0
-    assert float(m["headset_mm"].mean()) < 0.3 * float(m["headset_mm_init"].mean()), m
-    assert float(m["headset_deg"].mean()) < 0.3 * float(m["headset_deg_init"].mean()), m
+    assert (m["headset_mm_init"] > 0.5).all() and (m["headset_deg_init"] > 0.5).all(), m
+    for i, name in enumerate(moved.names):
+        assert m["headset_mm"][i] < 0.3 * m["headset_mm_init"][i], (name, m)
+        assert m["headset_deg"][i] < 0.3 * m["headset_deg_init"][i], (name, m)
     kept = fit(avatar, target, FitConfig(steps=5))  # pose not fitted: the error stays the noise
     torch.testing.assert_close(kept.metrics["headset_mm"], kept.metrics["headset_mm_init"])
 
@@ -163,12 +174,35 @@ def test_pose_noise_of_a_frame_does_not_depend_on_the_batch(tiny_capture):
     assert not torch.equal(other.headset_R, alone.headset_R)
 
 
-def test_sequence_mode_reports_jitter(dam_run, tiny_capture, tmp_path):
-    job = FitJob(run=str(dam_run), capture=str(tiny_capture), target="frontal", frames="", batch=2, sequence=True,
-                 fit=dataclasses.replace(FitConfig(steps=4), smoothness=0.1))
-    report = run_fit_job(job, tmp_path / "seq", progress=False, log=lambda m: None)
-    s = report.summary
-    assert s["frames"] == 3 and s["jitter_mm"] > 0 and s["jitter_mm_truth"] > 0
+def test_sequence_mode_warm_starts_and_smoothness_lowers_jitter(dam_run, tiny_capture, tmp_path):
+    """Sequence mode: every frame starts from the previous frame's fitted code (also across
+    the batch boundary, 2 + 1 frames here), the first from the prior's mean; the reported
+    jitter is that of the fitted meshes; the smoothness term lowers it. A small lr, so that
+    every frame's first steps improve its objective whatever the CPU (with the default
+    lr of 0.1, the nearly untrained test avatar's fits may not improve at all in a few steps)."""
+    avatar = Avatar.load(dam_run)
+
+    def run(name, smoothness):
+        job = FitJob(run=str(dam_run), capture=str(tiny_capture), target="frontal", frames="", batch=2, sequence=True,
+                     fit=FitConfig(steps=10, lr=0.01, smoothness=smoothness))
+        report = run_fit_job(job, tmp_path / name, progress=False, log=lambda m: None)
+        with np.load(tmp_path / name / "fits.npz") as fits:
+            return report.summary, {k: fits[k] for k in fits.files}
+
+    free, fits = run("free", 0.0)
+    assert free["frames"] == 3
+    np.testing.assert_array_equal(fits["z_init"][1:], fits["z"][:-1])
+    with torch.no_grad():
+        z0 = avatar.model.prior.mean(avatar.model.prior.params(batch=1))
+        verts = avatar.geometry(torch.from_numpy(fits["z"]))
+    np.testing.assert_allclose(fits["z_init"][0], z0[0].numpy(), atol=1e-6)
+    assert not np.array_equal(fits["z"], fits["z_init"])  # the fits moved
+    assert free["jitter_mm"] == pytest.approx(float((verts[1:] - verts[:-1]).norm(dim=-1).mean()), rel=1e-5)
+    assert free["jitter_mm"] > 0 and free["jitter_mm_truth"] > 0
+    smooth, _ = run("smooth", 0.1)
+    assert smooth["jitter_mm_truth"] == free["jitter_mm_truth"]
+    # Measured: 0.001 against 0.023 mm (the first frame, fitted without the term, is the same).
+    assert smooth["jitter_mm"] < 0.5 * free["jitter_mm"], (smooth, free)
 
 
 def test_a_frame_whose_objective_turns_nan_is_stopped_and_nothing_nan_is_written(dam_run, tiny_capture, tmp_path,
