@@ -32,7 +32,7 @@ from .models.config import ModelConfig
 from .models.variants import AvatarModel, build_model
 from .render.cameras import camera_centers, project_points
 from .render.mesh_ops import surface_points
-from .render.renderer import coverage, render_textured
+from .render.renderer import FaceCache, coverage, render_textured
 
 __all__ = ["Avatar", "AvatarViews", "AVATAR_FILE", "AVATAR_FORMAT"]
 
@@ -191,7 +191,8 @@ class Avatar(nn.Module):
 
     def render_views(self, z: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
                      image_size: tuple[int, int], head_R: torch.Tensor | None = None,
-                     head_t: torch.Tensor | None = None, view: torch.Tensor | None = None) -> AvatarViews:
+                     head_t: torch.Tensor | None = None, view: torch.Tensor | None = None, *,
+                     channel_weights: torch.Tensor | None = None, cache: FaceCache | None = None) -> AvatarViews:
         """Decode each code once for its geometry and once per camera for its texture,
         and render it in its C cameras.
 
@@ -202,9 +203,14 @@ class Avatar(nn.Module):
             head_R, head_t: ``(B, 3, 3)``, ``(B, 3)`` head-local -> world; ``None``: cameras
                 in the head frame.
             view: ``(B, C, 3)`` view vectors; default from the cameras and the head pose.
+            channel_weights: ``(3,)`` render one channel, ``sum_c w_c texture_c / sum_c w_c``
+                (an infrared-like grey; the same as converting the colour rendering, since
+                sampling and the weighted sum are both linear, at a third of the cost).
+            cache: a :class:`~avatarfit.render.renderer.FaceCache` kept across calls on the
+                same frames and cameras (the steps of a fit).
 
         Returns:
-            :class:`AvatarViews`, frames by cameras.
+            :class:`AvatarViews`, frames by cameras (``ch`` = 1 with ``channel_weights``).
         """
         B = z.shape[0]
         if K.ndim != 4 or K.shape[0] != B or K.shape[2:] != (3, 3):
@@ -221,10 +227,15 @@ class Avatar(nn.Module):
         verts_n = dec.decode_geometry(z)
         verts = verts_n * self.vert_std + self.vert_mean
         world = _to_world(verts, head_R, head_t)
-        tex = dec.decode_texture(z.repeat_interleave(C, 0), view.flatten(0, 1)) * self.tex_std + self.tex_mean
+        tex = dec.decode_texture_views(z, view) * self.tex_std + self.tex_mean  # (B * C, 3, T, T)
+        if channel_weights is not None:
+            w = channel_weights.to(tex)
+            if w.shape != (3,):
+                raise ShapeError(f"channel_weights: expected shape (3,), got {tuple(w.shape)}")
+            tex = (tex * w.view(1, 3, 1, 1)).sum(1, keepdim=True) / w.sum()
         out = render_textured(world.repeat_interleave(C, 0), self.faces, self.verts_uvs, self.faces_uvs, tex,
                               K.flatten(0, 1), R.flatten(0, 1), t.flatten(0, 1), image_size, backend=self.backend,
-                              background=self.background)
+                              background=self.background, cache=cache)
         return AvatarViews(verts_n, out.image.view(B, C, *out.image.shape[1:]), out.mask.view(B, C, *out.mask.shape[1:]))
 
     def render(self, z: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, image_size: tuple[int, int],

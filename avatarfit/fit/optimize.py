@@ -34,7 +34,9 @@ import torch
 
 from ..avatar import Avatar
 from ..errors import ShapeError
+from ..render.renderer import FaceCache
 from ..eval.metrics import geometry_error, keypoint_distance, l1, psnr, ssim
+from ..models.priors import PriorParams
 from .pose import params_to_pose, pose_error, pose_to_params
 from .targets import GroundTruth, HMCTarget, KeypointTarget, MaskedFrontalTarget, compose_headset
 
@@ -57,6 +59,11 @@ class FitConfig:
         lr_rotation: Adam learning rate of the headset's axis-angle (radians per step).
         lr_translation: Adam learning rate of the headset's translation (mm per step).
         smoothness: weight of ``||z - z_previous||^2 / L`` (sequence fitting; needs ``previous``).
+        raster_every: run the rasteriser's hard test (which face covers each pixel) at most
+            every this many steps and keep its faces in between (barycentrics, depth and
+            texture still follow the vertices every step); 1 rasterises every step.
+        raster_shift: rasterise again as soon as any vertex has moved more than this many
+            pixels on screen since the kept faces were chosen.
     """
 
     lr: float = 0.1
@@ -68,6 +75,8 @@ class FitConfig:
     lr_rotation: float = 0.005
     lr_translation: float = 0.3
     smoothness: float = 0.0
+    raster_every: int = 8
+    raster_shift: float = 0.5
 
     def __post_init__(self) -> None:
         if not (self.lr > 0 and self.lr_rotation > 0 and self.lr_translation > 0):
@@ -76,8 +85,11 @@ class FitConfig:
         if self.lambda_latent < 0 or self.smoothness < 0 or self.tol < 0:
             raise ValueError(f"lambda_latent, smoothness, tol: expected values >= 0, got {self.lambda_latent}, "
                              f"{self.smoothness}, {self.tol}")
-        if self.steps < 1 or self.patience < 1:
-            raise ValueError(f"steps, patience: expected at least 1, got {self.steps} and {self.patience}")
+        if self.steps < 1 or self.patience < 1 or self.raster_every < 1:
+            raise ValueError(f"steps, patience, raster_every: expected at least 1, got {self.steps}, {self.patience} "
+                             f"and {self.raster_every}")
+        if not self.raster_shift > 0:
+            raise ValueError(f"raster_shift: expected a positive number of pixels, got {self.raster_shift}")
 
 
 @dataclass
@@ -182,18 +194,19 @@ def _hmc_cameras(target: HMCTarget, pose: tuple[torch.Tensor, torch.Tensor] | No
     return compose_headset(target.rig_R, target.rig_t, hR, ht)
 
 
-def _predict(avatar: Avatar, target, z: torch.Tensor, pose=None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _predict(avatar: Avatar, target, z: torch.Tensor, pose=None,
+             cache: FaceCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The target's view of codes ``z``: images ``(B, C, ch, H, W)`` or keypoints ``(B, N, 2)``,
     and the normalised vertices (``None`` for keypoints)."""
     if isinstance(target, KeypointTarget):
         return avatar.keypoints(z, target.K, target.R, target.t, target.image_size, target.head_R, target.head_t), None
     if isinstance(target, HMCTarget):
         R, t = _hmc_cameras(target, pose)
-        out = avatar.render_views(z, target.K, R, t, target.image_size)
-        w = torch.tensor(target.ir_weights, dtype=out.image.dtype, device=out.image.device)
-        grey = (out.image * w[:, None, None]).sum(2, keepdim=True) / w.sum()
-        return grey * out.mask + target.background * (1 - out.mask), out.verts
-    out = avatar.render(z, target.K, target.R, target.t, target.image_size, target.head_R, target.head_t)
+        w = torch.tensor(target.ir_weights, dtype=z.dtype, device=z.device)
+        out = avatar.render_views(z, target.K, R, t, target.image_size, channel_weights=w, cache=cache)
+        return out.image * out.mask + target.background * (1 - out.mask), out.verts
+    out = avatar.render_views(z, target.K[:, None], target.R[:, None], target.t[:, None], target.image_size,
+                              target.head_R, target.head_t, cache=cache)
     return out.image, out.verts
 
 
@@ -257,16 +270,33 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
         groups += [{"params": [aa], "lr": config.lr_rotation}, {"params": [tt], "lr": config.lr_translation}]
     opt = torch.optim.Adam(groups)
     prior = avatar.model.prior
+    cache = FaceCache(config.raster_every, config.raster_shift)
+    # The frames still being fitted, and the target, prior parameters and previous codes of
+    # just those: stopped frames are no longer rendered (rebuilt when a frame stops).
+    rows = sub_target = sub_params = sub_previous = None
+
+    def restrict(index: torch.Tensor) -> None:
+        nonlocal rows, sub_target, sub_params, sub_previous
+        full = index.numel() == B
+        rows = None if full else index.to(z.device)
+        sub_target = target if full else target.select(index.tolist())
+        sub_params = params if full else PriorParams(
+            params.mu[rows], params.log_sigma[rows], None if params.h is None else params.h[rows])
+        sub_previous = previous if (previous is None or full) else previous[rows]
+        cache.clear()
 
     def objective() -> tuple[torch.Tensor, torch.Tensor]:
-        pose = params_to_pose(aa, tt) if aa is not None else None
-        pred, _ = _predict(avatar, target, z, pose)
-        data = _data_term(avatar, target, pred)
+        zz = z if rows is None else z[rows]
+        pose = None
+        if aa is not None:
+            pose = params_to_pose(aa, tt) if rows is None else params_to_pose(aa[rows], tt[rows])
+        pred, _ = _predict(avatar, sub_target, zz, pose, cache)
+        data = _data_term(avatar, sub_target, pred)
         total = data
         if config.lambda_latent > 0:
-            total = total + config.lambda_latent * (-prior.log_prob(z, params)) / L
+            total = total + config.lambda_latent * (-prior.log_prob(zz, sub_params)) / L
         if config.smoothness > 0:
-            total = total + config.smoothness * ((z - previous) ** 2).sum(-1) / L
+            total = total + config.smoothness * ((zz - sub_previous) ** 2).sum(-1) / L
         return total, data
 
     best = torch.full((B,), math.inf)
@@ -279,9 +309,15 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
     active = torch.ones(B, dtype=torch.bool)
     failed = torch.zeros(B, dtype=torch.bool)
     history = []
+    fitted = active.clone()  # the frames ``rows`` holds
+    restrict(fitted.nonzero()[:, 0])
     for step in range(config.steps + 1):
-        total, data = objective()
-        e = total.detach().cpu()
+        sub_total, sub_data = objective()
+        idx = fitted.nonzero()[:, 0]
+        e = torch.full((B,), math.nan)
+        e[idx] = sub_total.detach().cpu()
+        data_now = torch.full((B,), math.nan)
+        data_now[idx] = sub_data.detach().cpu()
         history.append(torch.where(active, e, torch.full_like(e, math.nan)))
         bad = active & ~torch.isfinite(e)
         if bool(bad.any()):
@@ -295,16 +331,17 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
         since = torch.where(improved, torch.zeros_like(since), since + 1)
         better = active & (e < best)
         if bool(better.any()):
-            idx = better.nonzero()[:, 0]
-            best[idx] = e[idx]
-            best_data[idx] = data.detach().cpu()[idx]
-            best_z[idx] = z.detach()[idx]
+            up = better.nonzero()[:, 0]
+            best[up] = e[up]
+            best_data[up] = data_now[up]
+            best_z[up] = z.detach()[up]
             if aa is not None:
-                best_aa[idx], best_tt[idx] = aa.detach()[idx], tt.detach()[idx]
+                best_aa[up], best_tt[up] = aa.detach()[up], tt.detach()[up]
         active &= since < config.patience
         if step == config.steps or not bool(active.any()):
             break
-        loss = total.masked_fill(~active.to(total.device), 0.0).sum()
+        keep = active[fitted].to(sub_total.device)
+        loss = sub_total.masked_fill(~keep, 0.0).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -314,6 +351,9 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
             z[frozen] = best_z[frozen]
             if aa is not None:
                 aa[frozen], tt[frozen] = best_aa[frozen], best_tt[frozen]
+        if not torch.equal(active, fitted):
+            fitted = active.clone()
+            restrict(fitted.nonzero()[:, 0])
         if progress is not None:
             progress(step + 1, int(active.sum()))
     pose = params_to_pose(best_aa, best_tt) if best_aa is not None else None

@@ -8,6 +8,7 @@ normalised vertices and a view-dependent normalised texture.
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ._checks import EqualizedLinear, check_shape, conv_tower, log_sigma
@@ -84,6 +85,23 @@ class DamDecoder(nn.Module):
         x = self.texture_fc(torch.cat([z, self.view(view)], 1))
         x = x.view(z.shape[0], -1, self.bottom, self.bottom)
         return self.texture(x)
+
+    def decode_texture_views(self, z: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+        """Textures of each code for several view directions: ``z (B, L)``, unit ``views
+        (B, C, 3)`` -> normalised textures ``(B * C, 3, T, T)``, frames by views.
+
+        Equals :meth:`decode_texture` of ``z`` repeated C times; the latent part of the
+        first layer is computed once per code instead of once per view.
+        """
+        check_shape("z", z, (None, self.config.latent))
+        check_shape("views", views, (z.shape[0], None, 3))
+        B, C = views.shape[:2]
+        L = self.config.latent
+        fc = self.texture_fc[0]
+        from_z = F.linear(z, fc.weight[:, :L], fc.bias)  # (B, O)
+        from_view = F.linear(self.view(views.reshape(B * C, 3)), fc.weight[:, L:])  # (B * C, O)
+        x = self.texture_fc[1]((from_z.unsqueeze(1) + from_view.view(B, C, -1)).flatten(0, 1))
+        return self.texture(x.view(B * C, -1, self.bottom, self.bottom))
 
     def forward(self, z: torch.Tensor, view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both outputs: ``verts (B, V, 3)`` and ``texture (B, 3, T, T)``."""

@@ -16,7 +16,7 @@ import torch
 
 from ..errors import ShapeError
 
-__all__ = ["rasterize_screen"]
+__all__ = ["face_per_pixel", "rasterize_screen"]
 
 _EPS_AREA = 1e-10
 
@@ -54,6 +54,24 @@ def _point_segment_dist2(px, py, ax, ay, bx, by):
     return ex * ex + ey * ey
 
 
+def face_per_pixel(verts_screen: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int], *,
+                   max_candidates: int = 1 << 22, cull_backfaces: bool = False) -> torch.Tensor:
+    """The hard test alone: which face covers each pixel (see :func:`rasterize_screen`).
+
+    Args:
+        verts_screen: ``(B, V, 3)`` pixel ``u``, ``v`` and camera depth; faces: ``(F, 3)``.
+        image_size: ``(H, W)``.
+
+    Returns:
+        ``(B, H, W)`` int64 face index in ``[0, F)`` (not packed), -1 where empty.
+    """
+    H, W = int(image_size[0]), int(image_size[1])
+    B, Fn = verts_screen.shape[0], faces.shape[0]
+    packed = _coverage(verts_screen.detach(), faces, H, W, max_candidates, cull_backfaces, 0.0)
+    return torch.where(packed >= 0, packed % max(Fn, 1), packed).view(B, H, W)
+
+
+@torch.no_grad()
 def _coverage(
     vs: torch.Tensor, faces: torch.Tensor, H: int, W: int, max_candidates: int, cull_backfaces: bool,
     edge_tolerance: float,
@@ -198,8 +216,7 @@ def rasterize_screen(
     faces = faces.to(device=verts_screen.device, dtype=torch.long)
     B, F = verts_screen.shape[0], faces.shape[0]
 
-    with torch.no_grad():
-        pix_to_face = _coverage(verts_screen.detach(), faces, H, W, max_candidates, cull_backfaces, edge_tolerance)
+    pix_to_face = _coverage(verts_screen.detach(), faces, H, W, max_candidates, cull_backfaces, edge_tolerance)
 
     covered = (pix_to_face >= 0).nonzero().squeeze(1)
     fid = pix_to_face[covered]

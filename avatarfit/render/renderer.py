@@ -1,14 +1,21 @@
 """Textured mesh rendering through PyTorch3D with OpenCV cameras.
 
-A renderer is a rasteriser (which face covers each pixel, as PyTorch3D ``Fragments``)
-followed by texture sampling with PyTorch3D's ``TexturesUV``. Two rasterisers give the
-same ``Fragments``: PyTorch3D's ``MeshRasterizer`` (``backend="pytorch3d"``) and the
-bounding-box rasteriser of :mod:`avatarfit.render.raster_bbox` (``backend="bbox"``).
+A renderer is a rasteriser (which face covers each pixel) followed by the differentiable
+part, recomputed from the winning faces for the covered pixels only
+(:mod:`avatarfit.render.pixels`): perspective-correct barycentrics, depth, and a bilinear
+texture lookup that matches PyTorch3D's ``TexturesUV``. Two rasterisers choose the same
+faces: PyTorch3D's ``MeshRasterizer`` (``backend="pytorch3d"``) and the bounding-box
+rasteriser of :mod:`avatarfit.render.raster_bbox` (``backend="bbox"``).
 ``backend="auto"`` picks PyTorch3D's on CUDA and the bounding-box one on CPU, where it
 is one to two orders of magnitude faster (``benchmarks/bench_render.py``).
 
 Textures are ``(B, C, T, T)`` images with row 0 at the top; UVs follow OBJ (v up). The
-one vertical flip between the two happens inside ``TexturesUV`` sampling.
+one vertical flip between the two happens inside texture sampling.
+
+A :class:`FaceCache` keeps each pixel's face between renderings of meshes that move
+little (the steps of a fit): the barycentrics still follow the vertices every call, and
+the hard test runs again only every few calls or when a vertex has moved far enough on
+screen to change which face a pixel sees.
 """
 
 from __future__ import annotations
@@ -20,9 +27,10 @@ import torch
 
 from ..errors import ShapeError
 from .cameras import check_cameras, project_points, to_pytorch3d
-from .raster_bbox import rasterize_screen
+from .pixels import PixelFaces, pixel_faces, sample_texture, scatter_pixels, to_fragments
+from .raster_bbox import face_per_pixel, rasterize_screen
 
-__all__ = ["BACKENDS", "RenderOutput", "coverage", "rasterize", "render_textured", "resolve_backend"]
+__all__ = ["BACKENDS", "FaceCache", "RenderOutput", "coverage", "rasterize", "render_textured", "resolve_backend"]
 
 BACKENDS = ("auto", "bbox", "pytorch3d")
 
@@ -93,6 +101,81 @@ def rasterize(
     return MeshRasterizer(cameras=to_pytorch3d(K, R, t, image_size), raster_settings=settings)(meshes)
 
 
+def _faces_of_pixels(verts: torch.Tensor, screen: torch.Tensor, faces: torch.Tensor, K: torch.Tensor,
+                     R: torch.Tensor, t: torch.Tensor, image_size: tuple[int, int], backend: str,
+                     cull_backfaces: bool) -> torch.Tensor:
+    """The hard test of either backend: ``(B, H, W)`` face index (not packed), -1 where empty."""
+    if backend == "bbox":
+        return face_per_pixel(screen.detach(), faces, image_size, cull_backfaces=cull_backfaces)
+    with torch.no_grad():
+        packed = rasterize(verts.detach(), faces, K, R, t, image_size, backend=backend,
+                           cull_backfaces=cull_backfaces).pix_to_face[..., 0]
+    return torch.where(packed >= 0, packed % max(faces.shape[0], 1), packed)
+
+
+class FaceCache:
+    """Each pixel's face, kept between renderings of a batch whose meshes move little.
+
+    Pass one to :func:`render_textured` on every step of an optimisation. It runs the
+    rasteriser's hard test again when ``every`` renderings have used the kept faces, when
+    any vertex has moved more than ``max_shift`` pixels on screen since the faces were
+    chosen, or when the batch, image size or faces change; otherwise the kept faces are
+    used and only the differentiable part (barycentrics, depth, texture) is recomputed
+    from the current vertices. The motion is watched on the vertices that were in front of
+    the camera and on or near the image (a quarter of its size around it) when the faces
+    were chosen. Pixels near a moving outline may then show the face that
+    covered them up to ``max_shift`` pixels ago. ``every=1`` rasterises every time.
+
+    Args:
+        every: at most this many renderings per rasterisation (>= 1).
+        max_shift: screen-space motion (pixels) of any vertex that forces a new rasterisation.
+
+    Attributes:
+        rasterisations, reuses: counts, for reports.
+    """
+
+    def __init__(self, every: int = 8, max_shift: float = 0.5) -> None:
+        if every < 1 or not max_shift > 0:
+            raise ValueError(f"FaceCache: expected every >= 1 and max_shift > 0, got {every} and {max_shift}")
+        self.every = int(every)
+        self.max_shift = float(max_shift)
+        self.rasterisations = 0
+        self.reuses = 0
+        self.clear()
+
+    def clear(self) -> None:
+        """Forget the kept faces (the next rendering rasterises)."""
+        self._screen: torch.Tensor | None = None
+        self._pix_to_face: torch.Tensor | None = None
+        self._key: tuple | None = None
+        self._uses = 0
+
+    def lookup(self, screen: torch.Tensor, key: tuple) -> torch.Tensor | None:
+        """The kept ``pix_to_face`` if still valid for vertices ``screen (B, V, 3)``, else ``None``."""
+        if self._pix_to_face is None or key != self._key or self._uses >= self.every:
+            return None
+        moved = (screen.detach()[..., :2] - self._screen[..., :2]).abs().amax(-1)
+        shift = torch.where(self._watch, moved, torch.zeros_like(moved)).amax()
+        if not bool(shift <= self.max_shift):  # also NaN
+            return None
+        self._uses += 1
+        self.reuses += 1
+        return self._pix_to_face
+
+    def store(self, screen: torch.Tensor, pix_to_face: torch.Tensor, key: tuple) -> None:
+        """Keep ``pix_to_face (B, H, W)`` chosen for vertices ``screen (B, V, 3)``."""
+        H, W = pix_to_face.shape[1:]
+        s = screen.detach()
+        # Vertices that can move what the image shows: in front of the camera and on (or
+        # near) the image. Those behind an HMC camera project to huge coordinates whose
+        # changes mean nothing; faces with such a vertex are not rasterised at all.
+        margin = 0.25 * max(H, W)
+        self._watch = ((s[..., 2] > 0) & (s[..., 0] > -margin) & (s[..., 0] < W + margin)
+                       & (s[..., 1] > -margin) & (s[..., 1] < H + margin))
+        self._screen, self._pix_to_face, self._key, self._uses = s.clone(), pix_to_face, key, 1
+        self.rasterisations += 1
+
+
 @dataclass(frozen=True)
 class RenderOutput:
     """What :func:`render_textured` returns.
@@ -100,14 +183,26 @@ class RenderOutput:
     Attributes:
         image: ``(B, C, H, W)`` in [0, 1] (C = texture channels), background where empty.
         mask: ``(B, 1, H, W)`` 1 where a face covers the pixel, else 0.
-        depth: ``(B, 1, H, W)`` camera depth, 0 where empty.
-        fragments: the PyTorch3D ``Fragments``.
+        pixels: the covered pixels' faces, barycentrics and depth (:class:`PixelFaces`).
+        num_faces: F, the meshes' face count.
     """
 
     image: torch.Tensor
     mask: torch.Tensor
-    depth: torch.Tensor
-    fragments: Any
+    pixels: PixelFaces
+    num_faces: int
+
+    @property
+    def depth(self) -> torch.Tensor:
+        """``(B, 1, H, W)`` camera depth, 0 where empty (differentiable)."""
+        B, H, W = self.pixels.pix_to_face.shape
+        d = self.pixels.depth
+        return torch.zeros(B * H * W, dtype=d.dtype, device=d.device).index_put((self.pixels.index,), d).view(B, 1, H, W)
+
+    @property
+    def fragments(self) -> Any:
+        """PyTorch3D ``Fragments`` (packed ``pix_to_face``, ``zbuf``, ``bary_coords``), built on request."""
+        return to_fragments(self.pixels, self.num_faces)
 
 
 @torch.no_grad()
@@ -142,6 +237,7 @@ def render_textured(
     backend: str = "auto",
     background: float | tuple[float, ...] = 0.0,
     cull_backfaces: bool = False,
+    cache: FaceCache | None = None,
 ) -> RenderOutput:
     """Render textured meshes, one camera each; differentiable in verts, texture, K, R, t.
 
@@ -155,6 +251,7 @@ def render_textured(
         image_size: ``(H, W)``.
         backend: rasteriser, see :func:`rasterize`.
         background: scalar or per-channel value of empty pixels.
+        cache: a :class:`FaceCache` to keep each pixel's face between calls (fitting).
 
     Returns:
         :class:`RenderOutput`.
@@ -164,8 +261,6 @@ def render_textured(
         >>> out.image.shape
         torch.Size([B, 3, 128, 96])
     """
-    from pytorch3d.renderer import TexturesUV
-
     _check_mesh(verts, faces)
     B = verts.shape[0]
     if texture.ndim != 4 or texture.shape[0] != B or texture.shape[1] not in (1, 3):
@@ -174,23 +269,22 @@ def render_textured(
         raise ShapeError(f"verts_uvs: expected shape (U, 2), got {tuple(verts_uvs.shape)}")
     if faces_uvs.shape != faces.shape:
         raise ShapeError(f"faces_uvs: expected shape {tuple(faces.shape)} like faces, got {tuple(faces_uvs.shape)}")
-    fragments = rasterize(verts, faces, K, R, t, image_size, backend=backend, cull_backfaces=cull_backfaces)
+    check_cameras(K, R, t, batch=B)
     device = verts.device
-    textures = TexturesUV(
-        maps=texture.permute(0, 2, 3, 1),
-        faces_uvs=faces_uvs.to(device).long().unsqueeze(0).expand(B, -1, -1),
-        verts_uvs=verts_uvs.to(device=device, dtype=verts.dtype).unsqueeze(0).expand(B, -1, -1),
-    )
-    colors = textures.sample_textures(fragments)[..., 0, :]  # (B, H, W, C)
-    mask = (fragments.pix_to_face[..., 0] >= 0).to(verts.dtype)  # (B, H, W)
     bg = torch.as_tensor(background, dtype=verts.dtype, device=device).reshape(-1)
     if bg.numel() not in (1, texture.shape[1]):
         raise ShapeError(f"background: expected 1 or {texture.shape[1]} values, got {bg.numel()}")
-    image = colors * mask.unsqueeze(-1) + bg * (1.0 - mask.unsqueeze(-1))
-    depth = fragments.zbuf[..., 0].clamp_min(0.0) * mask
-    return RenderOutput(
-        image=image.permute(0, 3, 1, 2).contiguous(),
-        mask=mask.unsqueeze(1),
-        depth=depth.unsqueeze(1),
-        fragments=fragments,
-    )
+    faces = faces.to(device).long()
+    backend = resolve_backend(backend, device)
+    H, W = int(image_size[0]), int(image_size[1])
+    screen = project_points(verts, K, R, t, (H, W))
+    key = (tuple(screen.shape), H, W, backend, cull_backfaces, faces.data_ptr(), faces.shape[0])
+    pix_to_face = cache.lookup(screen, key) if cache is not None else None
+    if pix_to_face is None:
+        pix_to_face = _faces_of_pixels(verts, screen, faces, K, R, t, (H, W), backend, cull_backfaces)
+        if cache is not None:
+            cache.store(screen, pix_to_face, key)
+    pf = pixel_faces(screen, faces, pix_to_face)
+    colors = sample_texture(texture, verts_uvs.to(device), faces_uvs.to(device).long(), pf)
+    image = scatter_pixels(colors, pf, bg)
+    return RenderOutput(image=image, mask=pf.mask, pixels=pf, num_faces=faces.shape[0])

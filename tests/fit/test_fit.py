@@ -35,7 +35,11 @@ def _synthetic_target(avatar, source, refs, seed=0):
 def test_fitting_recovers_a_known_code(setup):
     avatar, source, refs = setup
     z_star, target = _synthetic_target(avatar, source, refs)
-    result = fit(avatar, target, FitConfig(lr=0.05, lambda_latent=0.0, steps=150, patience=20))
+    # Rasterised every step: the test avatar's decoder is nearly random, its texture jumps
+    # at UV seams, and pixel centres on seam edges change face with motions far below a
+    # pixel; with faces kept between steps such a jump lands at every new rasterisation.
+    # (Trained avatars fit alike either way: benchmarks/bench_fit.py.)
+    result = fit(avatar, target, FitConfig(lr=0.05, lambda_latent=0.0, steps=150, patience=20, raster_every=1))
     before = float(result.objective[0].mean())
     after = float(result.data_term.mean())
     assert after < before / 10, (before, after)

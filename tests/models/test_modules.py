@@ -83,3 +83,15 @@ def test_log_sigma_bound_is_smooth_and_a_sigma_at_the_bound_comes_back():
         (log_sigma(raw) ** 2).sum().backward()
         opt.step()
     assert abs(float(log_sigma(raw).detach())) < 0.1, float(raw.detach())
+
+
+def test_textures_of_several_views_equal_one_view_at_a_time():
+    from avatarfit.models.config import DamConfig
+    from avatarfit.models.dam import DamDecoder
+
+    dec = DamDecoder(DamConfig(latent=6, texture_size=16, channels=(4, 4), geometry_hidden=8, view_features=3), 10)
+    z = torch.randn(2, 6)
+    views = torch.nn.functional.normalize(torch.randn(2, 3, 3), dim=-1)
+    many = dec.decode_texture_views(z, views)
+    one = dec.decode_texture(z.repeat_interleave(3, 0), views.flatten(0, 1))
+    torch.testing.assert_close(many, one, atol=1e-6, rtol=1e-5)
