@@ -227,12 +227,14 @@ class Avatar(nn.Module):
         verts_n = dec.decode_geometry(z)
         verts = verts_n * self.vert_std + self.vert_mean
         world = _to_world(verts, head_R, head_t)
-        tex = dec.decode_texture_views(z, view) * self.tex_std + self.tex_mean  # (B * C, 3, T, T)
-        if channel_weights is not None:
-            w = channel_weights.to(tex)
-            if w.shape != (3,):
-                raise ShapeError(f"channel_weights: expected shape (3,), got {tuple(w.shape)}")
-            tex = (tex * w.view(1, 3, 1, 1)).sum(1, keepdim=True) / w.sum()
+        if channel_weights is None:
+            tex = dec.decode_texture_views(z, view) * self.tex_std + self.tex_mean  # (B * C, 3, T, T)
+        else:
+            if channel_weights.shape != (3,):
+                raise ShapeError(f"channel_weights: expected shape (3,), got {tuple(channel_weights.shape)}")
+            w = channel_weights.to(z) / channel_weights.sum()
+            grey_mean = (self.tex_mean * w.view(3, 1, 1)).sum(0, keepdim=True)
+            tex = dec.decode_texture_views(z, view, w) * self.tex_std + grey_mean  # (B * C, 1, T, T)
         out = render_textured(world.repeat_interleave(C, 0), self.faces, self.verts_uvs, self.faces_uvs, tex,
                               K.flatten(0, 1), R.flatten(0, 1), t.flatten(0, 1), image_size, backend=self.backend,
                               background=self.background, cache=cache)

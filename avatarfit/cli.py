@@ -182,6 +182,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "by the data term without ground truth), then fit every frame with the best pair (search.json)")
     ft.add_argument("--steps", type=int, help="at most this many Adam steps per frame (default 200)")
     ft.add_argument("--patience", type=int, help="stop a frame after this many steps without improvement (default 10)")
+    ft.add_argument("--raster-every", type=int, metavar="K", help="run the rasteriser's hard test (which face covers "
+                    "each pixel) every K steps at most, keeping each pixel's face in between, and sooner when a vertex "
+                    "moves more than half a pixel; 1 = every step (default 8; same results, about 2x faster)")
     ft.add_argument("--fit-headset", action="store_true", help="also fit the 6-DoF headset pose (hmc; seed 003, Table 9)")
     ft.add_argument("--pose-noise-rot", type=float, default=0.0, metavar="DEG",
                     help="perturb the headset pose the fit starts from (per-axis std, degrees; hmc)")
@@ -462,7 +465,7 @@ def _cmd_fit(args) -> None:
     lam = args.lambda_latent if args.lambda_latent is not None else (0.01 if args.target in ("hmc", "keypoints")
                                                                      else 0.001)
     settings = {"lambda_latent": lam, "fit_headset": args.fit_headset}
-    for key in ("lr", "steps", "patience", "smoothness"):
+    for key in ("lr", "steps", "patience", "smoothness", "raster_every"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     config = dataclasses.replace(FitConfig(), **settings)

@@ -1,12 +1,18 @@
 #!/usr/bin/env python
-"""Fitting speed: seconds per frame of an HMC fit (3 views) at 200 Adam steps, by batch
-size, with avatarfit's bounding-box rasteriser and with PyTorch3D's, in one run.
+"""Fitting speed and quality: HMC fits (3 views) of a trained avatar, in one run.
 
-Every fit runs a fixed number of steps (no early stopping), so the figure is the cost of
-the paper's 200-step budget; ``--steps`` timed steps are scaled to 200. The PyTorch3D
-reference runs fewer steps (``--reference-steps``; it is slow on a CPU) and only at the
-smallest batch unless ``--reference-all``. Medians of ``--repeats`` runs after a warm-up.
-Target (issue 8): <= 2 s per frame on 2 CPU cores.
+1. Seconds per frame at the paper's 200 Adam steps (no early stopping), by batch size,
+   for the default fit (each pixel's face kept between steps, ``raster_every=8``), for
+   the rasteriser's hard test run every step (``raster_every=1``, the previous code
+   path's rasterisation schedule) and for PyTorch3D's rasteriser (``backend=pytorch3d``,
+   every step; slow on a CPU, so only at the smallest batch unless ``--reference-all``).
+   ``--steps`` timed steps are scaled to 200; medians of ``--repeats`` runs after a warm-up.
+2. Seconds per frame to convergence with the default early stopping, on the run's
+   held-out frames, with the fitted quality beside (frontal PSNR of the whole image and
+   of the face pixels, geometry error in mm), for both rasterisation schedules: equal
+   quality within noise is what makes the faster one the default.
+
+Target (issue 20): <= 2 s per frame at 200 steps, batch 8 or more, on 2 CPU cores.
 
 usage: python benchmarks/bench_fit.py --run RUN --capture CAP [--batches 1 8 32] [--device cpu]
 
@@ -17,31 +23,42 @@ RUN is any trained run folder (or avatar file) of CAP's subject, e.g. the demo's
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import statistics
 import time
+from pathlib import Path
 
 import torch
 
 from avatarfit.avatar import Avatar
 from avatarfit.data import Capture
 from avatarfit.fit import FitConfig, TargetSource, fit
+from avatarfit.fit.job import heldout_frames
 
 PAPER_STEPS = 200
+SCHEDULES = {"kept faces (raster_every=8)": {}, "every step (raster_every=1)": {"raster_every": 1}}
 
 
-def _seconds_per_frame(avatar, target, steps: int, repeats: int, device: torch.device) -> float:
-    config = FitConfig(steps=steps, patience=steps + 1, tol=0.0)
-    fit(avatar, target, FitConfig(steps=2, patience=3, tol=0.0))  # warm-up
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+
+
+def _seconds_per_frame(avatar, target, config: FitConfig, repeats: int, device: torch.device) -> float:
+    fit(avatar, target, dataclasses.replace(config, steps=2, patience=3))  # warm-up
     times = []
     for _ in range(repeats):
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        _sync(device)
         t0 = time.perf_counter()
         fit(avatar, target, config)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        _sync(device)
         times.append(time.perf_counter() - t0)
-    return statistics.median(times) * PAPER_STEPS / steps / target.batch
+    return statistics.median(times) * PAPER_STEPS / config.steps / target.batch
+
+
+def _target(avatar, cap: Capture, refs, device):
+    source = TargetSource(cap, condition=avatar.condition if avatar.conditional else None)
+    return source.build("hmc", refs).to(device)
 
 
 def main() -> None:
@@ -50,32 +67,58 @@ def main() -> None:
     p.add_argument("--capture", required=True)
     p.add_argument("--batches", type=int, nargs="+", default=[1, 8, 32])
     p.add_argument("--steps", type=int, default=20, help="timed steps per fit (scaled to 200)")
-    p.add_argument("--reference-steps", type=int, default=3)
+    p.add_argument("--reference-steps", type=int, default=3, help="timed steps of the PyTorch3D reference")
     p.add_argument("--reference-all", action="store_true", help="PyTorch3D at every batch size")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--lr", type=float, default=0.1)
+    p.add_argument("--lambda-latent", type=float, default=0.01)
     p.add_argument("--device", default="cpu")
     args = p.parse_args()
     device = torch.device(args.device)
     cap = Capture(args.capture)
     frames = cap.frames()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}")
-    print("| batch | backend | s/frame (200 steps) | PyTorch3D / bbox |")
-    print("|---|---|---|---|")
+    base = FitConfig(lr=args.lr, lambda_latent=args.lambda_latent)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; run {args.run}")
+    print(f"\n1. seconds per frame at {PAPER_STEPS} steps (median of {args.repeats}; {args.steps} timed steps scaled)\n")
+    names = list(SCHEDULES) + ["PyTorch3D rasteriser, every step"]
+    print("| batch | " + " | ".join(names) + " | every step / kept | PyTorch3D / kept |")
+    print("|---|" + "---|" * (len(names) + 2))
     for batch in args.batches:
         refs = [frames[i % len(frames)] for i in range(batch)]
-        rows = {}
-        for backend in ("bbox", "pytorch3d"):
-            if backend == "pytorch3d" and not (args.reference_all or batch == min(args.batches)) and device.type == "cpu":
-                continue
-            avatar = Avatar.load(args.run, backend=backend).to(device)
-            source = TargetSource(cap, condition=avatar.condition if avatar.conditional else None)
-            target = source.build("hmc", refs).to(device)
-            steps = args.steps if backend == "bbox" or device.type == "cuda" else args.reference_steps
-            rows[backend] = _seconds_per_frame(avatar, target, steps, args.repeats, device)
-        ratio = f"{rows['pytorch3d'] / rows['bbox']:.1f}x" if "pytorch3d" in rows else "-"
-        print(f"| {batch} | bbox | {rows['bbox']:.3f} | {ratio} |")
-        if "pytorch3d" in rows:
-            print(f"| {batch} | pytorch3d | {rows['pytorch3d']:.3f} | |", flush=True)
+        avatar = Avatar.load(args.run).to(device)
+        target = _target(avatar, cap, refs, device)
+        row = {}
+        for name, kw in SCHEDULES.items():
+            config = dataclasses.replace(base, steps=args.steps, patience=args.steps + 1, tol=0.0, **kw)
+            row[name] = _seconds_per_frame(avatar, target, config, args.repeats, device)
+        if args.reference_all or batch == min(args.batches) or device.type == "cuda":
+            ref_avatar = Avatar.load(args.run, backend="pytorch3d").to(device)
+            steps = args.steps if device.type == "cuda" else args.reference_steps
+            config = dataclasses.replace(base, steps=steps, patience=steps + 1, tol=0.0, raster_every=1)
+            row[names[-1]] = _seconds_per_frame(ref_avatar, target, config, 1, device)
+        kept = row[names[0]]
+        cells = [f"{row[n]:.3f}" if n in row else "-" for n in names]
+        ratio3 = f"{row[names[-1]] / kept:.1f}x" if names[-1] in row else "-"
+        print(f"| {batch} | " + " | ".join(cells) + f" | {row[names[1]] / kept:.2f}x | {ratio3} |", flush=True)
+
+    avatar = Avatar.load(args.run).to(device)
+    refs = heldout_frames(avatar, Path(args.run), cap)
+    target = _target(avatar, cap, refs, device)
+    print(f"\n2. to convergence (patience {base.patience}, at most {base.steps} steps; lr {base.lr}, lambda_L "
+          f"{base.lambda_latent}) on the {len(refs)} held-out frames, one batch\n")
+    print("| schedule | s/frame | steps (mean) | PSNR (dB) | face PSNR (dB) | geometry (mm) |")
+    print("|---|---|---|---|---|---|")
+    for name, kw in SCHEDULES.items():
+        config = dataclasses.replace(base, **kw)
+        fit(avatar, target, dataclasses.replace(config, steps=2, patience=3))  # warm-up
+        _sync(device)
+        t0 = time.perf_counter()
+        result = fit(avatar, target, config)
+        _sync(device)
+        seconds = (time.perf_counter() - t0) / target.batch
+        m = result.metrics
+        print(f"| {name} | {seconds:.2f} | {float(result.steps.float().mean()):.0f} | {float(m['psnr'].mean()):.2f} | "
+              f"{float(m['psnr_face'].mean()):.2f} | {float(m['geom_mm'].mean()):.4f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from avatarfit.models import build_model
 from avatarfit.synth.generate import SynthConfig, generate_capture
 from avatarfit.train.config import load_train_config
 from avatarfit.train.data import TrainingData
+from avatarfit.train.loop import build_optimizer
 from avatarfit.train.objective import Objective
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -37,7 +38,7 @@ def _seconds_per_step(config, capture: Capture, steps: int, device: torch.device
     model = build_model(config.model, capture.topology.num_verts)
     data = TrainingData(capture, config, model.conditional)
     objective = Objective(model, data, config).to(device)
-    opt = torch.optim.Adam([p for p in objective.parameters() if p.requires_grad], lr=config.train.lr)
+    opt = build_optimizer(objective, config.train.lr)
     times = []
     for step in range(steps + 2):
         batch = {k: v.to(device) for k, v in data.training_batch(step).items()}  # cached after the first pass

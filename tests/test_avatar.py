@@ -79,6 +79,12 @@ def test_render_views_is_frames_by_cameras_and_head_frame_cameras_need_no_pose(t
     assert both.image.shape == (2, 3, 3, *size) and both.mask.shape == (2, 3, 1, *size)
     one = avatar.render_views(z[1:], K[1:, 2:], R[1:, 2:], t[1:, 2:], size)
     torch.testing.assert_close(both.image[1, 2], one.image[0, 0], atol=1e-6, rtol=0)
+    # One grey channel rendered directly equals the colour rendering converted (both linear).
+    w = torch.tensor([0.6, 0.3, 0.1])
+    grey = avatar.render_views(z, K, R, t, size, channel_weights=w)
+    assert grey.image.shape == (2, 3, 1, *size)
+    converted = (both.image * w.view(3, 1, 1)).sum(2, keepdim=True) / w.sum()
+    torch.testing.assert_close(grey.image * grey.mask, converted * both.mask, atol=1e-5, rtol=0)
     # The pinned mesh covers what the HMC tool's mask says it covers.
     agree = (both.mask[0] == s0.masks).float().mean()
     assert float(agree) > 0.995

@@ -86,12 +86,15 @@ class DamDecoder(nn.Module):
         x = x.view(z.shape[0], -1, self.bottom, self.bottom)
         return self.texture(x)
 
-    def decode_texture_views(self, z: torch.Tensor, views: torch.Tensor) -> torch.Tensor:
+    def decode_texture_views(self, z: torch.Tensor, views: torch.Tensor,
+                             channel_weights: torch.Tensor | None = None) -> torch.Tensor:
         """Textures of each code for several view directions: ``z (B, L)``, unit ``views
         (B, C, 3)`` -> normalised textures ``(B * C, 3, T, T)``, frames by views.
 
         Equals :meth:`decode_texture` of ``z`` repeated C times; the latent part of the
-        first layer is computed once per code instead of once per view.
+        first layer is computed once per code instead of once per view. With
+        ``channel_weights (3,)`` (summing to 1) it returns the one-channel weighted sum
+        ``(B * C, 1, T, T)``, folded into the last layer's weights (exact: it is linear).
         """
         check_shape("z", z, (None, self.config.latent))
         check_shape("views", views, (z.shape[0], None, 3))
@@ -101,7 +104,18 @@ class DamDecoder(nn.Module):
         from_z = F.linear(z, fc.weight[:, :L], fc.bias)  # (B, O)
         from_view = F.linear(self.view(views.reshape(B * C, 3)), fc.weight[:, L:])  # (B * C, O)
         x = self.texture_fc[1]((from_z.unsqueeze(1) + from_view.view(B, C, -1)).flatten(0, 1))
-        return self.texture(x.view(B * C, -1, self.bottom, self.bottom))
+        x = x.view(B * C, -1, self.bottom, self.bottom)
+        if channel_weights is None:
+            return self.texture(x)
+        check_shape("channel_weights", channel_weights, (3,))
+        *body, last = self.texture
+        for layer in body:
+            x = layer(x)
+        w = channel_weights.to(last.weight)
+        weight = (last.weight * w.view(1, 3, 1, 1)).sum(1, keepdim=True)  # (in, 1, k, k)
+        bias = (last.bias * w).sum().reshape(1)
+        return F.conv_transpose2d(x, weight, bias, last.stride, last.padding, last.output_padding, last.groups,
+                                  last.dilation)
 
     def forward(self, z: torch.Tensor, view: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Both outputs: ``verts (B, V, 3)`` and ``texture (B, 3, T, T)``."""

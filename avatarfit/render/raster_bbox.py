@@ -106,9 +106,9 @@ def _coverage(
     # the integer box layout as rows of another. Each (face, pixel) candidate then gathers
     # the rows it needs with 1-D index_select (several times faster on a CPU than gathering
     # (N, k) blocks or indexing per field). Barycentrics use the same formula (edge
-    # function / area) for every face, so shared edges leave no holes.
+    # function / area, as a product with 1 / area) for every face, so shared edges leave no holes.
     t = tri[face_ids]
-    packed = torch.cat([t[..., :2].flatten(1), t[..., 2], area[face_ids].unsqueeze(1)], dim=1).T.contiguous()  # (10, n)
+    packed = torch.cat([t[..., :2].flatten(1), t[..., 2], 1.0 / area[face_ids].unsqueeze(1)], dim=1).T.contiguous()  # (10, n)
     boxes = torch.stack([i0, j0, width, face_ids])  # (4, n) int64
 
     pix_all, z_all, face_all = [], [], []
@@ -128,20 +128,24 @@ def _coverage(
         def rows(table, which, index=local):
             return [table[r].index_select(0, index) for r in which]
 
-        x0, y0, x1, y1, x2, y2, a = rows(pk, (0, 1, 2, 3, 4, 5, 9))
+        x0, y0, x1, y1, x2, y2, inv_a = rows(pk, (0, 1, 2, 3, 4, 5, 9))
         bi0, bj0, w, first = rows(torch.cat([bx[:3], (torch.cumsum(c, 0) - c)[None]]), range(4))
         k = torch.arange(local.numel(), device=device) - first
         py = k // w
         px = bi0 + (k - py * w)
         py = bj0 + py
-        pxf = px.to(a.dtype) + 0.5
-        pyf = py.to(a.dtype) + 0.5
-        bary = torch.stack([_edge(x1, y1, x2, y2, pxf, pyf) / a, _edge(x2, y2, x0, y0, pxf, pyf) / a,
-                            _edge(x0, y0, x1, y1, pxf, pyf) / a], dim=-1)
-        inside = (bary > 0).all(-1) if edge_tolerance == 0 else (bary >= -edge_tolerance).all(-1)
+        pxf = px.to(inv_a.dtype) + 0.5
+        pyf = py.to(inv_a.dtype) + 0.5
+        b0 = _edge(x1, y1, x2, y2, pxf, pyf) * inv_a
+        b1 = _edge(x2, y2, x0, y0, pxf, pyf) * inv_a
+        b2 = _edge(x0, y0, x1, y1, pxf, pyf) * inv_a
+        if edge_tolerance == 0:
+            inside = (b0 > 0) & (b1 > 0) & (b2 > 0)
+        else:
+            inside = (b0 >= -edge_tolerance) & (b1 >= -edge_tolerance) & (b2 >= -edge_tolerance)
         keep = inside.nonzero().squeeze(1)
         face_local = local.index_select(0, keep)
-        bary = bary.index_select(0, keep)
+        bary = torch.stack([b0.index_select(0, keep), b1.index_select(0, keep), b2.index_select(0, keep)], dim=-1)
         z = torch.stack(rows(pk, (6, 7, 8), face_local), dim=-1)
         px, py, fid = px.index_select(0, keep), py.index_select(0, keep), bx[3].index_select(0, face_local)
         _, pz = _perspective_correct(bary, z)

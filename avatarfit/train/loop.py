@@ -33,7 +33,7 @@ from .data import TrainingData
 from .distributed import DistInfo, cleanup, setup
 from .objective import Objective
 
-__all__ = ["TrainResult", "train", "evaluate", "RESUMABLE"]
+__all__ = ["TrainResult", "train", "evaluate", "build_optimizer", "RESUMABLE"]
 
 #: Settings a resumed run may change (the schedule's length and cadence).
 RESUMABLE = ("steps", "patience", "max_minutes", "eval_every", "log_every", "checkpoint_every")
@@ -209,6 +209,13 @@ class _Run:
     start: int
 
 
+def build_optimizer(objective: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
+    """Training's optimiser: Adam over the trainable parameters, fused (one kernel over all
+    of them: 8x faster than the per-tensor default on a CPU, where the 4.5M-parameter
+    geometry layers of the small config made the update a third of a step)."""
+    return torch.optim.Adam([p for p in objective.parameters() if p.requires_grad], lr=lr, fused=True)
+
+
 def _build(config: TrainConfig, cap: Capture, payload: dict | None, info: DistInfo) -> _Run:
     """Model, data, objective and optimiser, fresh or from ``payload``; DAM-HMC-Reg's
     pretrained parts are frozen before the optimiser's parameter list is built, on both paths."""
@@ -224,7 +231,7 @@ def _build(config: TrainConfig, cap: Capture, payload: dict | None, info: DistIn
     if model.variant.pretrained:
         model.freeze_dam()
     objective = Objective(model, data, config).to(info.device)
-    optimizer = torch.optim.Adam([p for p in objective.parameters() if p.requires_grad], lr=cfg.lr)
+    optimizer = build_optimizer(objective, cfg.lr)
     state = {"best_loss": math.inf, "best_step": 0, "psnr": math.nan, "psnr_face": math.nan, "seconds": 0.0}
     start = 0
     if payload is not None:

@@ -95,3 +95,7 @@ def test_textures_of_several_views_equal_one_view_at_a_time():
     many = dec.decode_texture_views(z, views)
     one = dec.decode_texture(z.repeat_interleave(3, 0), views.flatten(0, 1))
     torch.testing.assert_close(many, one, atol=1e-6, rtol=1e-5)
+    w = torch.tensor([0.6, 0.3, 0.1])
+    grey = dec.decode_texture_views(z, views, w)
+    assert grey.shape == (6, 1, 16, 16)
+    torch.testing.assert_close(grey, (one * w.view(1, 3, 1, 1)).sum(1, keepdim=True), atol=1e-6, rtol=1e-5)
