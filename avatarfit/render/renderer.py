@@ -116,22 +116,25 @@ def _faces_of_pixels(verts: torch.Tensor, screen: torch.Tensor, faces: torch.Ten
 class FaceCache:
     """Each pixel's face, kept between renderings of a batch whose meshes move little.
 
-    Pass one to :func:`render_textured` on every step of an optimisation. It runs the
-    rasteriser's hard test again when ``every`` renderings have used the kept faces, when
-    any vertex has moved more than ``max_shift`` pixels on screen since the faces were
-    chosen, or when the batch, image size or faces change; otherwise the kept faces are
-    used and only the differentiable part (barycentrics, depth, texture) is recomputed
-    from the current vertices. The motion is watched on the vertices that were in front of
-    the camera and on or near the image (a quarter of its size around it) when the faces
-    were chosen. Pixels near a moving outline may then show the face that
-    covered them up to ``max_shift`` pixels ago. ``every=1`` rasterises every time.
+    Pass one to :func:`render_textured` on every step of an optimisation. Per image of the
+    batch, it runs the rasteriser's hard test again when ``every`` renderings have used
+    that image's kept faces, or when one of its vertices has moved more than ``max_shift``
+    pixels on screen since they were chosen; the whole batch again when the batch size,
+    image size or faces change. Otherwise the kept faces are used and only the
+    differentiable part (barycentrics, depth, texture) is recomputed from the current
+    vertices. The motion is watched on the vertices that were in front of the camera and
+    on or near the image (a quarter of its size around it) when the faces were chosen.
+    Pixels near a moving outline may show the face that covered them up to ``max_shift``
+    pixels ago. ``every=1`` rasterises every time.
 
     Args:
-        every: at most this many renderings per rasterisation (>= 1).
-        max_shift: screen-space motion (pixels) of any vertex that forces a new rasterisation.
+        every: at most this many renderings per rasterisation of an image (>= 1).
+        max_shift: screen-space motion (pixels) of a vertex that forces a new rasterisation
+            of its image.
 
     Attributes:
-        rasterisations, reuses: counts, for reports.
+        rasterised, reused: how many images were rasterised and how many reused their
+            kept faces, for reports.
     """
 
     def __init__(self, every: int = 8, max_shift: float = 0.5) -> None:
@@ -139,41 +142,55 @@ class FaceCache:
             raise ValueError(f"FaceCache: expected every >= 1 and max_shift > 0, got {every} and {max_shift}")
         self.every = int(every)
         self.max_shift = float(max_shift)
-        self.rasterisations = 0
-        self.reuses = 0
+        self.rasterised = 0
+        self.reused = 0
         self.clear()
 
     def clear(self) -> None:
-        """Forget the kept faces (the next rendering rasterises)."""
+        """Forget the kept faces (the next rendering rasterises every image)."""
         self._screen: torch.Tensor | None = None
         self._pix_to_face: torch.Tensor | None = None
+        self._watch: torch.Tensor | None = None
+        self._uses: torch.Tensor | None = None
         self._key: tuple | None = None
-        self._uses = 0
 
-    def lookup(self, screen: torch.Tensor, key: tuple) -> torch.Tensor | None:
-        """The kept ``pix_to_face`` if still valid for vertices ``screen (B, V, 3)``, else ``None``."""
-        if self._pix_to_face is None or key != self._key or self._uses >= self.every:
-            return None
-        moved = (screen.detach()[..., :2] - self._screen[..., :2]).abs().amax(-1)
-        shift = torch.where(self._watch, moved, torch.zeros_like(moved)).amax()
-        if not bool(shift <= self.max_shift):  # also NaN
-            return None
+    def faces(self, screen: torch.Tensor, key: tuple, rasterise) -> torch.Tensor:
+        """``pix_to_face (B, H, W)`` for vertices ``screen (B, V, 3)``: kept where still valid,
+        from ``rasterise(index)`` (the images ``index``, or all for ``None``) elsewhere."""
+        s = screen.detach()
+        if self._pix_to_face is None or key != self._key:
+            p2f = rasterise(None)
+            self._key, self._pix_to_face, self._screen = key, p2f, s.clone()
+            self._uses = torch.ones(s.shape[0], dtype=torch.long, device=s.device)
+            self._watch = self._watched(s, p2f.shape[1:])
+            self.rasterised += s.shape[0]
+            return p2f
+        moved = (s[..., :2] - self._screen[..., :2]).abs().amax(-1)
+        shift = torch.where(self._watch, moved, torch.zeros_like(moved)).amax(-1)  # (B,)
+        redo = ~(shift <= self.max_shift) | (self._uses >= self.every)  # NaN motion redoes too
+        if bool(redo.any()):
+            index = redo.nonzero()[:, 0]
+            p2f = self._pix_to_face.clone()
+            p2f[index] = rasterise(index)
+            self._pix_to_face = p2f
+            self._screen[index] = s[index]
+            self._watch[index] = self._watched(s[index], p2f.shape[1:])
+            self._uses[index] = 0
         self._uses += 1
-        self.reuses += 1
+        n = int(redo.sum())
+        self.rasterised += n
+        self.reused += s.shape[0] - n
         return self._pix_to_face
 
-    def store(self, screen: torch.Tensor, pix_to_face: torch.Tensor, key: tuple) -> None:
-        """Keep ``pix_to_face (B, H, W)`` chosen for vertices ``screen (B, V, 3)``."""
-        H, W = pix_to_face.shape[1:]
-        s = screen.detach()
+    @staticmethod
+    def _watched(s: torch.Tensor, size) -> torch.Tensor:
         # Vertices that can move what the image shows: in front of the camera and on (or
         # near) the image. Those behind an HMC camera project to huge coordinates whose
         # changes mean nothing; faces with such a vertex are not rasterised at all.
+        H, W = size
         margin = 0.25 * max(H, W)
-        self._watch = ((s[..., 2] > 0) & (s[..., 0] > -margin) & (s[..., 0] < W + margin)
-                       & (s[..., 1] > -margin) & (s[..., 1] < H + margin))
-        self._screen, self._pix_to_face, self._key, self._uses = s.clone(), pix_to_face, key, 1
-        self.rasterisations += 1
+        return ((s[..., 2] > 0) & (s[..., 0] > -margin) & (s[..., 0] < W + margin)
+                & (s[..., 1] > -margin) & (s[..., 1] < H + margin))
 
 
 @dataclass(frozen=True)
@@ -279,11 +296,14 @@ def render_textured(
     H, W = int(image_size[0]), int(image_size[1])
     screen = project_points(verts, K, R, t, (H, W))
     key = (tuple(screen.shape), H, W, backend, cull_backfaces, faces.data_ptr(), faces.shape[0])
-    pix_to_face = cache.lookup(screen, key) if cache is not None else None
-    if pix_to_face is None:
-        pix_to_face = _faces_of_pixels(verts, screen, faces, K, R, t, (H, W), backend, cull_backfaces)
-        if cache is not None:
-            cache.store(screen, pix_to_face, key)
+
+    def rasterise(index: torch.Tensor | None) -> torch.Tensor:
+        if index is None:
+            return _faces_of_pixels(verts, screen, faces, K, R, t, (H, W), backend, cull_backfaces)
+        return _faces_of_pixels(verts[index], screen[index], faces, K[index], R[index], t[index], (H, W), backend,
+                                cull_backfaces)
+
+    pix_to_face = rasterise(None) if cache is None else cache.faces(screen, key, rasterise)
     pf = pixel_faces(screen, faces, pix_to_face)
     colors = sample_texture(texture, verts_uvs.to(device), faces_uvs.to(device).long(), pf)
     image = scatter_pixels(colors, pf, bg)

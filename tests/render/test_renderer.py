@@ -156,7 +156,7 @@ def test_a_face_cache_reuses_faces_until_the_vertices_move_or_every_calls():
     cache = FaceCache(every=3, max_shift=0.5)
     first = render_textured(verts, faces, vuv, fuv, tex, K, R, t, size, cache=cache)
     again = render_textured(verts, faces, vuv, fuv, tex, K, R, t, size, cache=cache)
-    assert (cache.rasterisations, cache.reuses) == (1, 1)
+    assert (cache.rasterised, cache.reused) == (2, 2)  # two images, rasterised once, then kept
     assert torch.equal(first.image, again.image)
     # A sub-pixel move (0.01 px) keeps the faces; the barycentrics follow the vertices: where
     # the kept face is still the winner the image is the fresh one. (Pixel centres that lie
@@ -164,18 +164,22 @@ def test_a_face_cache_reuses_faces_until_the_vertices_move_or_every_calls():
     nudged = verts + torch.tensor([0.05, 0.0, 0.0])
     kept = render_textured(nudged, faces, vuv, fuv, tex, K, R, t, size, cache=cache)
     fresh = render_textured(nudged, faces, vuv, fuv, tex, K, R, t, size)
-    assert (cache.rasterisations, cache.reuses) == (1, 2)
+    assert (cache.rasterised, cache.reused) == (2, 4)
     same = kept.pixels.pix_to_face == fresh.pixels.pix_to_face
     assert same.float().mean() > 0.95
     torch.testing.assert_close(kept.image[same[:, None].expand_as(kept.image)],
                                fresh.image[same[:, None].expand_as(kept.image)])
     render_textured(nudged, faces, vuv, fuv, tex, K, R, t, size, cache=cache)  # the fourth call: `every` is 3
-    assert (cache.rasterisations, cache.reuses) == (2, 2)
-    moved = verts + torch.tensor([5.0, 0.0, 0.0])  # several pixels: rasterised again
+    assert (cache.rasterised, cache.reused) == (4, 4)
+    # Several pixels of motion in the second image only: that image is rasterised again.
+    moved = nudged.clone()
+    moved[1] += torch.tensor([5.0, 0.0, 0.0])
     out = render_textured(moved, faces, vuv, fuv, tex, K, R, t, size, cache=cache)
-    assert cache.rasterisations == 3
-    assert torch.equal(out.image, render_textured(moved, faces, vuv, fuv, tex, K, R, t, size).image)
+    assert (cache.rasterised, cache.reused) == (5, 5)
+    truth = render_textured(moved, faces, vuv, fuv, tex, K, R, t, size)
+    assert torch.equal(out.pixels.pix_to_face[1], truth.pixels.pix_to_face[1])
+    assert torch.equal(out.image[1], truth.image[1])
     render_textured(moved[:1], faces, vuv, fuv, tex[:1], K[:1], R[:1], t[:1], size, cache=cache)  # another batch
-    assert cache.rasterisations == 4
+    assert cache.rasterised == 6
     with pytest.raises(ValueError, match="every >= 1"):
         FaceCache(every=0)
