@@ -148,8 +148,10 @@ def sample_texture(texture: torch.Tensor, verts_uvs: torch.Tensor, faces_uvs: to
     # v = 1 is row 0 (the top). Border padding clamps the coordinates to the texture.
     x = (uv[:, 0] * (Tw - 1)).clamp(0, Tw - 1)
     y = ((1 - uv[:, 1]) * (Th - 1)).clamp(0, Th - 1)
-    x0 = x.detach().floor().clamp(max=max(Tw - 2, 0))
-    y0 = y.detach().floor().clamp(max=max(Th - 2, 0))
+    # A NaN coordinate (NaN vertices) indexes texel 0 and stays NaN through the weights, so
+    # the rendering, not an index error, shows it (fitting then marks the frame failed).
+    x0 = x.detach().nan_to_num(0.0).floor().clamp(0, max(Tw - 2, 0))
+    y0 = y.detach().nan_to_num(0.0).floor().clamp(0, max(Th - 2, 0))
     fx, fy = (x - x0).unsqueeze(1), (y - y0).unsqueeze(1)
     item = torch.div(pf.index, pf.pix_to_face.shape[1] * pf.pix_to_face.shape[2], rounding_mode="floor")
     base = item * (Th * Tw) + y0.long() * Tw + x0.long()

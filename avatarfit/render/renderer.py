@@ -125,7 +125,10 @@ class FaceCache:
     vertices. The motion is watched on the vertices that were in front of the camera and
     on or near the image (a quarter of its size around it) when the faces were chosen.
     Pixels near a moving outline may show the face that covered them up to ``max_shift``
-    pixels ago. ``every=1`` rasterises every time.
+    pixels ago, and a change of which surface is in front that comes with no screen motion
+    (depth alone) waits for the next ``every``. The cameras are not part of the check: use
+    one cache per sequence of renderings of the same frames and cameras, and ``clear()`` it
+    when they change. ``every=1`` rasterises every time.
 
     Args:
         every: at most this many renderings per rasterisation of an image (>= 1).
@@ -291,11 +294,12 @@ def render_textured(
     bg = torch.as_tensor(background, dtype=verts.dtype, device=device).reshape(-1)
     if bg.numel() not in (1, texture.shape[1]):
         raise ShapeError(f"background: expected 1 or {texture.shape[1]} values, got {bg.numel()}")
+    faces_id = (faces.data_ptr(), tuple(faces.shape), faces.dtype, faces.device)  # before any conversion
     faces = faces.to(device).long()
     backend = resolve_backend(backend, device)
     H, W = int(image_size[0]), int(image_size[1])
     screen = project_points(verts, K, R, t, (H, W))
-    key = (tuple(screen.shape), H, W, backend, cull_backfaces, faces.data_ptr(), faces.shape[0])
+    key = (tuple(screen.shape), H, W, backend, cull_backfaces, faces_id)
 
     def rasterise(index: torch.Tensor | None) -> torch.Tensor:
         if index is None:

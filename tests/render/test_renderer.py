@@ -183,3 +183,18 @@ def test_a_face_cache_reuses_faces_until_the_vertices_move_or_every_calls():
     assert cache.rasterised == 6
     with pytest.raises(ValueError, match="every >= 1"):
         FaceCache(every=0)
+
+
+def test_a_nan_vertex_gives_nan_texels_not_an_index_error():
+    """Kept faces with a vertex turned NaN (a diverging fit): the lookup returns NaN, which
+    fitting detects and reports, instead of indexing out of the texture."""
+    from avatarfit.render import project_points
+    from avatarfit.render.pixels import pixel_faces, sample_texture
+
+    verts, faces, uvs, K, R, t = _quad_scene()
+    screen = project_points(verts, K, R, t, (60, 80)).clone()
+    screen[0, 1] = float("nan")
+    p2f = torch.full((1, 60, 80), -1)
+    p2f[0, 30, 40] = 0
+    texels = sample_texture(torch.rand(1, 3, 8, 8), uvs, faces, pixel_faces(screen, faces, p2f))
+    assert texels.shape == (1, 3) and bool(torch.isnan(texels).all())
