@@ -176,10 +176,10 @@ def scatter_pixels(values: torch.Tensor, pf: PixelFaces, background: torch.Tenso
     return out.view(B, H, W, C).permute(0, 3, 1, 2).contiguous()
 
 
-def to_fragments(pf: PixelFaces, num_faces: int):
+def to_fragments(pf: PixelFaces, num_faces: int, dists: torch.Tensor | None = None):
     """PyTorch3D ``Fragments`` (one face per pixel) of :class:`PixelFaces`: ``pix_to_face``
     packed as ``b * F + f``, ``zbuf``, ``bary_coords`` (-1 where empty) and ``dists``
-    (unused here: -1 where empty, 0 elsewhere)."""
+    (``(N,)`` values of the covered pixels when given, else 0; -1 where empty)."""
     from pytorch3d.renderer.mesh.rasterizer import Fragments
 
     B, H, W = pf.pix_to_face.shape
@@ -189,6 +189,7 @@ def to_fragments(pf: PixelFaces, num_faces: int):
     packed = torch.where(pf.pix_to_face >= 0, pf.pix_to_face + items, pf.pix_to_face)
     zbuf = torch.full((n,), -1.0, dtype=dtype, device=device).index_put((pf.index,), pf.depth)
     bary = torch.full((n, 3), -1.0, dtype=dtype, device=device).index_put((pf.index,), pf.bary)
-    dists = torch.full((n,), -1.0, dtype=dtype, device=device).index_put((pf.index,), torch.zeros_like(pf.depth))
+    inside = torch.zeros_like(pf.depth) if dists is None else dists
+    dists = torch.full((n,), -1.0, dtype=dtype, device=device).index_put((pf.index,), inside)
     return Fragments(pix_to_face=packed.view(B, H, W, 1), zbuf=zbuf.view(B, H, W, 1),
                      bary_coords=bary.view(B, H, W, 1, 3), dists=dists.view(B, H, W, 1))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ShapeError
+from .pixels import pixel_faces, to_fragments
 
 __all__ = ["face_per_pixel", "rasterize_screen"]
 
@@ -24,18 +25,6 @@ _EPS_AREA = 1e-10
 def _edge(ax, ay, bx, by, px, py):
     """Twice the signed area of (a, b, p); positive when p is left of a->b in y-down pixels."""
     return (bx - ax) * (py - ay) - (by - ay) * (px - ax)
-
-
-def _barycentrics(tri: torch.Tensor, px: torch.Tensor, py: torch.Tensor):
-    """Screen-space barycentrics of points ``(px, py)`` in triangles ``tri (N, 3, 3)``."""
-    x0, y0 = tri[:, 0, 0], tri[:, 0, 1]
-    x1, y1 = tri[:, 1, 0], tri[:, 1, 1]
-    x2, y2 = tri[:, 2, 0], tri[:, 2, 1]
-    area = _edge(x0, y0, x1, y1, x2, y2)
-    w0 = _edge(x1, y1, x2, y2, px, py) / area
-    w1 = _edge(x2, y2, x0, y0, px, py) / area
-    w2 = _edge(x0, y0, x1, y1, px, py) / area
-    return torch.stack([w0, w1, w2], dim=-1)
 
 
 def _perspective_correct(bary: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -208,8 +197,6 @@ def rasterize_screen(
         ``dists (B, H, W, 1)`` signed squared distance to the nearest edge in PyTorch3D's
         NDC units (negative inside, -1 empty). All but ``pix_to_face`` are differentiable.
     """
-    from pytorch3d.renderer.mesh.rasterizer import Fragments
-
     if verts_screen.ndim != 3 or verts_screen.shape[-1] != 3:
         raise ShapeError(f"verts_screen: expected shape (B, V, 3), got {tuple(verts_screen.shape)}")
     if faces.ndim != 2 or faces.shape[1] != 3:
@@ -220,17 +207,14 @@ def rasterize_screen(
     faces = faces.to(device=verts_screen.device, dtype=torch.long)
     B, F = verts_screen.shape[0], faces.shape[0]
 
-    pix_to_face = _coverage(verts_screen.detach(), faces, H, W, max_candidates, cull_backfaces, edge_tolerance)
-
-    covered = (pix_to_face >= 0).nonzero().squeeze(1)
-    fid = pix_to_face[covered]
-    b = fid // F
-    tri = verts_screen[b.unsqueeze(1), faces[fid % F]]  # (N, 3, 3), differentiable
-    local = covered % (H * W)
+    packed = _coverage(verts_screen.detach(), faces, H, W, max_candidates, cull_backfaces, edge_tolerance)
+    pf = pixel_faces(verts_screen, faces, torch.where(packed >= 0, packed % max(F, 1), packed).view(B, H, W))
+    # PyTorch3D's dists: the signed squared distance to the nearest edge, in NDC units.
+    item = torch.div(pf.index, H * W, rounding_mode="floor")
+    tri = verts_screen[item.unsqueeze(1), faces[pf.face]]  # (N, 3, 3), differentiable
+    local = pf.index - item * (H * W)
     px = (local % W).to(tri.dtype) + 0.5
-    py = (local // W).to(tri.dtype) + 0.5
-    bary = _barycentrics(tri, px, py)
-    bary_pc, pz = _perspective_correct(bary, tri[..., 2])
+    py = torch.div(local, W, rounding_mode="floor").to(tri.dtype) + 0.5
     d2 = torch.stack(
         [
             _point_segment_dist2(px, py, tri[:, 1, 0], tri[:, 1, 1], tri[:, 2, 0], tri[:, 2, 1]),
@@ -239,16 +223,4 @@ def rasterize_screen(
         ],
         dim=-1,
     ).min(-1).values
-    ndc_scale = (2.0 / min(H, W)) ** 2
-
-    num_pix = B * H * W
-    dtype = verts_screen.dtype
-    zbuf = torch.full((num_pix,), -1.0, dtype=dtype, device=verts_screen.device).index_put((covered,), pz)
-    bary_out = torch.full((num_pix, 3), -1.0, dtype=dtype, device=verts_screen.device).index_put((covered,), bary_pc)
-    dists = torch.full((num_pix,), -1.0, dtype=dtype, device=verts_screen.device).index_put((covered,), -d2 * ndc_scale)
-    return Fragments(
-        pix_to_face=pix_to_face.view(B, H, W, 1),
-        zbuf=zbuf.view(B, H, W, 1),
-        bary_coords=bary_out.view(B, H, W, 1, 3),
-        dists=dists.view(B, H, W, 1),
-    )
+    return to_fragments(pf, F, dists=-d2 * (2.0 / min(H, W)) ** 2)
