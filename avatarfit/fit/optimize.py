@@ -62,8 +62,8 @@ class FitConfig:
         raster_every: run the rasteriser's hard test (which face covers each pixel) at most
             every this many steps and keep its faces in between (barycentrics, depth and
             texture still follow the vertices every step); 1 rasterises every step.
-        raster_shift: rasterise again as soon as any vertex has moved more than this many
-            pixels on screen since the kept faces were chosen.
+        raster_shift: rasterise a view again as soon as one of its vertices has moved more
+            than this many pixels on screen since its kept faces were chosen.
     """
 
     lr: float = 0.1

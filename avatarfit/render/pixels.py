@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ShapeError
 
-__all__ = ["PixelFaces", "pixel_faces", "sample_texture", "scatter_pixels", "to_fragments"]
+__all__ = ["PixelFaces", "pixel_faces", "unpack_faces", "sample_texture", "scatter_pixels", "to_fragments"]
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,11 @@ class PixelFaces:
     def mask(self) -> torch.Tensor:
         """``(B, 1, H, W)`` 1 where a face covers the pixel (``bary``'s dtype)."""
         return (self.pix_to_face >= 0).to(self.bary.dtype).unsqueeze(1)
+
+
+def unpack_faces(packed: torch.Tensor, num_faces: int) -> torch.Tensor:
+    """PyTorch3D's packed ``pix_to_face`` (``b * F + f``, -1 empty) -> face index ``f`` (-1 empty)."""
+    return torch.where(packed >= 0, packed % max(num_faces, 1), packed)
 
 
 def pixel_faces(verts_screen: torch.Tensor, faces: torch.Tensor, pix_to_face: torch.Tensor) -> PixelFaces:

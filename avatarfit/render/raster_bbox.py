@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import ShapeError
-from .pixels import pixel_faces, to_fragments
+from .pixels import pixel_faces, to_fragments, unpack_faces
 
 __all__ = ["face_per_pixel", "rasterize_screen"]
 
@@ -44,8 +44,9 @@ def _point_segment_dist2(px, py, ax, ay, bx, by):
 
 
 def face_per_pixel(verts_screen: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int], *,
-                   max_candidates: int = 1 << 22, cull_backfaces: bool = False) -> torch.Tensor:
-    """The hard test alone: which face covers each pixel (see :func:`rasterize_screen`).
+                   max_candidates: int = 1 << 22, cull_backfaces: bool = False,
+                   edge_tolerance: float = 0.0) -> torch.Tensor:
+    """The hard test alone: which face covers each pixel (options as :func:`rasterize_screen`).
 
     Args:
         verts_screen: ``(B, V, 3)`` pixel ``u``, ``v`` and camera depth; faces: ``(F, 3)``.
@@ -56,8 +57,8 @@ def face_per_pixel(verts_screen: torch.Tensor, faces: torch.Tensor, image_size: 
     """
     H, W = int(image_size[0]), int(image_size[1])
     B, Fn = verts_screen.shape[0], faces.shape[0]
-    packed = _coverage(verts_screen.detach(), faces, H, W, max_candidates, cull_backfaces, 0.0)
-    return torch.where(packed >= 0, packed % max(Fn, 1), packed).view(B, H, W)
+    packed = _coverage(verts_screen.detach(), faces, H, W, max_candidates, cull_backfaces, edge_tolerance)
+    return unpack_faces(packed, Fn).view(B, H, W)
 
 
 @torch.no_grad()
@@ -205,10 +206,10 @@ def rasterize_screen(
     if H <= 0 or W <= 0:
         raise ShapeError(f"image_size: expected positive (H, W), got {tuple(image_size)}")
     faces = faces.to(device=verts_screen.device, dtype=torch.long)
-    B, F = verts_screen.shape[0], faces.shape[0]
+    F = faces.shape[0]
 
-    packed = _coverage(verts_screen.detach(), faces, H, W, max_candidates, cull_backfaces, edge_tolerance)
-    pf = pixel_faces(verts_screen, faces, torch.where(packed >= 0, packed % max(F, 1), packed).view(B, H, W))
+    pf = pixel_faces(verts_screen, faces, face_per_pixel(verts_screen, faces, (H, W), max_candidates=max_candidates,
+                                                         cull_backfaces=cull_backfaces, edge_tolerance=edge_tolerance))
     # PyTorch3D's dists: the signed squared distance to the nearest edge, in NDC units.
     item = torch.div(pf.index, H * W, rounding_mode="floor")
     tri = verts_screen[item.unsqueeze(1), faces[pf.face]]  # (N, 3, 3), differentiable

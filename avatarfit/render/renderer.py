@@ -27,7 +27,7 @@ import torch
 
 from ..errors import ShapeError
 from .cameras import check_cameras, project_points, to_pytorch3d
-from .pixels import PixelFaces, pixel_faces, sample_texture, scatter_pixels, to_fragments
+from .pixels import PixelFaces, pixel_faces, sample_texture, scatter_pixels, to_fragments, unpack_faces
 from .raster_bbox import face_per_pixel, rasterize_screen
 
 __all__ = ["BACKENDS", "FaceCache", "RenderOutput", "coverage", "rasterize", "render_textured", "resolve_backend"]
@@ -110,7 +110,7 @@ def _faces_of_pixels(verts: torch.Tensor, screen: torch.Tensor, faces: torch.Ten
     with torch.no_grad():
         packed = rasterize(verts.detach(), faces, K, R, t, image_size, backend=backend,
                            cull_backfaces=cull_backfaces).pix_to_face[..., 0]
-    return torch.where(packed >= 0, packed % max(faces.shape[0], 1), packed)
+    return unpack_faces(packed, faces.shape[0])
 
 
 class FaceCache:
