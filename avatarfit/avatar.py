@@ -48,7 +48,8 @@ class AvatarViews:
     Attributes:
         verts: ``(B, V, 3)`` decoded vertices, normalised (the decoder's output).
         image: ``(B, C, ch, H, W)`` renderings in [0, 1] (``ch`` = 3), background where empty.
-        mask: ``(B, C, 1, H, W)`` 1 where the avatar covers the pixel.
+        mask: ``(B, C, 1, H, W)`` 1 where the avatar covers the pixel, the covered fraction
+            on its antialiased outline.
     """
 
     verts: torch.Tensor
@@ -192,7 +193,8 @@ class Avatar(nn.Module):
     def render_views(self, z: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
                      image_size: tuple[int, int], head_R: torch.Tensor | None = None,
                      head_t: torch.Tensor | None = None, view: torch.Tensor | None = None, *,
-                     channel_weights: torch.Tensor | None = None, cache: FaceCache | None = None) -> AvatarViews:
+                     channel_weights: torch.Tensor | None = None, background: float | None = None,
+                     antialias: bool = True, cache: FaceCache | None = None) -> AvatarViews:
         """Decode each code once for its geometry and once per camera for its texture,
         and render it in its C cameras.
 
@@ -206,6 +208,10 @@ class Avatar(nn.Module):
             channel_weights: ``(3,)`` render one channel, ``sum_c w_c texture_c / sum_c w_c``
                 (an infrared-like grey; the same as converting the colour rendering, since
                 sampling and the weighted sum are both linear, at a third of the cost).
+            background: grey level where no face is (outlines blend into it); default the
+                avatar's.
+            antialias: antialiased, differentiable outlines (see
+                :func:`~avatarfit.render.renderer.render_textured`).
             cache: a :class:`~avatarfit.render.renderer.FaceCache` kept across calls on the
                 same frames and cameras (the steps of a fit).
 
@@ -237,7 +243,8 @@ class Avatar(nn.Module):
             tex = dec.decode_texture_views(z, view, w) * self.tex_std + grey_mean  # (B * C, 1, T, T)
         out = render_textured(world.repeat_interleave(C, 0), self.faces, self.verts_uvs, self.faces_uvs, tex,
                               K.flatten(0, 1), R.flatten(0, 1), t.flatten(0, 1), image_size, backend=self.backend,
-                              background=self.background, cache=cache)
+                              background=self.background if background is None else background,
+                              antialias=antialias, cache=cache)
         return AvatarViews(verts_n, out.image.view(B, C, *out.image.shape[1:]), out.mask.view(B, C, *out.mask.shape[1:]))
 
     def render(self, z: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, image_size: tuple[int, int],

@@ -185,6 +185,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--raster-every", type=int, metavar="K", help="run the rasteriser's hard test (which face covers "
                     "each pixel) every K steps at most, keeping each pixel's face in between, and sooner when a vertex "
                     "moves more than half a pixel; 1 = every step (default 8; same results, about 2x faster)")
+    ft.add_argument("--no-antialias", action="store_true", help="render one face per pixel, with no gradient at "
+                    "outlines (default: antialiased silhouettes, so the fit moves outlines onto the target's)")
     ft.add_argument("--fit-headset", action="store_true", help="also fit the 6-DoF headset pose (hmc; seed 003, Table 9)")
     ft.add_argument("--pose-noise-rot", type=float, default=0.0, metavar="DEG",
                     help="perturb the headset pose the fit starts from (per-axis std, degrees; hmc)")
@@ -468,6 +470,8 @@ def _cmd_fit(args) -> None:
     for key in ("lr", "steps", "patience", "smoothness", "raster_every"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
+    if args.no_antialias:
+        settings["antialias"] = False
     config = dataclasses.replace(FitConfig(), **settings)
     job = FitJob(run=str(args.run), capture=str(args.capture), target=args.target, frames=args.frames,
                  batch=args.batch, sequence=args.sequence, search=args.search, pose_noise_rot=args.pose_noise_rot,

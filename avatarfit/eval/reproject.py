@@ -26,7 +26,7 @@ def render_capture_view(
     tex = capture.texture(segment, frame, texture)
     return render_textured(
         verts[None], top.faces, top.verts_uvs, top.faces_uvs, tex[None], K[None], R[None], t[None],
-        capture.image_size(camera), backend=backend, background=background,
+        capture.image_size(camera), backend=backend, background=background, antialias=False,
     )
 
 

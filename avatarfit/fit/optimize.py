@@ -64,6 +64,9 @@ class FitConfig:
             texture still follow the vertices every step); 1 rasterises every step.
         raster_shift: rasterise a view again as soon as one of its vertices has moved more
             than this many pixels on screen since its kept faces were chosen.
+        antialias: render with antialiased outlines, so that the image's gradient moves
+            silhouettes and occlusion edges (:mod:`avatarfit.render.antialias`); False
+            renders one face per pixel (only texture sliding moves a fit).
     """
 
     lr: float = 0.1
@@ -77,6 +80,7 @@ class FitConfig:
     smoothness: float = 0.0
     raster_every: int = 8
     raster_shift: float = 0.5
+    antialias: bool = True
 
     def __post_init__(self) -> None:
         if not (self.lr > 0 and self.lr_rotation > 0 and self.lr_translation > 0):
@@ -194,8 +198,8 @@ def _hmc_cameras(target: HMCTarget, pose: tuple[torch.Tensor, torch.Tensor] | No
     return compose_headset(target.rig_R, target.rig_t, hR, ht)
 
 
-def _predict(avatar: Avatar, target, z: torch.Tensor, pose=None,
-             cache: FaceCache | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _predict(avatar: Avatar, target, z: torch.Tensor, pose=None, cache: FaceCache | None = None,
+             antialias: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The target's view of codes ``z``: images ``(B, C, ch, H, W)`` or keypoints ``(B, N, 2)``,
     and the normalised vertices (``None`` for keypoints)."""
     if isinstance(target, KeypointTarget):
@@ -203,10 +207,11 @@ def _predict(avatar: Avatar, target, z: torch.Tensor, pose=None,
     if isinstance(target, HMCTarget):
         R, t = _hmc_cameras(target, pose)
         w = torch.tensor(target.ir_weights, dtype=z.dtype, device=z.device)
-        out = avatar.render_views(z, target.K, R, t, target.image_size, channel_weights=w, cache=cache)
-        return out.image * out.mask + target.background * (1 - out.mask), out.verts
+        out = avatar.render_views(z, target.K, R, t, target.image_size, channel_weights=w,
+                                  background=target.background, antialias=antialias, cache=cache)
+        return out.image, out.verts
     out = avatar.render_views(z, target.K[:, None], target.R[:, None], target.t[:, None], target.image_size,
-                              target.head_R, target.head_t, cache=cache)
+                              target.head_R, target.head_t, antialias=antialias, cache=cache)
     return out.image, out.verts
 
 
@@ -275,7 +280,9 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
     # just those: stopped frames are no longer rendered (rebuilt when a frame stops).
     rows = sub_target = sub_params = sub_previous = None
 
-    def restrict(index: torch.Tensor) -> None:
+    def restrict(index: torch.Tensor, kept: torch.Tensor | None = None, num_frames: int = 0) -> None:
+        # ``kept``: the positions of ``index``'s frames among the frames fitted so far, whose
+        # kept faces carry over (each frame's rasterisations stay those of a fit of it alone).
         nonlocal rows, sub_target, sub_params, sub_previous
         full = index.numel() == B
         rows = None if full else index.to(z.device)
@@ -283,14 +290,17 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
         sub_params = params if full else PriorParams(
             params.mu[rows], params.log_sigma[rows], None if params.h is None else params.h[rows])
         sub_previous = previous if (previous is None or full) else previous[rows]
-        cache.clear()
+        if kept is None:
+            cache.clear()
+        else:
+            cache.keep_frames(kept.to(z.device), num_frames)
 
     def objective() -> tuple[torch.Tensor, torch.Tensor]:
         zz = z if rows is None else z[rows]
         pose = None
         if aa is not None:
             pose = params_to_pose(aa, tt) if rows is None else params_to_pose(aa[rows], tt[rows])
-        pred, _ = _predict(avatar, sub_target, zz, pose, cache)
+        pred, _ = _predict(avatar, sub_target, zz, pose, cache, config.antialias)
         data = _data_term(avatar, sub_target, pred)
         total = data
         if config.lambda_latent > 0:
@@ -352,14 +362,15 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
             if aa is not None:
                 aa[frozen], tt[frozen] = best_aa[frozen], best_tt[frozen]
         if not torch.equal(active, fitted):
+            kept, before = active[fitted].nonzero()[:, 0], int(fitted.sum())
             fitted = active.clone()
-            restrict(fitted.nonzero()[:, 0])
+            restrict(fitted.nonzero()[:, 0], kept, before)
         if progress is not None:
             progress(step + 1, int(active.sum()))
     pose = params_to_pose(best_aa, best_tt) if best_aa is not None else None
     with torch.no_grad():
-        pred, verts_n = _predict(avatar, target, best_z, pose)
-        init_pred, _ = _predict(avatar, target, start)
+        pred, verts_n = _predict(avatar, target, best_z, pose, antialias=config.antialias)
+        init_pred, _ = _predict(avatar, target, start, antialias=config.antialias)
         verts = avatar.geometry(best_z) if verts_n is None else verts_n * avatar.vert_std + avatar.vert_mean
     result = FitResult(
         names=target.names, z=best_z.detach(), z_init=start.detach(),

@@ -13,9 +13,12 @@ import torch
 
 from ..errors import ShapeError
 
-__all__ = ["check_cameras", "to_pytorch3d", "project_points", "camera_centers", "look_at"]
+__all__ = ["NEAR_PLANE", "check_cameras", "to_pytorch3d", "project_points", "camera_centers", "look_at"]
 
 _MIN_DEPTH = 1e-4  # smallest depth divided by in projections (world units, mm)
+# The renderers' near plane (mm): a face with a vertex at this depth or closer to the camera
+# is not drawn, by either rasteriser (an HMC camera sits tens of mm from the face).
+NEAR_PLANE = 1.0
 
 
 def check_cameras(K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, batch: int | None = None) -> int:

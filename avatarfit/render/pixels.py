@@ -18,7 +18,8 @@ import torch
 
 from ..errors import ShapeError
 
-__all__ = ["PixelFaces", "pixel_faces", "unpack_faces", "sample_texture", "scatter_pixels", "to_fragments"]
+__all__ = ["PixelFaces", "flat_to_images", "pixel_faces", "unpack_faces", "sample_texture", "scatter_flat",
+           "to_fragments"]
 
 
 @dataclass(frozen=True)
@@ -171,14 +172,19 @@ def sample_texture(texture: torch.Tensor, verts_uvs: torch.Tensor, faces_uvs: to
     return top + (bottom - top) * fy
 
 
-def scatter_pixels(values: torch.Tensor, pf: PixelFaces, background: torch.Tensor) -> torch.Tensor:
-    """Covered pixels' ``values (N, C)`` into images ``(B, C, H, W)`` over ``background``
-    (``(C,)`` or ``(1,)``) where no face is."""
+def scatter_flat(values: torch.Tensor, pf: PixelFaces, background: torch.Tensor) -> torch.Tensor:
+    """Covered pixels' ``values (N, C)`` into pixel-major ``(B * H * W, C)`` over
+    ``background`` (``(C,)`` or ``(1,)``) where no face is."""
     B, H, W = pf.pix_to_face.shape
     C = values.shape[1]
     out = background.to(values).reshape(1, -1).expand(B * H * W, C)
-    out = out.index_put((pf.index,), values)
-    return out.view(B, H, W, C).permute(0, 3, 1, 2).contiguous()
+    return out.index_put((pf.index,), values)
+
+
+def flat_to_images(flat: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """Pixel-major ``(B * H * W, C)`` -> images ``(B, C, H, W)`` for ``shape = (B, H, W)``."""
+    B, H, W = shape
+    return flat.view(B, H, W, flat.shape[1]).permute(0, 3, 1, 2).contiguous()
 
 
 def to_fragments(pf: PixelFaces, num_faces: int, dists: torch.Tensor | None = None):

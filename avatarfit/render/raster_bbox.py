@@ -17,9 +17,15 @@ import torch
 from ..errors import ShapeError
 from .pixels import pixel_faces, to_fragments, unpack_faces
 
-__all__ = ["face_per_pixel", "rasterize_screen"]
+__all__ = ["drawn_faces", "face_per_pixel", "rasterize_screen"]
 
-_EPS_AREA = 1e-10
+# A face is a sliver, and not drawn, when its height is below this fraction of its longest
+# edge (twice its area below SLIVER x longest edge squared): its barycentric gradients grow
+# as 1 / height, and float32 cannot tell on which side of it a pixel centre lies.
+SLIVER = 1e-4
+# PyTorch3D skips faces whose twice-area in NDC units (2 / min(H, W) per pixel) is below
+# 1e-8; the same floor is applied here so that both rasterisers draw the same faces.
+_P3D_MIN_AREA_NDC = 1e-8
 
 
 def _edge(ax, ay, bx, by, px, py):
@@ -43,27 +49,60 @@ def _point_segment_dist2(px, py, ax, ay, bx, by):
     return ex * ex + ey * ey
 
 
+@torch.no_grad()
+def drawn_faces(verts_screen: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int],
+                near: float = 0.0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which faces a rasteriser draws in each image (the same rule for both backends).
+
+    A face is drawn when its three vertices are finite and lie beyond the near plane
+    (depth ``> near``; faces that reach it are culled whole, not clipped), and it is not a
+    sliver (height at least :data:`SLIVER` times its longest edge) nor smaller than
+    PyTorch3D's area floor.
+
+    Args:
+        verts_screen: ``(B, V, 3)`` pixel ``u``, ``v`` and camera depth; faces: ``(F, 3)``.
+        image_size: ``(H, W)``; near: the near plane's depth.
+
+    Returns:
+        ``drawn (B, F)`` bool and ``area (B, F)`` twice the signed screen area (its sign
+        is the face's winding on screen: which side the viewer sees).
+    """
+    tri = verts_screen[:, faces]  # (B, F, 3, 3)
+    x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
+    area = _edge(x[..., 0], y[..., 0], x[..., 1], y[..., 1], x[..., 2], y[..., 2])
+    ex, ey = x - x.roll(1, -1), y - y.roll(1, -1)
+    longest2 = (ex * ex + ey * ey).amax(-1)
+    floor = _P3D_MIN_AREA_NDC * (min(int(image_size[0]), int(image_size[1])) / 2.0) ** 2
+    drawn = ((z > near).all(-1) & torch.isfinite(tri).flatten(2).all(-1)
+             & (area.abs() > torch.clamp(SLIVER * longest2, min=floor)))
+    return drawn, area
+
+
 def face_per_pixel(verts_screen: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, int], *,
-                   max_candidates: int = 1 << 22, cull_backfaces: bool = False,
-                   edge_tolerance: float = 0.0) -> torch.Tensor:
+                   max_candidates: int = 1 << 22, edge_tolerance: float = 0.0, near: float = 0.0,
+                   drawn: torch.Tensor | None = None) -> torch.Tensor:
     """The hard test alone: which face covers each pixel (options as :func:`rasterize_screen`).
 
     Args:
         verts_screen: ``(B, V, 3)`` pixel ``u``, ``v`` and camera depth; faces: ``(F, 3)``.
         image_size: ``(H, W)``.
+        drawn: ``(B, F)`` the faces to draw, when already known (:func:`drawn_faces`).
 
     Returns:
         ``(B, H, W)`` int64 face index in ``[0, F)`` (not packed), -1 where empty.
     """
     H, W = int(image_size[0]), int(image_size[1])
     B, Fn = verts_screen.shape[0], faces.shape[0]
-    packed = _coverage(verts_screen.detach(), faces, H, W, max_candidates, cull_backfaces, edge_tolerance)
+    vs = verts_screen.detach()
+    if drawn is None:
+        drawn, _ = drawn_faces(vs, faces, (H, W), near)
+    packed = _coverage(vs, faces, drawn, H, W, max_candidates, edge_tolerance)
     return unpack_faces(packed, Fn).view(B, H, W)
 
 
 @torch.no_grad()
 def _coverage(
-    vs: torch.Tensor, faces: torch.Tensor, H: int, W: int, max_candidates: int, cull_backfaces: bool,
+    vs: torch.Tensor, faces: torch.Tensor, drawn: torch.Tensor, H: int, W: int, max_candidates: int,
     edge_tolerance: float,
 ) -> torch.Tensor:
     """Winning packed face index per pixel, ``(B * H * W,)`` int64, -1 where empty (no grad)."""
@@ -72,11 +111,7 @@ def _coverage(
     tri = vs[:, faces].reshape(B * F, 3, 3)
     x, y, z = tri[..., 0], tri[..., 1], tri[..., 2]
     area = _edge(x[:, 0], y[:, 0], x[:, 1], y[:, 1], x[:, 2], y[:, 2])
-    valid = (z > 0).all(-1) & torch.isfinite(tri).flatten(1).all(-1) & (area.abs() > _EPS_AREA)
-    if cull_backfaces:
-        # With y down, a face whose vertices run counter-clockwise on screen (as seen by
-        # the viewer) has negative signed area here: that is a front face.
-        valid &= area < 0
+    valid = drawn.reshape(B * F).clone()  # narrowed below; the caller keeps its own
     # Pixel j is sampled at j + 0.5: it is a candidate when xmin <= j + 0.5 <= xmax.
     i0 = torch.ceil(x.min(-1).values - 0.5).clamp(min=0)
     i1 = torch.floor(x.max(-1).values - 0.5).clamp(max=W - 1)
@@ -172,23 +207,24 @@ def rasterize_screen(
     image_size: tuple[int, int],
     *,
     max_candidates: int = 1 << 22,
-    cull_backfaces: bool = False,
     edge_tolerance: float = 0.0,
+    near: float = 0.0,
 ):
     """Rasterise triangles given in pixel coordinates.
 
     Args:
         verts_screen: ``(B, V, 3)``: pixel ``u`` (right), ``v`` (down), camera depth ``z``.
-            Faces with a vertex at ``z <= 0`` are skipped (no clipping).
+            Faces with a vertex at ``z <= near`` are skipped whole (no clipping), and so
+            are slivers (see :func:`drawn_faces`).
         faces: ``(F, 3)`` int64 vertex indices shared by the batch.
         image_size: ``(H, W)``.
         max_candidates: bound on (face, pixel) pairs tested at once (memory).
-        cull_backfaces: skip faces seen from behind (clockwise on screen).
         edge_tolerance: 0 (default) covers pixels strictly inside a face, as PyTorch3D
             does; a small positive value also covers pixels on (or within this barycentric
             margin of) an edge, ties going to the lowest face index. UV-space
             rasterisation uses it so texels on shared edges and on the UV border belong
             to a face.
+        near: the near plane's depth (``z`` units).
 
     Returns:
         ``pytorch3d.renderer.mesh.rasterizer.Fragments`` with
@@ -209,7 +245,7 @@ def rasterize_screen(
     F = faces.shape[0]
 
     pf = pixel_faces(verts_screen, faces, face_per_pixel(verts_screen, faces, (H, W), max_candidates=max_candidates,
-                                                         cull_backfaces=cull_backfaces, edge_tolerance=edge_tolerance))
+                                                         edge_tolerance=edge_tolerance, near=near))
     # PyTorch3D's dists: the signed squared distance to the nearest edge, in NDC units.
     item = torch.div(pf.index, H * W, rounding_mode="floor")
     tri = verts_screen[item.unsqueeze(1), faces[pf.face]]  # (N, 3, 3), differentiable

@@ -26,9 +26,11 @@ from typing import Any
 import torch
 
 from ..errors import ShapeError
-from .cameras import check_cameras, project_points, to_pytorch3d
-from .pixels import PixelFaces, pixel_faces, sample_texture, scatter_pixels, to_fragments, unpack_faces
-from .raster_bbox import face_per_pixel, rasterize_screen
+from .antialias import antialias as antialias_edges
+from .antialias import face_neighbours, silhouette_edges
+from .cameras import NEAR_PLANE, check_cameras, project_points, to_pytorch3d
+from .pixels import PixelFaces, flat_to_images, pixel_faces, sample_texture, scatter_flat, to_fragments, unpack_faces
+from .raster_bbox import drawn_faces, face_per_pixel, rasterize_screen
 
 __all__ = ["BACKENDS", "FaceCache", "RenderOutput", "coverage", "rasterize", "render_textured", "resolve_backend"]
 
@@ -65,9 +67,11 @@ def rasterize(
     image_size: tuple[int, int],
     *,
     backend: str = "auto",
-    cull_backfaces: bool = False,
 ):
     """Rasterise a batch of meshes that share ``faces``, one camera per mesh.
+
+    Both backends draw the same faces (:func:`~avatarfit.render.raster_bbox.drawn_faces`):
+    none that reaches the near plane (:data:`~avatarfit.render.cameras.NEAR_PLANE`), no sliver.
 
     Args:
         verts: ``(B, V, 3)`` world vertices.
@@ -84,32 +88,40 @@ def rasterize(
     check_cameras(K, R, t, batch=verts.shape[0])
     faces = faces.to(verts.device).long()
     backend = resolve_backend(backend, verts.device)
+    screen = project_points(verts, K, R, t, image_size)
     if backend == "bbox":
-        screen = project_points(verts, K, R, t, image_size)
-        return rasterize_screen(screen, faces, image_size, cull_backfaces=cull_backfaces)
+        return rasterize_screen(screen, faces, image_size, near=NEAR_PLANE)
+    drawn, _ = drawn_faces(screen.detach(), faces, image_size, NEAR_PLANE)
+    return _pytorch3d_rasterize(verts, faces, drawn, K, R, t, image_size)
+
+
+def _pytorch3d_rasterize(verts, faces, drawn, K, R, t, image_size):
+    """PyTorch3D's hard rasteriser on the faces ``drawn (B, F)``: the others become
+    degenerate (one vertex three times, which it skips), so face indices keep their meaning."""
     from pytorch3d.renderer import MeshRasterizer, RasterizationSettings
     from pytorch3d.structures import Meshes
 
-    meshes = Meshes(verts=verts, faces=faces.unsqueeze(0).expand(verts.shape[0], -1, -1))
+    per_mesh = torch.where(drawn.unsqueeze(-1), faces.unsqueeze(0), faces[:1, :1])  # (B, F, 3)
+    if verts.dtype != torch.float32:  # PyTorch3D's cameras and kernels are float32 only
+        verts, K, R, t = verts.float(), K.float(), R.float(), t.float()
+    meshes = Meshes(verts=verts, faces=per_mesh)
     settings = RasterizationSettings(
         image_size=(int(image_size[0]), int(image_size[1])),
         blur_radius=0.0,
         faces_per_pixel=1,
-        cull_backfaces=cull_backfaces,
         bin_size=None if verts.is_cuda else 0,
     )
     return MeshRasterizer(cameras=to_pytorch3d(K, R, t, image_size), raster_settings=settings)(meshes)
 
 
-def _faces_of_pixels(verts: torch.Tensor, screen: torch.Tensor, faces: torch.Tensor, K: torch.Tensor,
-                     R: torch.Tensor, t: torch.Tensor, image_size: tuple[int, int], backend: str,
-                     cull_backfaces: bool) -> torch.Tensor:
+def _faces_of_pixels(verts: torch.Tensor, screen: torch.Tensor, faces: torch.Tensor, drawn: torch.Tensor,
+                     K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, image_size: tuple[int, int],
+                     backend: str) -> torch.Tensor:
     """The hard test of either backend: ``(B, H, W)`` face index (not packed), -1 where empty."""
     if backend == "bbox":
-        return face_per_pixel(screen.detach(), faces, image_size, cull_backfaces=cull_backfaces)
+        return face_per_pixel(screen.detach(), faces, image_size, drawn=drawn)
     with torch.no_grad():
-        packed = rasterize(verts.detach(), faces, K, R, t, image_size, backend=backend,
-                           cull_backfaces=cull_backfaces).pix_to_face[..., 0]
+        packed = _pytorch3d_rasterize(verts.detach(), faces, drawn, K, R, t, image_size).pix_to_face[..., 0]
     return unpack_faces(packed, faces.shape[0])
 
 
@@ -149,8 +161,34 @@ class FaceCache:
         self.reused = 0
         self.clear()
 
+    def neighbours(self, faces: torch.Tensor, faces_id: tuple) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`~avatarfit.render.antialias.face_neighbours` of ``faces``, computed once per mesh topology."""
+        if self._adjacency is None or self._adjacency[0] != faces_id:
+            self._adjacency = (faces_id, face_neighbours(faces))
+        return self._adjacency[1]
+
+    def keep_frames(self, frames: torch.Tensor, num_frames: int) -> None:
+        """Keep only the images of ``frames (M,)``, indices into the ``num_frames`` frames of
+        the batch rendered so far (each frame the same number of consecutive images), for a
+        batch that drops frames: their kept faces and counters go on as if the others had
+        never been rendered."""
+        if self._pix_to_face is None or self._key is None:
+            return
+        n = self._pix_to_face.shape[0]
+        if num_frames < 1 or n % num_frames:
+            raise ValueError(f"keep_frames: {n} kept images are not {num_frames} frames of equal size")
+        per = n // num_frames
+        images = (frames.view(-1, 1) * per + torch.arange(per, device=frames.device)).reshape(-1)
+        self._pix_to_face = self._pix_to_face[images]
+        self._screen = self._screen[images]
+        self._watch = self._watch[images]
+        self._uses = self._uses[images]
+        shape = (images.numel(),) + tuple(self._key[0][1:])
+        self._key = (shape,) + tuple(self._key[1:])
+
     def clear(self) -> None:
         """Forget the kept faces (the next rendering rasterises every image)."""
+        self._adjacency: tuple | None = None
         self._screen: torch.Tensor | None = None
         self._pix_to_face: torch.Tensor | None = None
         self._watch: torch.Tensor | None = None
@@ -202,7 +240,8 @@ class RenderOutput:
 
     Attributes:
         image: ``(B, C, H, W)`` in [0, 1] (C = texture channels), background where empty.
-        mask: ``(B, 1, H, W)`` 1 where a face covers the pixel, else 0.
+        mask: ``(B, 1, H, W)`` coverage: 1 where a face covers the pixel, 0 where none, and
+            with antialiasing the covered fraction on outline pixels (differentiable).
         pixels: the covered pixels' faces, barycentrics and depth (:class:`PixelFaces`).
         num_faces: F, the meshes' face count.
     """
@@ -256,10 +295,17 @@ def render_textured(
     *,
     backend: str = "auto",
     background: float | tuple[float, ...] = 0.0,
-    cull_backfaces: bool = False,
+    antialias: bool = True,
     cache: FaceCache | None = None,
 ) -> RenderOutput:
     """Render textured meshes, one camera each; differentiable in verts, texture, K, R, t.
+
+    With ``antialias`` (the default) the pixels on both sides of every silhouette and
+    occlusion edge are blended by where the edge crosses them
+    (:mod:`avatarfit.render.antialias`), so the image and the mask are continuous functions
+    of the vertices at outlines too and their gradients say where an outline should move;
+    without it each pixel shows one face or the background (what data generation and
+    metrics use), and only texture sliding inside faces moves a fit.
 
     Args:
         verts: ``(B, V, 3)`` world vertices.
@@ -270,11 +316,13 @@ def render_textured(
         K, R, t: ``(B, 3, 3)``, ``(B, 3, 3)``, ``(B, 3)`` OpenCV cameras.
         image_size: ``(H, W)``.
         backend: rasteriser, see :func:`rasterize`.
-        background: scalar or per-channel value of empty pixels.
+        background: scalar or per-channel value of empty pixels (outlines blend into it).
+        antialias: blend silhouette edges (differentiable outlines).
         cache: a :class:`FaceCache` to keep each pixel's face between calls (fitting).
 
     Returns:
-        :class:`RenderOutput`.
+        :class:`RenderOutput`; its ``mask`` is the antialiased coverage in [0, 1] (the hard
+        one is ``pixels.mask``).
 
     Example:
         >>> out = render_textured(verts, faces, uvs, fuvs, tex, K, R, t, (128, 96))  # doctest: +SKIP
@@ -292,23 +340,41 @@ def render_textured(
     check_cameras(K, R, t, batch=B)
     device = verts.device
     bg = torch.as_tensor(background, dtype=verts.dtype, device=device).reshape(-1)
-    if bg.numel() not in (1, texture.shape[1]):
-        raise ShapeError(f"background: expected 1 or {texture.shape[1]} values, got {bg.numel()}")
+    C = texture.shape[1]
+    if bg.numel() not in (1, C):
+        raise ShapeError(f"background: expected 1 or {C} values, got {bg.numel()}")
     faces_id = (faces.data_ptr(), tuple(faces.shape), faces.dtype, faces.device)  # before any conversion
     faces = faces.to(device).long()
     backend = resolve_backend(backend, device)
     H, W = int(image_size[0]), int(image_size[1])
     screen = project_points(verts, K, R, t, (H, W))
-    key = (tuple(screen.shape), H, W, backend, cull_backfaces, faces_id)
+    drawn, area = drawn_faces(screen.detach(), faces, (H, W), NEAR_PLANE)
+    key = (tuple(screen.shape), H, W, backend, faces_id)
 
     def rasterise(index: torch.Tensor | None) -> torch.Tensor:
         if index is None:
-            return _faces_of_pixels(verts, screen, faces, K, R, t, (H, W), backend, cull_backfaces)
-        return _faces_of_pixels(verts[index], screen[index], faces, K[index], R[index], t[index], (H, W), backend,
-                                cull_backfaces)
+            return _faces_of_pixels(verts, screen, faces, drawn, K, R, t, (H, W), backend)
+        return _faces_of_pixels(verts[index], screen[index], faces, drawn[index], K[index], R[index], t[index],
+                                (H, W), backend)
 
-    pix_to_face = rasterise(None) if cache is None else cache.faces(screen, key, rasterise)
+    if cache is None:
+        pix_to_face = rasterise(None)
+    else:
+        # Kept faces that are no longer drawn (they reached the near plane, became slivers)
+        # are dropped at once rather than at the next rasterisation.
+        kept = cache.faces(screen, key, rasterise)
+        items = torch.arange(B, device=device).view(B, 1, 1) * faces.shape[0]
+        pix_to_face = torch.where(drawn.reshape(-1)[(kept + items).clamp(min=0)] & (kept >= 0), kept, -1)
     pf = pixel_faces(screen, faces, pix_to_face)
     colors = sample_texture(texture, verts_uvs.to(device), faces_uvs.to(device).long(), pf)
-    image = scatter_pixels(colors, pf, bg)
-    return RenderOutput(image=image, mask=pf.mask, pixels=pf, num_faces=faces.shape[0])
+    flat = scatter_flat(colors, pf, bg)
+    if not antialias:
+        return RenderOutput(image=flat_to_images(flat, (B, H, W)), mask=pf.mask, pixels=pf, num_faces=faces.shape[0])
+    covered = torch.zeros(B * H * W, 1, dtype=flat.dtype, device=device).index_fill_(0, pf.index, 1.0)
+    depth = torch.full((B * H * W,), float("inf"), dtype=flat.dtype, device=device)
+    depth = depth.index_put_((pf.index,), pf.depth.detach()).view(B, H, W)
+    neighbour, opposite = face_neighbours(faces) if cache is None else cache.neighbours(faces, faces_id)
+    silhouette = silhouette_edges(area, drawn, neighbour, opposite)
+    both = antialias_edges(torch.cat([flat, covered], 1), pix_to_face, depth, screen, faces, silhouette, neighbour)
+    return RenderOutput(image=flat_to_images(both[:, :C], (B, H, W)), mask=flat_to_images(both[:, C:], (B, H, W)),
+                        pixels=pf, num_faces=faces.shape[0])

@@ -185,7 +185,7 @@ def generate_capture(
                 r = render_textured(
                     v_world.expand(n, -1, -1), faces, subject.verts_uvs, subject.faces_uvs,
                     tex.expand(n, -1, -1, -1), K[sl], R[sl], t[sl], (H, W),
-                    backend=config.backend, background=config.background,
+                    backend=config.backend, background=config.background, antialias=False,
                 )
                 photos.append(r.image)
                 depths.append(r.depth)

@@ -258,7 +258,8 @@ def render_hmc_views(
     n = K.shape[0]
     vb = verts.unsqueeze(0).expand(n, -1, -1)
     out = render_textured(vb, faces, verts_uvs, faces_uvs, texture.unsqueeze(0).expand(n, -1, -1, -1),
-                          K, R, t, config.views_size, backend=config.backend, background=0.0)
+                          K, R, t, config.views_size, backend=config.backend, background=0.0,
+                          antialias=False)
     grey = to_infrared(out.image, config.ir_weights) * out.mask
     if config.augment and gen is not None:
         normals = _pixel_normals(out.fragments, faces, vertex_normals(vb, faces), R) * out.mask

@@ -131,7 +131,8 @@ def test_sampling_equals_pytorch3d_textures_uv(backend):
 
     verts, faces, vuv, fuv, tex, K, R, t, size = _head_scene()
     ours_tex = tex.clone().requires_grad_(True)
-    ours = render_textured(verts, faces, vuv, fuv, ours_tex, K, R, t, size, backend=backend, background=0.25)
+    ours = render_textured(verts, faces, vuv, fuv, ours_tex, K, R, t, size, backend=backend, background=0.25,
+                           antialias=False)
     ref_tex = tex.clone().requires_grad_(True)
     B = verts.shape[0]
     frags = MeshRasterizer(cameras=to_pytorch3d(K, R, t, size), raster_settings=RasterizationSettings(
@@ -167,6 +168,9 @@ def test_a_face_cache_reuses_faces_until_the_vertices_move_or_every_calls():
     assert (cache.rasterised, cache.reused) == (2, 4)
     same = kept.pixels.pix_to_face == fresh.pixels.pix_to_face
     assert same.float().mean() > 0.95
+    # Antialiasing blends a pixel with its four neighbours: compare where they agree too.
+    pad = torch.nn.functional.pad(same, (1, 1, 1, 1), value=True)
+    same = same & pad[:, :-2, 1:-1] & pad[:, 2:, 1:-1] & pad[:, 1:-1, :-2] & pad[:, 1:-1, 2:]
     torch.testing.assert_close(kept.image[same[:, None].expand_as(kept.image)],
                                fresh.image[same[:, None].expand_as(kept.image)])
     render_textured(nudged, faces, vuv, fuv, tex, K, R, t, size, cache=cache)  # the fourth call: `every` is 3
