@@ -66,7 +66,7 @@ def test_gradient_reaches_vertices_and_camera_through_projection():
     assert v.grad.abs().sum() > 0 and t.grad.abs().sum() > 0
 
 
-def test_faces_behind_camera_and_empty_views():
+def test_faces_behind_camera_and_off_screen_are_empty():
     screen = torch.tensor([[[1.0, 1.0, -5.0], [10.0, 1.0, 5.0], [1.0, 10.0, 5.0]]])
     frags = rasterize_screen(screen, torch.tensor([[0, 1, 2]]), (12, 12))
     assert (frags.pix_to_face == -1).all()
@@ -94,3 +94,55 @@ def test_bad_shapes():
         rasterize(v, f, K, R, t, (8, 8))
     with pytest.raises(ValueError, match="backend: expected one of"):
         rasterize(v, f, K[:1], R[:1], t[:1], (8, 8), backend="opengl")
+
+
+def _one_face(v3, z=50.0):
+    """A face with two vertices at depth ``z`` in front of a 64 x 48 camera and a third at ``v3``."""
+    K = torch.tensor([[[100.0, 0.0, 32.0], [0.0, 100.0, 24.0], [0.0, 0.0, 1.0]]])
+    return torch.tensor([[[-5.0, -5.0, z], [5.0, -5.0, z], v3]]), torch.tensor([[0, 1, 2]]), K
+
+
+@pytest.mark.parametrize("v3", [[0.0, 5.0, 0.5], [0.0, 5.0, 1e-5], [0.0, 5.0, -10.0], [0.0, 50.0, -1.0]])
+def test_faces_reaching_the_near_plane_are_culled_alike_by_both_backends(v3):
+    """A face with a vertex at or in front of the near plane (1 mm; HMC cameras sit tens of
+    mm from the face) is not drawn, by either backend: before, a vertex at 0 < z <= 1e-4 was
+    projected with a clamped depth by one backend and not by the other, and faces with a
+    vertex between 0 and 1 mm were drawn."""
+    from avatarfit.render.cameras import NEAR_PLANE
+
+    verts, faces, K = _one_face(v3)
+    R, t = torch.eye(3)[None], torch.zeros(1, 3)
+    for backend in ("bbox", "pytorch3d"):
+        assert int((rasterize(verts, faces, K, R, t, (48, 64), backend=backend).pix_to_face >= 0).sum()) == 0, backend
+    beyond = verts.clone()
+    beyond[0, 2, 2] = NEAR_PLANE * 1.5
+    counts = [int((rasterize(beyond, faces, K, R, t, (48, 64), backend=b).pix_to_face >= 0).sum())
+              for b in ("bbox", "pytorch3d")]
+    assert counts[0] == counts[1] > 0
+
+
+def test_slivers_and_specks_are_not_drawn_by_either_backend():
+    """A sliver whose height is a millionth of its length, through a row of pixel centres:
+    its barycentric gradients would be ~1e6 per pixel of motion; and a speck smaller than
+    PyTorch3D's area floor, which that backend skipped and this one drew."""
+    from avatarfit.render.raster_bbox import drawn_faces
+
+    K = torch.tensor([[[100.0, 0, 32], [0, 100.0, 32], [0, 0, 1]]])
+    R, t = torch.eye(3)[None], torch.zeros(1, 3)
+
+    def world(u, v, z=100.0):
+        return [(u - 32) * z / 100, (v - 32) * z / 100, z]
+
+    sliver = torch.tensor([[world(20.0, 32.5 - 5e-6), world(40.0, 32.5 - 5e-6), world(30.0, 32.5 + 5e-6)]])
+    speck = torch.tensor([[world(30.5 - 1e-3, 30.5 - 1e-3), world(30.5 + 1e-3, 30.5 - 1e-3), world(30.5, 30.5 + 1e-3)]])
+    healthy = torch.tensor([[world(20.0, 30.0), world(40.0, 30.0), world(30.0, 35.0)]])
+    f = torch.tensor([[0, 1, 2]])
+    for verts, drawn in ((sliver, False), (speck, False), (healthy, True)):
+        for backend in ("bbox", "pytorch3d"):
+            covered = int((rasterize(verts, f, K, R, t, (64, 64), backend=backend).pix_to_face >= 0).sum())
+            assert (covered > 0) == drawn, (verts, backend)
+    from avatarfit.render import project_points
+
+    ok, _ = drawn_faces(project_points(torch.cat([sliver, speck, healthy]), K.expand(3, -1, -1),
+                                       R.expand(3, -1, -1), t.expand(3, -1), (64, 64)), f, (64, 64))
+    assert ok[:, 0].tolist() == [False, False, True]
