@@ -4,7 +4,8 @@
 1. Seconds per frame at the paper's 200 Adam steps (no early stopping), by batch size,
    for the default fit (each pixel's face kept between steps, ``raster_every=8``), for
    the rasteriser's hard test run every step (``raster_every=1``, the previous code
-   path's rasterisation schedule) and for PyTorch3D's rasteriser (``backend=pytorch3d``,
+   path's rasterisation schedule), with antialiasing off (hard outlines, the cost before
+   issue 19; the target there: antialiasing costs at most 25 % more) and for PyTorch3D's rasteriser (``backend=pytorch3d``,
    every step; slow on a CPU, so only at the smallest batch unless ``--reference-all``).
    All 200 steps are timed by default (vertices move most in the first steps, so the
    kept faces are rasterised again most often there: a shorter ``--steps`` scaled to 200
@@ -40,7 +41,8 @@ from avatarfit.fit import FitConfig, TargetSource, fit
 from avatarfit.fit.job import heldout_frames
 
 PAPER_STEPS = 200
-SCHEDULES = {"kept faces (raster_every=8)": {}, "every step (raster_every=1)": {"raster_every": 1}}
+SCHEDULES = {"kept faces (raster_every=8)": {}, "every step (raster_every=1)": {"raster_every": 1},
+             "kept faces, hard outlines (antialias off)": {"antialias": False}}
 
 
 def _sync(device: torch.device) -> None:
@@ -85,8 +87,8 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; run {args.run}")
     print(f"\n1. seconds per frame at {PAPER_STEPS} steps (median of {args.repeats}; {args.steps} timed steps scaled)\n")
     names = list(SCHEDULES) + ["PyTorch3D rasteriser, every step"]
-    print("| batch | " + " | ".join(names) + " | every step / kept | PyTorch3D / kept |")
-    print("|---|" + "---|" * (len(names) + 2))
+    print("| batch | " + " | ".join(names) + " | every step / kept | antialiased / hard | PyTorch3D / kept |")
+    print("|---|" + "---|" * (len(names) + 3))
     for batch in args.batches:
         refs = [frames[i % len(frames)] for i in range(batch)]
         avatar = Avatar.load(args.run).to(device)
@@ -103,7 +105,8 @@ def main() -> None:
         kept = row[names[0]]
         cells = [f"{row[n]:.3f}" if n in row else "-" for n in names]
         ratio3 = f"{row[names[-1]] / kept:.1f}x" if names[-1] in row else "-"
-        print(f"| {batch} | " + " | ".join(cells) + f" | {row[names[1]] / kept:.2f}x | {ratio3} |", flush=True)
+        print(f"| {batch} | " + " | ".join(cells) + f" | {row[names[1]] / kept:.2f}x | {kept / row[names[2]]:.2f}x | "
+              f"{ratio3} |", flush=True)
 
     avatar = Avatar.load(args.run).to(device)
     refs = heldout_frames(avatar, Path(args.run), cap)

@@ -4,8 +4,9 @@ PyTorch3D's MeshRasterizer, on the same ~11k-face procedural head, in one run.
 
 Prints the median of --repeats timed runs (after one warm-up) for rasterisation alone
 (forward, no grad) and for a textured render with backward (vertices and texture),
-and the ratio PyTorch3D / bbox. Targets (issue 'Foundation'): >= 20x at 128^2 and
-256^2, >= 1.5x at 64^2.
+and the ratio PyTorch3D / bbox; then the textured render with backward with and without
+antialiased outlines on each backend, and their ratio. Targets (issue 'Foundation'):
+>= 20x at 128^2 and 256^2, >= 1.5x at 64^2; antialiasing (issue 19): <= 1.25x.
 
 usage: python benchmarks/bench_render.py [--sizes 64 128 256] [--repeats 5] [--device cpu]
 """
@@ -62,16 +63,22 @@ def main() -> None:
             with torch.no_grad():
                 rasterize(verts, faces, K, R, t, hw, backend=backend)
 
-        def render_backward(backend):
+        def render_backward(backend, antialias=True):
             v = verts.clone().requires_grad_(True)
             x = tex.clone().requires_grad_(True)
-            out = render_textured(v, faces, uvs, subject.faces_uvs.to(device), x, K, R, t, hw, backend=backend)
+            out = render_textured(v, faces, uvs, subject.faces_uvs.to(device), x, K, R, t, hw, backend=backend,
+                                  antialias=antialias)
             out.image.sum().backward()
 
         for name, fn in (("rasterise (forward)", raster), ("textured fwd+backward", render_backward)):
             t_p3d = _median_time(lambda: fn("pytorch3d"), args.repeats, device)
             t_bbox = _median_time(lambda: fn("bbox"), args.repeats, device)
             print(f"{size:>4}^2 {name:>26} {t_p3d:>14.4f} {t_bbox:>10.4f} {t_p3d / t_bbox:>7.1f}x")
+        for backend in ("bbox", "pytorch3d"):
+            hard = _median_time(lambda: render_backward(backend, False), args.repeats, device)
+            soft = _median_time(lambda: render_backward(backend, True), args.repeats, device)
+            print(f"{size:>4}^2 {'antialias ' + backend:>26}  hard {hard:.4f} s, antialiased {soft:.4f} s: "
+                  f"{soft / hard:.2f}x")
 
 
 if __name__ == "__main__":

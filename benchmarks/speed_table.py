@@ -75,7 +75,7 @@ def _setup(config_name: str, device: str, batch: int):
     eye = torch.eye(3, device=device).expand(batch, 3, 3).contiguous()
     views = torch.rand(batch, 3, 1, h, w, device=device)
     ih, iw = cfg.model.hmc.input_size
-    target = HMCTarget(views=views, masks=torch.ones_like(views), rig_R=rep(R), rig_t=rep(t), K=rep(K),
+    target = HMCTarget(views=views, rig_R=rep(R), rig_t=rep(t), K=rep(K),
                        headset_R=eye, headset_t=torch.zeros(batch, 3, device=device),
                        names=tuple(f"f{i}" for i in range(batch)),
                        observation=torch.rand(batch, 3, 1, ih, iw, device=device), background=0.1)

@@ -6,7 +6,8 @@ Per frame, the objective is
     E(z) = D(render(z), target) + lambda_L * (-log p(z | observation)) / L
 
 - D, images: over the pixels the target shows (every pixel of a frontal image, background
-  included; the mask of a masked one; the face masks of HMC views), the mean squared
+  included; the mask of a masked one; every pixel of HMC views, or their optional
+  ``valid`` mask), the mean squared
   error in units of the avatar's texture standard deviation (as training's image loss),
   summed over views. HMC renderings are converted to the target's infrared-like grey,
   with the target's background where no face is.
@@ -119,7 +120,9 @@ class FitResult:
             same with ``_init`` before fitting (with ground truth), ``kpt_px`` and
             ``kpt_px_init`` (keypoint targets), ``headset_deg``/``headset_mm`` and their
             ``_init`` (HMC targets whose truth has the headset pose: rotation angle and
-            translation distance to the true pose, after and before fitting).
+            translation distance to the true pose, after and before fitting), and
+            ``hmc_spill_px``, ``hmc_psnr``, ``hmc_psnr_face`` with their ``_init`` (HMC
+            targets whose truth has the views' face masks: :func:`hmc_metrics`).
         seconds: wall-clock time of the fit.
     """
 
@@ -221,7 +224,7 @@ def _data_term(avatar: Avatar, target, pred: torch.Tensor) -> torch.Tensor:
         v = target.visible.to(pred.dtype)
         return (((pred - target.points) ** 2).sum(-1) * v).sum(1) / v.sum(1)
     if isinstance(target, HMCTarget):
-        image, mask = target.views, target.masks
+        image, mask = target.views, target.valid
     elif isinstance(target, MaskedFrontalTarget):
         image, mask = target.image[:, None], target.mask[:, None]
     else:
@@ -386,7 +389,8 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
 @torch.no_grad()
 def render_frontal(avatar: Avatar, truth: GroundTruth, z: torch.Tensor) -> torch.Tensor:
     """Codes rendered in the ground truth's frontal camera: ``(B, 3, H, W)`` in [0, 1]."""
-    out = avatar.render(z, truth.K, truth.R, truth.t, truth.image_size, truth.head_R, truth.head_t)
+    out = avatar.render_views(z, truth.K[:, None], truth.R[:, None], truth.t[:, None], truth.image_size, truth.head_R,
+                              truth.head_t, antialias=False)  # as the photos are rendered: one face per pixel
     return out.image[:, 0].clamp(0, 1)
 
 
@@ -408,6 +412,8 @@ def _score(avatar: Avatar, target, result: FitResult, init_pred: torch.Tensor) -
                                                                   truth.headset_R, truth.headset_t)
         m["headset_deg_init"], m["headset_mm_init"] = (v.cpu() for v in start)
         m["headset_deg"], m["headset_mm"] = (v.cpu() for v in end)
+    if isinstance(target, HMCTarget) and truth.hmc_masks is not None:
+        m.update(hmc_metrics(avatar, target, result, init_pred))
     face = face_mask(avatar, truth)
     for suffix, z in (("", result.z), ("_init", result.z_init)):
         scores, img = frontal_metrics(avatar, truth, z, verts=None if suffix else result.verts, face=face)
@@ -416,6 +422,46 @@ def _score(avatar: Avatar, target, result: FitResult, init_pred: torch.Tensor) -
             result.frontal_init = img
         else:
             result.frontal = img
+
+
+def _views_psnr(pred: torch.Tensor, views: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """PSNR (dB) over all the views of each frame together: ``(B, C, 1, h, w)`` -> ``(B,)``."""
+    err = (pred.clamp(0, 1) - views) ** 2
+    if mask is None:
+        mse = err.flatten(1).mean(1)
+    else:
+        m = (mask > 0).to(err.dtype)
+        mse = (err * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
+    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+
+
+@torch.no_grad()
+def hmc_metrics(avatar: Avatar, target: HMCTarget, result: FitResult, init_pred: torch.Tensor) -> dict:
+    """How an HMC fit explains its views, scored with the views' true face masks (the
+    target's ``truth.hmc_masks``), after and before fitting (``_init``).
+
+    Returns:
+        ``{"hmc_spill_px", "hmc_psnr", "hmc_psnr_face"}`` and the same with ``_init``, each
+        ``(B,)`` on the CPU: pixels of the three views the fitted mesh covers outside the true
+        face (one face per pixel, at the fitted headset pose); PSNR of the fitted renderings
+        against the views over every pixel and over the true face pixels.
+    """
+    truth = target.truth
+    B, C = target.batch, target.views.shape[1]
+    size = target.image_size
+    out = {}
+    start_z = result.z_init
+    fitted_pose = None if result.headset_R is None else (result.headset_R, result.headset_t)
+    for suffix, z, pose, render in (("", result.z, fitted_pose, result.render), ("_init", start_z, None, init_pred)):
+        R, t = _hmc_cameras(target, pose)
+        verts = avatar.geometry(z)
+        cover = avatar.coverage(verts.repeat_interleave(C, 0), target.K.flatten(0, 1), R.flatten(0, 1),
+                                t.flatten(0, 1), size).view(B, C, 1, *size)
+        spill = (cover > 0) & ~(truth.hmc_masks > 0)
+        out[f"hmc_spill_px{suffix}"] = spill.flatten(1).sum(1).float().cpu()
+        out[f"hmc_psnr{suffix}"] = _views_psnr(render, target.views).cpu()
+        out[f"hmc_psnr_face{suffix}"] = _views_psnr(render, target.views, truth.hmc_masks).cpu()
+    return out
 
 
 def face_mask(avatar: Avatar, truth: GroundTruth) -> torch.Tensor:

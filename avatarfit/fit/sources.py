@@ -131,14 +131,12 @@ class TargetSource:
                                      torch.Generator().manual_seed(_frame_seed(seed, name)))
                      for i, name in enumerate(truth.names)]
             hR, ht = torch.cat([m[0] for m in moved]), torch.cat([m[1] for m in moved])
-        common["truth"] = dataclasses.replace(truth, headset_R=true_R, headset_t=true_t)
+        # The tool's face masks are ground truth (outline spill is scored with them); the fit
+        # scores every pixel of the views (antialiased outlines have gradients).
+        common["truth"] = dataclasses.replace(truth, headset_R=true_R, headset_t=true_t,
+                                              hmc_masks=torch.stack([s.masks for s in samples]))
         B = len(refs)
-        # Only the face pixels of the views are scored: with a hard rasteriser the silhouette
-        # has no gradient, and scoring the background around the face pushed the texels at
-        # the silhouette towards the background instead of moving the face (measured: a 2
-        # degree / 2 mm perturbed headset pose was recovered to 0.23 deg scoring the face,
-        # and drifted from 4.2 to 4.6 deg scoring every pixel).
-        return HMCTarget(views=torch.stack([s.views for s in samples]), masks=torch.stack([s.masks for s in samples]),
+        return HMCTarget(views=torch.stack([s.views for s in samples]),
                          K=torch.stack([s.K for s in samples]), rig_R=rig_R.expand(B, 3, 3, 3).clone(),
                          rig_t=rig_t.expand(B, 3, 3).clone(), headset_R=hR, headset_t=ht,
                          ir_weights=tuple(self.hmc_config.ir_weights), **common)

@@ -127,6 +127,8 @@ class GroundTruth(_Batch):
         names: frame labels (``segment/frame``).
         headset_R, headset_t: ``(B, 3, 3)``, ``(B, 3)`` the true headset pose of HMC
             targets (head-local -> headset), or ``None``.
+        hmc_masks: ``(B, 3, 1, h, w)`` the true face pixels of HMC targets' views (for
+            scoring outline spill only; fitting never sees them), or ``None``.
     """
 
     photo: torch.Tensor
@@ -139,6 +141,7 @@ class GroundTruth(_Batch):
     names: tuple[str, ...]
     headset_R: torch.Tensor | None = None
     headset_t: torch.Tensor | None = None
+    hmc_masks: torch.Tensor | None = None
     kind: ClassVar[str] = "truth"
 
     def __post_init__(self) -> None:
@@ -231,9 +234,9 @@ class HMCTarget(_Batch):
     """Three head-mounted-camera views (left eye, right eye, mouth).
 
     Attributes:
-        views: ``(B, 3, 1, h, w)`` grey images in [0, 1].
-        masks: ``(B, 3, 1, h, w)`` 1 on the pixels the data term scores (the face: see
-            :class:`~avatarfit.fit.sources.TargetSource` for why not the background).
+        views: ``(B, 3, 1, h, w)`` grey images in [0, 1]. Every pixel is scored against the
+            avatar rendered over ``background``: with antialiased outlines the fit moves the
+            silhouette onto the views' (no face mask needed, which a recording lacks).
         K: ``(B, 3, 3, 3)`` intrinsics per view.
         rig_R, rig_t: ``(B, 3, 3, 3)``, ``(B, 3, 3)`` headset -> camera per view.
         headset_R, headset_t: ``(B, 3, 3)``, ``(B, 3)`` head-local -> headset (the start of a
@@ -242,10 +245,11 @@ class HMCTarget(_Batch):
         background: grey level of the views where no face is (the HMC tool's clean views:
             0); the fit's renderings show it there, so a scored pixel the fitted face
             does not cover counts as the target's background would.
+        valid: ``(B, 3, 1, h, w)`` optional, 1 on the pixels worth scoring (a user's mask of
+            what the model cannot explain: a strap, saturated pixels); ``None`` scores all.
     """
 
     views: torch.Tensor
-    masks: torch.Tensor
     K: torch.Tensor
     rig_R: torch.Tensor
     rig_t: torch.Tensor
@@ -256,6 +260,7 @@ class HMCTarget(_Batch):
     truth: GroundTruth | None = None
     ir_weights: tuple[float, float, float] = (0.6, 0.3, 0.1)
     background: float = 0.0
+    valid: torch.Tensor | None = None
     kind: ClassVar[str] = "hmc"
 
     def __post_init__(self) -> None:
@@ -263,7 +268,8 @@ class HMCTarget(_Batch):
         if self.views.ndim != 5 or self.views.shape[1] != 3:
             raise ShapeError(f"views: expected 3 HMC views, shape ({B}, 3, 1, h, w), got {tuple(self.views.shape)}")
         _image("views", self.views, B, (1,), views=3)
-        _mask("masks", self.masks, self.views)
+        if self.valid is not None:
+            _mask("valid", self.valid, self.views)
         _camera("", self.K, self.rig_R, self.rig_t, B, self.image_size, views=3)
         _shape("headset_R", self.headset_R, (B, 3, 3))
         _shape("headset_t", self.headset_t, (B, 3))

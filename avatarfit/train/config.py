@@ -106,6 +106,9 @@ class ScheduleConfig:
         seed: seed of initialisation, batches and noise.
         pretrained: a DAM run folder (or checkpoint) for ``dam_hmc_reg``.
         backend: rasteriser (``auto``: bbox on CPU, PyTorch3D on CUDA).
+        antialias: antialiased outlines in the image loss. Off by default: the loss scores
+            the tracked mesh's face pixels only, which antialiasing would blend with the
+            background along the outline (the texture learns to make up for it).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
     """
 
@@ -120,6 +123,7 @@ class ScheduleConfig:
     seed: int = 0
     pretrained: str | None = None
     backend: str = "auto"
+    antialias: bool = False
     device: str = "auto"
 
     def __post_init__(self) -> None:

@@ -60,6 +60,7 @@ class Objective(nn.Module):
         self.avatar = data.avatar(model, keypoints=False)
         self.tex_std = data.tex_std
         self.image_size = data.image_size
+        self.antialias = bool(config.train.antialias)
         self.w_image = config.loss.image
         self.w_geometry = config.loss.geometry
         self.w_latent = config.lambda_latent
@@ -115,7 +116,7 @@ class Objective(nn.Module):
             ``verts (B, V, 3)`` normalised, ``image (B, C, 3, H, W)``.
         """
         out = self.avatar.render_views(z, batch["K"], batch["R"], batch["t"], self.image_size, batch["head_R"],
-                                       batch["head_t"], batch["view"])
+                                       batch["head_t"], batch["view"], antialias=self.antialias)
         return {"verts": out.verts, "image": out.image}
 
     def forward(self, batch: dict[str, torch.Tensor], renders: bool = False) -> dict[str, torch.Tensor]:

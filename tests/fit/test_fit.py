@@ -38,8 +38,9 @@ def test_fitting_recovers_a_known_code(setup):
     # Rasterised every step: the test avatar's decoder is nearly random, its texture jumps
     # at UV seams, and pixel centres on seam edges change face with motions far below a
     # pixel; with faces kept between steps such a jump lands at every new rasterisation.
-    # (Trained avatars fit alike either way: benchmarks/bench_fit.py.)
-    result = fit(avatar, target, FitConfig(lr=0.05, lambda_latent=0.0, steps=150, patience=20, raster_every=1))
+    # (Trained avatars fit alike either way: benchmarks/bench_fit.py.) The same jumps make
+    # plateaus of a few dozen steps: patience 50 lets the fit cross them.
+    result = fit(avatar, target, FitConfig(lr=0.05, lambda_latent=0.0, steps=150, patience=50, raster_every=1))
     before = float(result.objective[0].mean())
     after = float(result.data_term.mean())
     assert after < before / 10, (before, after)
@@ -80,10 +81,11 @@ def test_bad_input_is_refused_before_fitting(setup, dam_run):
     hmc = source.build("hmc", refs)
     with pytest.raises(ShapeError, match=r"views: expected 3 HMC views"):
         dataclasses.replace(hmc, views=hmc.views[:, :2])
-    with pytest.raises(ShapeError, match=r"masks: empty mask"):
-        dataclasses.replace(hmc, masks=torch.zeros_like(hmc.masks))
-    with pytest.raises(ShapeError, match=r"masks: expected shape"):
-        dataclasses.replace(hmc, masks=hmc.masks[..., :-1])
+    assert hmc.valid is None and hmc.truth.hmc_masks is not None  # fitting sees no face mask
+    with pytest.raises(ShapeError, match=r"valid: empty mask"):
+        dataclasses.replace(hmc, valid=torch.zeros_like(hmc.truth.hmc_masks))
+    with pytest.raises(ShapeError, match=r"valid: expected shape"):
+        dataclasses.replace(hmc, valid=hmc.truth.hmc_masks[..., :-1])
     kp = source.build("keypoints", refs)
     with pytest.raises(ShapeError, match=r"visible: expected shape \(2, 274\)"):
         dataclasses.replace(kp, visible=kp.visible[:, :273])

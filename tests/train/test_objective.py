@@ -140,7 +140,8 @@ def test_render_order_is_frames_by_views_with_the_head_pose_applied(tiny_capture
                 tex = dec.decode_texture(z[b:b + 1], view[None]) * objective.avatar.tex_std + objective.avatar.tex_mean
                 one = render_textured(world, objective.avatar.faces, objective.avatar.verts_uvs, objective.avatar.faces_uvs, tex, K[None],
                                       Rc[None], tc[None], objective.image_size, backend="bbox",
-                                      background=objective.avatar.background)
+                                      background=objective.avatar.background,
+                                      antialias=objective.antialias)  # training's default: off
                 torch.testing.assert_close(out["image"][b, v], one.image[0], atol=1e-5, rtol=1e-5)
     assert not torch.allclose(out["image"][0, 0], out["image"][1, 1])  # different frames and cameras
 
