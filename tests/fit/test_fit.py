@@ -128,3 +128,26 @@ def test_face_pixel_metrics_ignore_the_photo_outside_the_tracked_mesh(setup):
     changed, _ = frontal_metrics(avatar, other, z)
     torch.testing.assert_close(changed["psnr_face"], scores["psnr_face"])
     assert bool((changed["psnr"] < scores["psnr"] - 1).all())
+
+
+def test_hmc_targets_score_every_pixel_and_report_outline_spill(setup):
+    """No ground-truth face mask reaches the data term: a wrong background pixel costs as
+    much as a wrong face pixel (before issue 19 only the face mask was scored); a user's
+    ``valid`` mask restricts the scoring; the fit reports spill outside the true face."""
+    from avatarfit.fit.optimize import _data_term
+
+    avatar, source, refs = setup
+    target = source.build("hmc", refs)
+    outside = ~(target.truth.hmc_masks > 0)
+    assert target.valid is None and bool(outside.any())
+    assert float(_data_term(avatar, target, target.views).abs().max()) == 0.0
+    wrong = target.views.clone()
+    wrong[outside] = 0.5  # the face spilling over the background
+    assert bool((_data_term(avatar, target, wrong) > 0).all())
+    face_only = dataclasses.replace(target, valid=target.truth.hmc_masks)
+    assert float(_data_term(avatar, face_only, wrong).abs().max()) == 0.0
+    result = fit(avatar, target, FitConfig(steps=3, patience=3))
+    m = result.metrics
+    for key in ("hmc_spill_px", "hmc_psnr", "hmc_psnr_face"):
+        assert m[key].shape == (len(refs),) and m[f"{key}_init"].shape == (len(refs),)
+    assert bool((m["hmc_spill_px"] >= 0).all()) and bool(torch.isfinite(m["hmc_psnr"]).all())
