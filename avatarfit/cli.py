@@ -81,7 +81,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "sheet and TensorBoard logs. Everything is cached in --out: a second run takes seconds.",
                           formatter_class=argparse.RawDescriptionHelpFormatter,
                           epilog="outputs (in --out):\n"
-                          "  comparison.png        rows: held-out frames; columns: HMC views | photo | DAM before | DAM "
+                          "  comparison.png        rows: test frames; columns: HMC views | photo | DAM before | DAM "
                           "after |\n                        LiP-Flow before | LiP-Flow after\n"
                           "  fits/MODEL/           avatarfit fit outputs (metrics.json, strips/, tb/)\n"
                           "  runs/MODEL/           training runs (avatar.pt, tb/); capture/: the synthetic capture\n"
@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
                         description="Train one model variant (DAM, DAM-Flow, DAM-HMC-Enc, DAM-HMC-Reg, LiP-KL, LiP-Flow; "
                         "HMC- or keypoint-conditioned) on a capture: L = sum over views lambda_I * image loss (rendered "
                         "against the photos on the face) + lambda_G * geometry loss + lambda_L * latent term, Adam, early "
-                        "stopping on held-out frames. The run folder gets config.yaml, last.pt, best.pt, metrics.yaml and "
+                        "stopping on validation frames (data.validation; data.test frames are kept for reporting). The run folder gets config.yaml, last.pt, best.pt, metrics.yaml and "
                         "TensorBoard logs (tensorboard --logdir RUN/tb). Several processes: torchrun --standalone --nproc_per_node N "
                         "-m avatarfit.cli train ...",
                         epilog=_TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -170,15 +170,17 @@ def build_parser() -> argparse.ArgumentParser:
                     help="frontal: the frontal photo; masked: only its eye and mouth regions (seed 003, Fig. 10); "
                     "hmc: the three head-mounted views; keypoints: 274 2D keypoints in the frontal camera")
     ft.add_argument("--out", type=Path, required=True, help="output folder (see outputs below)")
-    ft.add_argument("--frames", default="heldout", metavar="SPEC|heldout",
-                    help="heldout (default: the frames training held out), heldout:N (N of them, spread evenly), or "
-                    "positions N, A:B and segment names, comma-separated; '' for every frame")
+    ft.add_argument("--frames", default="test", metavar="SPLIT|SPEC",
+                    help="test (default: the avatar's test frames, the last block of each segment, never used to "
+                    "choose anything), validation (the block before them: what early stopping and --search use), "
+                    "train, each also as NAME:N (N of them, spread evenly; heldout = test); or positions N, A:B and "
+                    "segment names, comma-separated; '' for every frame")
     ft.add_argument("--batch", type=int, default=8, metavar="N", help="frames fitted together (default 8)")
     ft.add_argument("--lr", type=float, help="Adam learning rate of the codes (default 0.1)")
     ft.add_argument("--lambda-latent", type=float, metavar="Y", help="weight of the latent NLL; 0 = the paper's "
                     "'w/o L_L' (default 0.01 for hmc/keypoints, 0.001 for frontal/masked)")
     ft.add_argument("--search", action="store_true", help="choose --lr and --lambda-latent with the paper's grid on "
-                    "the first batch (9 fits, judged by frontal PSNR against the ground truth, the paper's protocol; "
+                    "a batch of the avatar's validation frames (9 fits, judged by frontal PSNR against the ground truth, the paper's protocol; "
                     "by the data term without ground truth), then fit every frame with the best pair (search.json)")
     ft.add_argument("--steps", type=int, help="at most this many Adam steps per frame (default 200)")
     ft.add_argument("--patience", type=int, help="stop a frame after this many steps without improvement (default 10)")
@@ -439,10 +441,10 @@ def _cmd_train(args) -> None:
         config, overrides = load_train_config(args.config, args.overrides), None
     result = train(config, Capture(args.capture), args.out, resume=args.resume, overrides=overrides,
                    progress=not args.no_progress)
-    why = {"steps": "step budget reached", "early": "stopped early (no held-out improvement)",
+    why = {"steps": "step budget reached", "early": "stopped early (no validation improvement)",
            "time": "time budget reached"}.get(result.stopped, result.stopped)
-    print(f"{why} after {result.steps} steps ({result.seconds / 60:.1f} min): best held-out loss "
-          f"{result.best_loss:.4f} at step {result.best_step}; held-out frontal PSNR {result.psnr:.2f} dB "
+    print(f"{why} after {result.steps} steps ({result.seconds / 60:.1f} min): best validation loss "
+          f"{result.best_loss:.4f} at step {result.best_step}; validation frontal PSNR {result.psnr:.2f} dB "
           f"(face pixels {result.psnr_face:.2f} dB; untrained {result.initial_psnr:.2f} / {result.initial_psnr_face:.2f} dB); "
           f"run folder {result.out} (tensorboard --logdir {result.out / 'tb'})")
 
@@ -572,7 +574,7 @@ def _cmd_demo(args) -> None:
     result = run_demo(args.out, subject=args.subject, seed=args.seed, minutes=args.minutes,
                       progress=not args.no_progress)
     print()
-    print("Fitting to the HMC views of held-out frames: frontal rendering against the photo, mesh against the "
+    print("Fitting to the HMC views of test frames: frontal rendering against the photo, mesh against the "
           "tracked mesh")
     print(demo_table(result.summaries))
     out = result.out

@@ -35,7 +35,7 @@ DEMO_TRAIN = {
                       "view_features": 8},
               "hmc": {"input_size": [60, 80], "channels": [16, 32, 64, 64], "features": 128},
               "flow": {"layers": 4, "hidden": 128, "blocks_per_layer": 2, "batch_norm": True, "dropout": 0.0}},
-    "data": {"views_per_frame": 2, "holdout": 0.1, "hmc_source": "memory", "hmc": {"views_size": [120, 160]}},
+    "data": {"views_per_frame": 2, "validation": 0.1, "test": 0.1, "hmc_source": "memory", "hmc": {"views_size": [120, 160]}},
     "loss": {"image": 10.0, "geometry": 1.0},
     "train": {"batch": 4, "lr": 0.001, "steps": 100000, "patience": 100000, "eval_every": 100, "log_every": 25,
               "checkpoint_every": 100, "max_minutes": 8.0},
@@ -168,10 +168,10 @@ def run_demo(out: str | Path = "avatarfit-demo", *, subject: str = "procedural",
     out.mkdir(parents=True, exist_ok=True)
     capture = _capture(out, subject, seed, progress, log, synth)
     runs, trained = _train_models(out, capture, minutes, progress, log)
-    log("3/4 fitting both models to the clean HMC views of the held-out frames (lr 0.1, lambda_L 0.01, <= 200 steps)")
+    log("3/4 fitting both models to the clean HMC views of the test frames (lr 0.1, lambda_L 0.01, <= 200 steps)")
     summaries, fits = {}, {}
     for name, run in runs.items():
-        job = FitJob(run=str(run), capture=str(capture), target="hmc", frames="heldout", batch=8,
+        job = FitJob(run=str(run), capture=str(capture), target="hmc", frames="test", batch=8,
                      fit=fit_config or FitConfig(lr=0.1, lambda_latent=0.01))
         fits[name] = out / "fits" / name
         fresh = name in trained or not _same_job(fits[name], job)

@@ -13,7 +13,7 @@
    (it rasterises every step, so scaling is fair). Medians of ``--repeats`` runs after a
    warm-up.
 2. Seconds per frame to convergence with the default early stopping, on the run's
-   held-out frames, with the fitted quality beside (frontal PSNR of the whole image and
+   test frames, with the fitted quality beside (frontal PSNR of the whole image and
    of the face pixels, geometry error in mm), for both rasterisation schedules: equal
    quality within noise is what makes the faster one the default.
 
@@ -38,7 +38,7 @@ import torch
 from avatarfit.avatar import Avatar
 from avatarfit.data import Capture
 from avatarfit.fit import FitConfig, TargetSource, fit
-from avatarfit.fit.job import heldout_frames
+from avatarfit.fit.job import split_frames_of
 
 PAPER_STEPS = 200
 SCHEDULES = {"kept faces (raster_every=8)": {}, "every step (raster_every=1)": {"raster_every": 1},
@@ -109,10 +109,10 @@ def main() -> None:
               f"{ratio3} |", flush=True)
 
     avatar = Avatar.load(args.run).to(device)
-    refs = heldout_frames(avatar, Path(args.run), cap)
+    refs = split_frames_of(avatar, Path(args.run), cap, "test")
     target = _target(avatar, cap, refs, device)
     print(f"\n2. to convergence (patience {base.patience}, at most {base.steps} steps; lr {base.lr}, lambda_L "
-          f"{base.lambda_latent}) on the {len(refs)} held-out frames, one batch\n")
+          f"{base.lambda_latent}) on the {len(refs)} test frames, one batch\n")
     print("| schedule | s/frame | steps (mean) | PSNR (dB) | face PSNR (dB) | geometry (mm) |")
     print("|---|---|---|---|---|---|")
     for name, kw in SCHEDULES.items():

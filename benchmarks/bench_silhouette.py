@@ -9,7 +9,7 @@ Conditions (issue 19):
 - ``antialiased, every pixel``: antialiased outlines (the default now), every pixel scored,
   no mask.
 
-For each trained run: HMC fits of the held-out frames (the headset pose known), with the
+For each trained run: HMC fits of the test frames (the headset pose known), with the
 pixels the fitted mesh covers outside the true face in the three views (spill), geometry
 error, whole-image and face-pixel PSNR of the views and of the frontal photo; frontal fits
 (every pixel of the photo scored, both renderers) with their spill in the frontal camera;
@@ -32,7 +32,7 @@ import torch
 from avatarfit.avatar import Avatar
 from avatarfit.data import Capture
 from avatarfit.fit import FitConfig, TargetSource, fit
-from avatarfit.fit.job import heldout_frames
+from avatarfit.fit.job import split_frames_of
 from avatarfit.fit.optimize import face_mask
 
 CONDITIONS = {
@@ -67,7 +67,7 @@ def _hmc_target(source, refs, masks: bool, **noise):
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--capture", required=True)
-    p.add_argument("--frames", type=int, default=0, help="at most this many held-out frames (0: all)")
+    p.add_argument("--frames", type=int, default=0, help="at most this many test frames (0: all)")
     p.add_argument("--seed", type=int, default=0, help="seed of the headset-pose noise")
     p.add_argument("runs", nargs="+")
     args = p.parse_args()
@@ -75,10 +75,10 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for run in args.runs:
         avatar = Avatar.load(run)
-        refs = heldout_frames(avatar, Path(run), cap)
+        refs = split_frames_of(avatar, Path(run), cap, "test")
         refs = refs[: args.frames] if args.frames else refs
         source = TargetSource(cap, condition=avatar.condition if avatar.conditional else None)
-        print(f"\n## {run} ({avatar.variant}), {len(refs)} held-out frames\n")
+        print(f"\n## {run} ({avatar.variant}), {len(refs)} test frames\n")
         print("HMC fits (headset pose known; lr 0.1, lambda_L 0.01):\n")
         print("| condition | spill px/frame | geometry (mm) | HMC PSNR (dB) | HMC face PSNR (dB) | frontal PSNR (dB) "
               "| frontal face PSNR (dB) | s/frame |")

@@ -1,8 +1,8 @@
-"""Fit held-out frames of a capture with trained runs and print before/after metrics.
+"""Fit test frames of a capture with trained runs and print before/after metrics.
 
     python benchmarks/fit_quick.py --capture CAP --kind hmc --frames 8 RUN [RUN ...]
 
-Held-out frames are training's (last 15% of each segment); lr and lambda_L are fixed
+Test frames of the default split (the last 15% of each segment); lr and lambda_L are fixed
 (``--lr``, ``--lambda-latent``); HMC targets are clean synthetic views at 120x160.
 """
 
@@ -27,7 +27,7 @@ def main() -> None:
     p.add_argument("runs", nargs="+")
     args = p.parse_args()
     cap = Capture(args.capture)
-    refs = split_frames(cap, 0.15)[1][: args.frames]
+    refs = split_frames(cap, 0.1, 0.15)["test"][: args.frames]
     print("| run | kind | PSNR init -> fit | geometry mm init -> fit | steps | s/frame |")
     print("|---|---|---|---|---|---|")
     for run in args.runs:

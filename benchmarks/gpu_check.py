@@ -86,7 +86,7 @@ def smoke(device: torch.device, tmp: Path, tiny: bool) -> None:
                       "hmc": {"input_size": [24, 32], "channels": [4, 8], "features": 16},
                       "kpt": {"hidden": 32, "blocks": 2, "features": 16, "dropout": 0.1},
                       "flow": {"layers": 2, "hidden": 16, "blocks_per_layer": 1}},
-            "data": {"views_per_frame": 2, "holdout": 0.25, "hmc": {"views_size": [48, 64]}},
+            "data": {"views_per_frame": 2, "validation": 0.25, "test": 0.25, "hmc": {"views_size": [48, 64]}},
             "train": {"batch": 2, "steps": 2, "eval_every": 2, "log_every": 1, "checkpoint_every": 2,
                       "max_minutes": None, "device": device.type}}
     from avatarfit.config import merge_mappings
@@ -101,7 +101,7 @@ def smoke(device: torch.device, tmp: Path, tiny: bool) -> None:
             t0 = time.perf_counter()
             result = train(cfg, cap, out, progress=False, log=lambda m: None)
             runs[f"{variant}-{cond}"] = out
-            print(f"- train {variant}-{cond}: {result.steps} steps, held-out loss {result.best_loss:.4f} "
+            print(f"- train {variant}-{cond}: {result.steps} steps, validation loss {result.best_loss:.4f} "
                   f"({time.perf_counter() - t0:.1f} s)", flush=True)
     avatar = Avatar.load(runs["dam-hmc"]).to(device)
     source = TargetSource(cap)

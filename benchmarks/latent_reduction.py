@@ -74,7 +74,7 @@ def main() -> None:
     for run in args.runs:
         t0 = time.perf_counter()
         objective, data = _load(run, cap)
-        batches = data.heldout_batches(len(data.heldout_frames))
+        batches = data.validation_batches(len(data.validation_frames))
         batch = batches[0]
         with torch.no_grad():
             c = objective.codes(batch)  # noise 0: z = mu_q (or mu_p)

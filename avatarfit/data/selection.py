@@ -4,7 +4,24 @@ from __future__ import annotations
 
 from .capture import Capture, FrameRef
 
-__all__ = ["select_frames"]
+__all__ = ["SPLITS", "SPLIT_WORDS", "check_segment_names", "select_frames"]
+
+#: A trained avatar's frame splits (``info["splits"]``), and the words ``--frames`` reserves
+#: for them (``heldout`` is ``test``): no segment may be called so.
+SPLITS = ("train", "validation", "test")
+SPLIT_WORDS = SPLITS + ("heldout",)
+
+
+def check_segment_names(capture: Capture) -> None:
+    """Refuse a capture with a segment named like a split (``--frames test`` would be ambiguous).
+
+    Raises:
+        ValueError: naming the frame list and the segment.
+    """
+    clash = [s for s in capture.segments if s in SPLIT_WORDS]
+    if clash:
+        raise ValueError(f"{capture.layout.frame_list}: segment name {clash[0]!r} is reserved for the frame splits "
+                         f"({', '.join(SPLIT_WORDS)}); rename the segment (its folders and its frame_list.txt rows)")
 
 
 def select_frames(capture: Capture, spec: str | None, argument: str = "--frames") -> list[FrameRef]:
@@ -18,6 +35,7 @@ def select_frames(capture: Capture, spec: str | None, argument: str = "--frames"
         ValueError: naming ``argument``, the item and the capture's frame count when an
             item is malformed or outside the capture.
     """
+    check_segment_names(capture)
     frames = capture.frames()
     n = len(frames)
     if not spec:
@@ -26,6 +44,9 @@ def select_frames(capture: Capture, spec: str | None, argument: str = "--frames"
     for item in (s.strip() for s in spec.split(",")):
         if not item:
             continue
+        if item in SPLIT_WORDS:
+            raise ValueError(f"{argument}: {item!r} names a split of a trained avatar's frames, which needs the run "
+                             "(avatarfit fit --frames test); here give positions or segment names")
         if item in capture.segments:
             picked.update(i for i, f in enumerate(frames) if f.segment == item)
             continue

@@ -86,9 +86,9 @@ class EvalFitSpec:
     """Fitting of every cell (seed 003, H.2).
 
     Attributes:
-        frames: held-out frames evaluated per subject, spread evenly (0: all of them).
+        frames: test frames evaluated per subject, spread evenly (0: all of them).
         batch: frames fitted together.
-        search_frames: the first frames the hyper-parameter search fits (0: the first batch).
+        search_frames: the validation frames the hyper-parameter search fits (0: a batch).
         steps, patience: Adam steps at most, and the stop without improvement.
         lr: learning rates searched (paper: 0.01, 0.1, 0.5).
         lambda_frontal: latent weights searched for frontal and masked targets.

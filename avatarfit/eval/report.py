@@ -93,7 +93,10 @@ def markdown_tables(config: EvalConfig, summaries: dict[str, dict[str, Any]], he
              "pixels outside it count in the whole-image figures only); Geom: mean vertex distance to the "
              "tracked mesh (mm), KPT px: mean keypoint distance, steps: mean Adam steps, s/frame: fitting seconds per "
              "frame (search excluded). Fits start from the prior encoder's mean; w/o L_L: lambda_L = 0. "
-             f"{config.fit.frames or 'All'} held-out frames per subject.", ""]
+             "lr and lambda_L are searched per cell on the paper's grid on validation frames (frontal PSNR against "
+             "the ground truth), early stopping chose each model's checkpoint on the same validation frames, and "
+             f"every figure is on test frames only ({config.fit.frames or 'all'} per subject), which chose nothing.",
+             ""]
     for n in config.tables:
         parts.append(_table_markdown(TABLES[n], summaries, config.models))
     return "\n".join(parts)

@@ -130,7 +130,7 @@ def _decode_cell(args: dict[str, Any]) -> dict[str, Any]:
 
     from ..avatar import Avatar
     from ..data.capture import Capture
-    from ..fit.job import resolve_device, heldout_frames, spread
+    from ..fit.job import heldout_frames, resolve_device, spread
     from ..fit.optimize import frontal_metrics
     from ..fit.sources import TargetSource
     from ..inspect.interpolate import encoder_codes
@@ -197,7 +197,7 @@ def _cell_args(config: EvalConfig, cell: Cell, run: Path, capture: Path, cells_d
     task = TASKS[cell.task]
     f = config.fit
     return {"kind": task.kind, "pose": task.pose, "run": str(run), "capture": str(capture), "device": config.device,
-            "frames": f.frames, "frames_spec": f"heldout:{f.frames}" if f.frames else "heldout", "batch": f.batch,
+            "frames": f.frames, "frames_spec": f"test:{f.frames}" if f.frames else "test", "batch": f.batch,
             "search_frames": f.search_frames, "steps": f.steps, "patience": f.patience,
             "pose_noise_rot": f.pose_noise_rot, "pose_noise_trans": f.pose_noise_trans,
             "grid": grid or _grid(config, cell), "folder": str(cells_dir / cell.key), "spec": spec,

@@ -35,7 +35,7 @@ from .._io import atomic_path, write_png, write_text_atomic
 from ..avatar import Avatar
 from ..config import to_dict
 from ..data.capture import Capture, FrameRef
-from ..data.selection import select_frames
+from ..data.selection import SPLIT_WORDS, SPLITS, check_segment_names, select_frames
 from ..errors import FormatError
 from .optimize import FitConfig, FitResult, fit
 from .search import search_hyperparameters
@@ -44,7 +44,7 @@ from .sources import TargetSource
 from .strips import fit_strip
 from .targets import TARGET_KINDS
 
-__all__ = ["FitJob", "FitReport", "run_fit_job", "heldout_frames", "job_dict", "json_safe", "saved_job", "spread",
+__all__ = ["FitJob", "FitReport", "run_fit_job", "heldout_frames", "split_frames_of", "job_dict", "json_safe", "saved_job", "spread",
            "resolve_device", "SUMMARY_KEYS"]
 
 #: Keys every ``metrics.json`` summary has (NaN, written as null, where they do not apply).
@@ -59,14 +59,17 @@ class FitJob:
         run: run folder of ``avatarfit train`` (its ``avatar.pt``) or an avatar file.
         capture: capture folder whose frames are fitted.
         target: ``frontal``, ``masked``, ``hmc`` or ``keypoints``.
-        frames: ``heldout`` (the frames training held out), ``heldout:N`` (N of them, spread
-            evenly), or a spec of :func:`~avatarfit.data.selection.select_frames` (positions
-            ``N``, ``A:B``, segment names; empty: every frame).
+        frames: ``test`` (the avatar's test frames: what results are reported on),
+            ``validation`` (the frames settings are chosen on), ``train``, each also as
+            ``NAME:N`` (N of them, spread evenly); ``heldout`` is ``test``; or a spec of
+            :func:`~avatarfit.data.selection.select_frames` (positions ``N``, ``A:B``,
+            segment names; empty: every frame).
         batch: frames fitted together (one code each; independent objectives and stops).
         sequence: fit each segment's frames in order, warm-starting each from the previous.
-        search: pick lr and lambda_L on the first batch (the paper's grid unless ``grid``).
+        search: pick lr and lambda_L on the avatar's validation frames (the first batch of
+            them; the paper's grid unless ``grid``), never on the fitted frames.
         grid: ``(learning rates, latent weights)`` searched instead of the paper's grid.
-        search_frames: frames the search fits (the first ones; 0: the first batch).
+        search_frames: validation frames the search fits (the first ones; 0: a batch).
         pose_noise_rot, pose_noise_trans: headset pose noise (degrees, mm) of HMC targets.
         seed: seed of the pose noise (each frame's noise depends on it and the frame).
         device: ``cpu``, ``cuda`` or ``auto``.
@@ -76,7 +79,7 @@ class FitJob:
     run: str
     capture: str
     target: str = "hmc"
-    frames: str = "heldout"
+    frames: str = "test"
     batch: int = 8
     sequence: bool = False
     search: bool = False
@@ -96,10 +99,9 @@ class FitJob:
             object.__setattr__(self, "grid", grid)
         if self.search_frames < 0:
             raise ValueError(f"search_frames: expected 0 (the first batch) or more frames, got {self.search_frames}")
-        if self.frames.startswith("heldout:"):
-            count = self.frames.split(":", 1)[1]
-            if not count.isdigit() or int(count) < 1:
-                raise ValueError(f"frames: expected heldout:N with N >= 1 frames, got {self.frames!r}")
+        name, _, count = self.frames.partition(":")
+        if name in SPLIT_WORDS and count and (not count.isdigit() or int(count) < 1):
+            raise ValueError(f"frames: expected {name}:N with N >= 1 frames, got {self.frames!r}")
         if self.target not in TARGET_KINDS:
             raise ValueError(f"target: expected one of {', '.join(TARGET_KINDS)}, got {self.target!r}")
         if self.batch < 1:
@@ -126,30 +128,41 @@ class FitReport:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def heldout_frames(avatar: Avatar, run: Path, capture: Capture) -> list[FrameRef]:
-    """The frames the avatar's training held out (its ``data.holdout`` fraction of each segment).
+def split_frames_of(avatar: Avatar, run: Path, capture: Capture, split: str) -> list[FrameRef]:
+    """The frames of the avatar's ``split`` (``train``, ``validation`` or ``test``;
+    ``heldout`` means ``test``), as its training recorded them in ``info["splits"]``.
 
     Raises:
-        FormatError: when neither the avatar file nor a ``config.yaml`` beside it says.
+        FormatError: an avatar from before the three splits (it recorded none), or frames
+            the capture does not have (another capture than the one trained on).
+        ValueError: an unknown split, or one with no frame.
     """
-    from ..train.data import split_frames
+    check_segment_names(capture)
+    split = "test" if split == "heldout" else split
+    if split not in SPLITS:
+        raise ValueError(f"frames: expected one of {', '.join(SPLIT_WORDS)}, got {split!r}")
+    splits = avatar.info.get("splits")
+    if not isinstance(splits, dict) or not all(isinstance(splits.get(k), list) for k in SPLITS):
+        raise FormatError(run, f"--frames {split}: this avatar records no train/validation/test split (it was "
+                          "trained before they existed, with one held-out block that chose its checkpoint and "
+                          "was also reported on); retrain it with this version (avatarfit train), or give "
+                          "--frames explicitly (positions or segment names)")
+    names = splits[split]
+    if not names:
+        raise ValueError(f"--frames {split}: the avatar's training put no frame in its {split} split "
+                         f"(data.{split} = 0?); give --frames explicitly")
+    known = {f"{r.segment}/{r.frame}": r for r in capture.frames()}
+    missing = [n for n in names if n not in known]
+    if missing:
+        raise FormatError(capture.layout.frame_list, f"--frames {split}: {len(missing)} of the avatar's {split} "
+                          f"frames are not in this capture (first: {missing[0]}); fit the capture the avatar was "
+                          "trained on, or give --frames explicitly")
+    return [known[n] for n in names]
 
-    holdout = avatar.info.get("holdout")
-    if holdout is None:
-        folder = run if run.is_dir() else run.parent
-        cfg = folder / "config.yaml"
-        if not cfg.is_file():
-            raise FormatError(run, "--frames heldout: the avatar does not record its training's held-out fraction "
-                              f"and there is no {cfg.name} of a training run beside it; give --frames explicitly")
-        data = yaml.safe_load(cfg.read_text(encoding="utf-8")) or {}
-        holdout = (data.get("data") or {}).get("holdout")
-        if holdout is None:
-            raise FormatError(cfg, "--frames heldout: no data.holdout in this training config")
-    held = split_frames(capture, float(holdout))[1]
-    if not held:
-        raise ValueError(f"--frames heldout: training held out no frame (data.holdout = {holdout}); "
-                         "give --frames explicitly")
-    return held
+
+def heldout_frames(avatar: Avatar, run: Path, capture: Capture) -> list[FrameRef]:
+    """The avatar's test frames (:func:`split_frames_of` with ``"test"``)."""
+    return split_frames_of(avatar, run, capture, "test")
 
 
 def spread(refs: list[FrameRef], count: int) -> list[FrameRef]:
@@ -370,10 +383,11 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
     avatar = Avatar.load(run_path)
     capture = Capture(job.capture)
     _check_capture(avatar, capture, job)
-    if job.frames.split(":")[0] == "heldout":
-        refs = heldout_frames(avatar, run_path, capture)
-        if ":" in job.frames:
-            refs = spread(refs, int(job.frames.split(":")[1]))
+    name, _, count = job.frames.partition(":")
+    if name in SPLIT_WORDS:
+        refs = split_frames_of(avatar, run_path, capture, name)
+        if count:
+            refs = spread(refs, int(count))
     else:
         refs = select_frames(capture, job.frames)
     device = resolve_device(job.device)
@@ -396,11 +410,13 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
             search_doc = json.loads(search_file.read_text(encoding="utf-8"))
             log(f"search: reusing {search_file} (lr {search_doc['lr']}, lambda_L {search_doc['lambda_latent']})")
         else:
-            first = refs[:job.search_frames] if job.search_frames else _units(refs, job.batch, False)[0]
+            # Settings are chosen on validation frames, never on the frames reported.
+            pool = split_frames_of(avatar, run_path, capture, "validation")
+            first = pool[:job.search_frames] if job.search_frames else pool[:job.batch]
             batch = build(first)
             label = "frontal PSNR (dB)" if batch.truth is not None else "data term"
             which = "the paper's grid" if job.grid is None else f"lr {list(job.grid[0])} x lambda_L {list(job.grid[1])}"
-            log(f"search: {which} for {job.target} targets on the first {len(first)} frames, judged by {label}")
+            log(f"search: {which} for {job.target} targets on {len(first)} validation frames, judged by {label}")
             res = search_hyperparameters(avatar, batch, job.target, base=job.fit, grid=job.grid,
                                          progress=lambda lr, lam, s: log(f"  lr {lr:g}, lambda_L {lam:g}: {s:.4f}"))
             search_doc = {"lr": res.lr, "lambda_latent": res.lambda_latent, "criterion": res.criterion,

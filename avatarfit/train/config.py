@@ -23,8 +23,10 @@ class DataConfig:
     Attributes:
         cameras: capture cameras whose photos drive the image loss (default: all).
         views_per_frame: cameras drawn per frame and step (the loss sums over them).
-        holdout: fraction of each segment's frames, at its end, held out for early
-            stopping and evaluation.
+        validation: fraction of each segment's frames for early stopping, checkpoint choice
+            and hyper-parameter searches (a contiguous block after the training frames).
+        test: fraction of each segment's frames, at its end, for reported results only (see
+            :func:`avatarfit.train.data.split_frames`).
         hmc_source: ``memory`` (the HMC tool's in-memory API, generated once per frame
             with ``hmc`` settings) or ``files`` (``hmc/`` and ``keypoints/`` written by
             ``avatarfit hmc`` in the capture folder, or in ``hmc_dir``).
@@ -39,7 +41,8 @@ class DataConfig:
 
     cameras: tuple[str, ...] | None = None
     views_per_frame: int = 2
-    holdout: float = 0.15
+    validation: float = 0.1
+    test: float = 0.15
     hmc_source: str = "memory"
     hmc_dir: str | None = None
     hmc: HmcConfig = field(default_factory=lambda: HmcConfig(views_size=(120, 160)))
@@ -51,8 +54,12 @@ class DataConfig:
             raise ValueError(f"data.cache_mb: expected a size >= 0 in MiB, got {self.cache_mb}")
         if self.views_per_frame < 1:
             raise ValueError(f"data.views_per_frame: expected at least 1, got {self.views_per_frame}")
-        if not 0 <= self.holdout < 1:
-            raise ValueError(f"data.holdout: expected a fraction in [0, 1), got {self.holdout}")
+        for name in ("validation", "test"):
+            if not 0 <= getattr(self, name) < 1:
+                raise ValueError(f"data.{name}: expected a fraction in [0, 1), got {getattr(self, name)}")
+        if not self.validation + self.test < 1:
+            raise ValueError(f"data.validation + data.test: expected less than 1 (training needs frames), got "
+                             f"{self.validation} + {self.test}")
         if self.hmc_source not in ("memory", "files"):
             raise ValueError(f"data.hmc_source: expected 'memory' or 'files', got {self.hmc_source!r}")
 
@@ -97,9 +104,9 @@ class ScheduleConfig:
         batch: frames per step over all processes (paper: 16).
         lr: Adam learning rate (paper: 5e-4).
         steps: maximum steps (paper: 200k).
-        patience: stop when the held-out loss has not improved for this many steps
+        patience: stop when the validation loss has not improved for this many steps
             (paper: 20k).
-        eval_every: steps between held-out evaluations (and best checkpoints).
+        eval_every: steps between validation evaluations (and best checkpoints).
         log_every: steps between TensorBoard scalars.
         checkpoint_every: steps between ``last.pt`` checkpoints.
         max_minutes: stop after this wall-clock time (``null``: no limit).

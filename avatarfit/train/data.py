@@ -19,6 +19,7 @@ from ..data.cache import TensorCache
 from ..data.capture import Capture, FrameRef
 from ..data.keypoints import normalise_keypoints, read_keypoints
 from ..data.layout import HMC_VIEWS, Layout
+from ..data.selection import SPLITS, check_segment_names
 from ..data.stats import NormStats, resize_texture
 from ..data.surface import SurfacePoints, read_surface_points
 from ..synth.keypoints import NUM_KEYPOINTS, keypoint_definition
@@ -28,21 +29,40 @@ from .config import TrainConfig
 if TYPE_CHECKING:
     from ..avatar import Avatar
 
-__all__ = ["TrainingData", "normalise_keypoints", "split_frames"]
+__all__ = ["SPLITS", "TrainingData", "normalise_keypoints", "split_frames"]
 
 
-def split_frames(capture: Capture, holdout: float) -> tuple[list[FrameRef], list[FrameRef]]:
-    """Training and held-out frames: the last ``holdout`` fraction of each segment (at least
-    one frame when ``holdout > 0`` and the segment has two or more) is held out."""
-    train, held = [], []
+def split_frames(capture: Capture, validation: float, test: float) -> dict[str, list[FrameRef]]:
+    """Each segment's frames in three contiguous blocks, in frame order: training, then
+    ``validation`` of them, then ``test`` of them at the end (each at least one frame when
+    its fraction is positive).
+
+    The validation block lies between the two others, so that no test frame is next to a
+    training frame (consecutive frames of a performance are nearly the same expression:
+    a test frame beside a training frame would be an interpolation, not a test).
+
+    Returns:
+        ``{"train": [...], "validation": [...], "test": [...]}``.
+
+    Raises:
+        ValueError: naming the segment and the fractions, when a segment is too short to
+            give every split with a positive fraction a frame and keep one for training.
+    """
+    check_segment_names(capture)
+    out: dict[str, list[FrameRef]] = {name: [] for name in SPLITS}
     for seg in capture.segments:
         frames = capture.frames(seg)
-        k = 0 if holdout <= 0 or len(frames) < 2 else max(1, round(len(frames) * holdout))
-        train += frames[: len(frames) - k]
-        held += frames[len(frames) - k:]
-    if not train:
-        raise ValueError(f"data.holdout: {holdout} leaves no training frame in {capture.layout.frame_list}")
-    return train, held
+        n_val = 0 if validation <= 0 else max(1, round(len(frames) * validation))
+        n_test = 0 if test <= 0 else max(1, round(len(frames) * test))
+        n_train = len(frames) - n_val - n_test
+        if n_train < 1:
+            raise ValueError(f"data.validation = {validation}, data.test = {test}: segment {seg!r} of "
+                             f"{capture.layout.frame_list} has {len(frames)} frames, too few for a training, "
+                             f"{'a validation, ' if n_val else ''}{'a test ' if n_test else ''}block")
+        out["train"] += frames[:n_train]
+        out["validation"] += frames[n_train:n_train + n_val]
+        out["test"] += frames[n_train + n_val:]
+    return out
 
 
 @dataclass
@@ -67,7 +87,8 @@ class TrainingData:
         self.capture = capture
         self.config = config
         self.conditional = conditional
-        self.train_frames, self.heldout_frames = split_frames(capture, config.data.holdout)
+        self.splits = split_frames(capture, config.data.validation, config.data.test)
+        self.train_frames, self.validation_frames = self.splits["train"], self.splits["validation"]
         cams = list(config.data.cameras) if config.data.cameras else capture.camera_names
         for cam in cams:
             if cam not in capture.cameras:
@@ -111,7 +132,8 @@ class TrainingData:
                       keypoints=self.keypoint_points() if keypoints else None,
                       background=self.background, backend=self.config.train.backend,
                       info={"capture": str(self.capture.root), "frontal_camera": self.frontal,
-                            "holdout": float(self.config.data.holdout)})
+                            "splits": {name: [f"{r.segment}/{r.frame}" for r in refs]
+                                       for name, refs in self.splits.items()}})
 
     def keypoint_points(self) -> SurfacePoints | None:
         """The 274 keypoint definitions: ``keypoints/points.txt`` of the HMC files when
@@ -249,9 +271,10 @@ class TrainingData:
         batch["noise"] = noise[mine]
         return batch
 
-    def heldout_batches(self, batch: int) -> list[dict[str, torch.Tensor]]:
-        """The held-out frames in the frontal camera, in batches, noise 0 (the codes' means)."""
-        frames = self.heldout_frames or self.train_frames[-1:]
+    def validation_batches(self, batch: int) -> list[dict[str, torch.Tensor]]:
+        """The validation frames in the frontal camera, in batches, noise 0 (the codes' means):
+        what early stopping and the best checkpoint are judged on."""
+        frames = self.validation_frames or self.train_frames[-1:]
         out = []
         for i in range(0, len(frames), batch):
             refs = frames[i:i + batch]

@@ -1,7 +1,7 @@
 """The training loop behind ``avatarfit train``.
 
 A run folder holds ``config.yaml`` (the resolved config), ``last.pt`` (every
-``checkpoint_every`` steps and at the end), ``best.pt`` (lowest held-out loss),
+``checkpoint_every`` steps and at the end), ``best.pt`` (lowest validation loss),
 ``avatar.pt`` (the best weights as a self-contained :class:`~avatarfit.avatar.Avatar`),
 ``metrics.yaml`` and TensorBoard logs in ``tb/``. Batches and noise are functions of
 ``(seed, step)`` and the optimiser state is checkpointed, so ``--resume`` continues
@@ -42,7 +42,7 @@ RESUMABLE = ("steps", "patience", "max_minutes", "eval_every", "log_every", "che
 @dataclass(frozen=True)
 class TrainResult:
     """Outcome of a run: folder, steps done, why it stopped (``steps``, ``early`` or
-    ``time``), the best held-out loss and its step, the held-out frontal PSNR (whole image
+    ``time``), the best validation loss and its step, the validation frontal PSNR (whole image
     and face pixels, dB) at the last evaluation, seconds spent training, and the PSNR
     of the untrained model (about the mean avatar) for comparison."""
 
@@ -64,7 +64,7 @@ def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch
 
 @torch.no_grad()
 def evaluate(objective: Objective, data: TrainingData, device: torch.device, batch: int) -> dict[str, float | torch.Tensor]:
-    """Held-out loss (codes at their means) and frontal-camera PSNR of the decoded avatar.
+    """Validation loss (codes at their means) and frontal-camera PSNR of the decoded avatar.
 
     Returns:
         ``loss``, ``psnr``, ``psnr_face`` (floats, averaged over frames) and ``grid``:
@@ -72,7 +72,7 @@ def evaluate(objective: Objective, data: TrainingData, device: torch.device, bat
     """
     objective.eval()
     total, n, ps, pf, rows = 0.0, 0, [], [], []
-    for b in data.heldout_batches(batch):
+    for b in data.validation_batches(batch):
         b = _to(b, device)
         out = objective(b, renders=True)
         k = b["texture"].shape[0]
@@ -277,15 +277,15 @@ def _log_terms(writer, terms: dict[str, torch.Tensor], lr: float, step: int) -> 
 
 
 def _evaluate(run: _Run, writer, step: int, info: DistInfo) -> bool:
-    """Held-out evaluation at ``step``; returns whether the held-out loss improved."""
+    """Validation-frame evaluation at ``step``; returns whether the validation loss improved."""
     _broadcast_buffers(run.objective, info)
     ev = evaluate(run.objective, run.data, info.device, max(2, run.config.train.batch // info.world))
     run.state["psnr"], run.state["psnr_face"] = ev["psnr"], ev["psnr_face"]
     if writer is not None:
-        writer.add_scalar("heldout/loss", ev["loss"], step)
-        writer.add_scalar("heldout/psnr_frontal", ev["psnr"], step)
-        writer.add_scalar("heldout/psnr_frontal_face", ev["psnr_face"], step)
-        writer.add_image("heldout/photo_render_error", ev["grid"], step)
+        writer.add_scalar("validation/loss", ev["loss"], step)
+        writer.add_scalar("validation/psnr_frontal", ev["psnr"], step)
+        writer.add_scalar("validation/psnr_frontal_face", ev["psnr_face"], step)
+        writer.add_image("validation/photo_render_error", ev["grid"], step)
         writer.add_scalar("data/cache_mb", run.data.cache_bytes / 2**20, step)
     if ev["loss"] < run.state["best_loss"]:
         run.state["best_loss"], run.state["best_step"] = ev["loss"], step
@@ -294,7 +294,7 @@ def _evaluate(run: _Run, writer, step: int, info: DistInfo) -> bool:
 
 
 def _stop_reason(run: _Run, step: int, improved: bool, evaluated: bool) -> str:
-    """``steps`` (go on), ``early`` (no held-out improvement for ``patience`` steps) or ``time``."""
+    """``steps`` (go on), ``early`` (no validation improvement for ``patience`` steps) or ``time``."""
     cfg = run.config.train
     if evaluated and not improved and step - run.state["best_step"] >= cfg.patience:
         return "early"
@@ -357,7 +357,7 @@ def _train(config: TrainConfig, cap: Capture, out: Path, payload: dict | None, i
             checkpoint("best.pt", step)
             if info.main:  # the self-contained avatar of the best weights, for fitting
                 avatar = run.data.avatar(run.model)
-                avatar.info.update(run=str(out), step=step, heldout_loss=run.state["best_loss"])
+                avatar.info.update(run=str(out), step=step, validation_loss=run.state["best_loss"])
                 avatar.save(out / AVATAR_FILE)
         stopped = _agree(_stop_reason(run, step, improved, evaluated), info)
         if stopped != "steps" or step % cfg.checkpoint_every == 0 or step == cfg.steps:
@@ -379,9 +379,9 @@ def _finish(run: _Run, out: Path, step: int, stopped: str, info: DistInfo) -> Tr
     result = TrainResult(out, step, stopped, state["best_loss"], state["best_step"], state["psnr"], state["psnr_face"],
                          state["seconds"], state.get("initial_psnr", math.nan), state.get("initial_psnr_face", math.nan))
     if info.main:
-        metrics = {"steps": step, "stopped": stopped, "best_heldout_loss": state["best_loss"],
-                   "best_step": state["best_step"], "heldout_psnr_frontal": state["psnr"],
-                   "heldout_psnr_frontal_face": state["psnr_face"],
+        metrics = {"steps": step, "stopped": stopped, "best_validation_loss": state["best_loss"],
+                   "best_step": state["best_step"], "validation_psnr_frontal": state["psnr"],
+                   "validation_psnr_frontal_face": state["psnr_face"],
                    "initial_psnr_frontal": state.get("initial_psnr", math.nan),
                    "initial_psnr_frontal_face": state.get("initial_psnr_face", math.nan),
                    "seconds": round(state["seconds"], 1),

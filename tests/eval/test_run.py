@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[2]
 TINY = {"subjects": [{"name": "p1", "subject": "procedural", "seed": 3}],
         "capture": {"segments": 1, "frames": 8, "cameras": 3, "image_size": [64, 48], "texture_size": 64},
         "train": {"base": str(REPO / "configs/train/small.yaml"),
-                  "set": {"model": {"dam": {"texture_size": 64}}, "data": {"holdout": 0.25},
+                  "set": {"model": {"dam": {"texture_size": 64}}, "data": {"validation": 0.25, "test": 0.25},
                           "train": {"steps": 4, "eval_every": 4, "checkpoint_every": 4}}},
         "models": ["dam", "dam_hmc_reg", "lip_flow_hmc"], "tables": [7, 9],
         "fit": {"frames": 2, "batch": 2, "search_frames": 1, "steps": 3, "patience": 2, "lr": [0.1],
@@ -98,7 +98,7 @@ def test_capture_without_landmarks_is_refused_before_training(tmp_path, handmade
 
 
 def test_capture_without_hmc_files_names_the_command(tmp_path, tiny_capture):
-    train = {**TINY["train"], "set": {**TINY["train"]["set"], "data": {"holdout": 0.25, "hmc_source": "files"}}}
+    train = {**TINY["train"], "set": {**TINY["train"]["set"], "data": {"validation": 0.25, "test": 0.25, "hmc_source": "files"}}}
     path = write_config(tmp_path, subjects=[{"name": "mine", "capture": str(tiny_capture)}], train=train)
     with pytest.raises(FileNotFoundError) as err:
         run_evaluation(load_eval_config(path), tmp_path / "out", progress=False, log=lambda m: None)

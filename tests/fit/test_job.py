@@ -112,18 +112,45 @@ def test_other_settings_in_the_same_folder_are_refused(dam_run, tiny_capture, tm
     assert not (tmp_path / "h").exists()
 
 
-def test_heldout_frames_are_trainings(dam_run, tiny_capture):
+def test_the_avatar_records_its_splits_and_fits_name_them(dam_run, tiny_capture, tmp_path):
+    from avatarfit.data.selection import select_frames
+    from avatarfit.errors import FormatError
+    from avatarfit.fit.job import split_frames_of
     from avatarfit.train.data import split_frames
 
     avatar = Avatar.load(dam_run)
     cap = Capture(tiny_capture)
-    holdout = avatar.info["holdout"]
-    expected = split_frames(cap, holdout)[1]
-    assert expected and heldout_frames(avatar, dam_run, cap) == expected
-    avatar.info.pop("holdout")  # older avatar files: the run's config.yaml says
-    assert heldout_frames(avatar, dam_run, cap) == expected
-    with pytest.raises(Exception, match="give --frames explicitly"):
-        heldout_frames(avatar, dam_run / "avatar.pt" / "elsewhere", cap)
+    expected = split_frames(cap, 0.34, 0.34)  # tiny_config's fractions
+    names = {k: [f"{r.segment}/{r.frame}" for r in v] for k, v in expected.items()}
+    assert avatar.info["splits"] == names
+    for split in ("train", "validation", "test"):
+        assert split_frames_of(avatar, dam_run, cap, split) == expected[split]
+    assert heldout_frames(avatar, dam_run, cap) == expected["test"]  # heldout means test
+    assert not set(names["test"]) & (set(names["train"]) | set(names["validation"]))
+    with pytest.raises(ValueError, match="'test' names a split of a trained avatar's frames"):
+        select_frames(cap, "test")
+    old = dict(avatar.info)
+    del old["splits"]
+    avatar.info = old  # an avatar from before the splits
+    with pytest.raises(FormatError, match="records no train/validation/test split .* retrain it"):
+        split_frames_of(avatar, dam_run, cap, "test")
+
+
+def test_a_segment_named_like_a_split_is_refused(tiny_capture, tmp_path):
+    import shutil
+
+    from avatarfit.data.selection import select_frames
+
+    root = tmp_path / "cap"
+    shutil.copytree(tiny_capture, root)
+    cap = Capture(root)
+    seg = cap.segments[0]
+    lst = cap.layout.frame_list
+    lst.write_text(lst.read_text(encoding="utf-8").replace(seg, "validation"), encoding="utf-8")
+    for p in sorted(root.rglob(seg), key=lambda p: -len(p.parts)):
+        p.rename(p.with_name("validation"))
+    with pytest.raises(ValueError, match="segment name 'validation' is reserved for the frame splits"):
+        select_frames(Capture(root), "")
 
 
 def test_a_perturbed_headset_pose_is_recovered(dam_run, tiny_capture):

@@ -9,7 +9,7 @@ TINY_OVERRIDES = {
         "kpt": {"hidden": 32, "blocks": 2, "features": 16, "dropout": 0.1},
         "flow": {"layers": 2, "hidden": 16, "blocks_per_layer": 1},
     },
-    "data": {"views_per_frame": 2, "holdout": 0.34, "hmc": {"views_size": [48, 64]}},
+    "data": {"views_per_frame": 2, "validation": 0.34, "test": 0.34, "hmc": {"views_size": [48, 64]}},
     "train": {"batch": 2, "lr": 0.0005, "steps": 12, "eval_every": 4, "log_every": 2, "checkpoint_every": 4,
               "max_minutes": None, "backend": "bbox", "device": "cpu"},
 }

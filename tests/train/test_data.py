@@ -1,5 +1,7 @@
 import dataclasses
 
+import pytest
+
 import torch
 
 from avatarfit._io import read_png
@@ -8,11 +10,17 @@ from avatarfit.train.data import TrainingData, normalise_keypoints, split_frames
 from tests.train.conftest import tiny_config
 
 
-def test_split_holds_out_the_end_of_each_segment(tiny_capture):
+def test_splits_are_contiguous_blocks_with_validation_between_train_and_test(tiny_capture):
     cap = Capture(tiny_capture)
-    train, held = split_frames(cap, 0.34)
-    assert held == cap.frames()[-1:] and train == cap.frames()[:-1]
-    assert split_frames(cap, 0.0) == (cap.frames(), [])
+    frames = cap.frames()  # one segment of 3 frames
+    s = split_frames(cap, 0.34, 0.34)
+    assert (s["train"], s["validation"], s["test"]) == (frames[:1], frames[1:2], frames[2:])
+    assert split_frames(cap, 0.0, 0.34) == {"train": frames[:2], "validation": [], "test": frames[2:]}
+    assert split_frames(cap, 0.0, 0.0)["train"] == frames
+    with pytest.raises(ValueError, match=r"data.validation = 0.5, data.test = 0.5: segment .* has 3 frames, too few"):
+        split_frames(cap, 0.5, 0.5)
+    with pytest.raises(ValueError, match="data.validation \\+ data.test: expected less than 1"):
+        dataclasses.replace(tiny_config("dam").data, validation=0.5, test=0.5)
 
 
 def test_batches_are_deterministic_and_split_over_processes(tiny_capture):

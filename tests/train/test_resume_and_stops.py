@@ -23,7 +23,10 @@ def test_every_variant_resumes_exactly(variant, condition, tiny_capture, dam_run
     resumed = train(tiny_config(variant, condition, steps=6, **extra), tiny_capture, tmp_path / "b", resume=True,
                     progress=False)
     a, b = load_checkpoint(tmp_path / "a" / "last.pt"), load_checkpoint(tmp_path / "b" / "last.pt")
-    assert a["step"] == b["step"] == 6 and resumed.best_loss == straight.best_loss
+    assert a["step"] == b["step"] == 6
+    # The interrupted run also evaluated at its last step (3, between evaluations every 4):
+    # that evaluation may be the best; otherwise both saw the same ones.
+    assert resumed.best_loss == straight.best_loss or (resumed.best_step == 3 and resumed.best_loss < straight.best_loss)
     for k in a["model"]:
         assert torch.equal(a["model"][k], b["model"][k]), k
     if VARIANTS[variant].pretrained:  # the DAM stays the pretrained one, frozen
