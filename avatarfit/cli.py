@@ -76,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                           "head-mounted-camera views (about 6 minutes on 2 CPU cores; cached)",
                           description="The library's main job end to end, offline: generate a small synthetic capture, "
                           "train a DAM and a LiP-Flow-HMC on it side by side (900 and 750 steps), fit both to the clean "
-                          "synthetic HMC views of the frames training held out, and print frontal PSNR and geometry "
+                          "synthetic HMC views of its test frames, and print frontal PSNR and geometry "
                           "error before fitting (the prior's mean) and after. Writes PNG strips per frame, a comparison "
                           "sheet and TensorBoard logs. Everything is cached in --out: a second run takes seconds.",
                           formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -239,7 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--logdir", type=Path, help="also log the strip to TensorBoard here")
     ev = sub.add_parser("evaluate", help="reproduce the paper's Tables 6-9: train every variant, fit, tabulate, plot",
                         description="Trains (or reuses) every model the configured tables need on each subject, runs "
-                        "every cell on held-out frames (the prior encoder's and the DAM encoder's decodings; fits to "
+                        "every cell on test frames, settings searched on validation frames (the prior encoder's and the DAM encoder's decodings; fits to "
                         "frontal, masked frontal, HMC and keypoint targets with and without L_L; HMC fits with the "
                         "headset pose under pose noise), with lr and lambda_L searched on the first frames per model "
                         "and task (seed 003, H.2), and writes the tables in the paper's layout. Every cell is saved as "

@@ -5,7 +5,7 @@
    and 750: about 4.5 minutes each on 2 cores; one process per model, one thread each, which
    on a 2-core CPU is faster than one after the other), each capped at ``minutes`` so that
    a slow machine still finishes (then with fewer steps, which it says);
-3. HMC targets of the frames training held out (clean synthetic head-mounted views);
+3. HMC targets of the test frames (clean synthetic head-mounted views);
 4. both models fitted to them; a table of frontal PSNR and geometry error before fitting
    (the prior's mean) and after, PNG strips, a side-by-side sheet and TensorBoard logs.
 
@@ -29,7 +29,7 @@ __all__ = ["DEMO_SYNTH", "DEMO_TRAIN", "DEMO_MODELS", "DemoResult", "run_demo", 
 DEMO_SYNTH = {"segments": 3, "frames": 24, "cameras": 6, "image_size": (128, 96), "texture_size": 128}
 
 #: Training settings shared by the demo's models (``configs/train/small.yaml`` with a higher
-#: learning rate, a time budget instead of a step count, and 10% of the frames held out).
+#: learning rate, a time budget instead of a step count, and 10% of the frames for validation, 10% for test).
 DEMO_TRAIN = {
     "model": {"dam": {"latent": 64, "texture_size": 128, "channels": [16, 32, 64, 64, 64], "geometry_hidden": 256,
                       "view_features": 8},
