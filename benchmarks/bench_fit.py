@@ -63,7 +63,7 @@ def _seconds_per_frame(avatar, target, config: FitConfig, repeats: int, device: 
 
 
 def _target(avatar, cap: Capture, refs, device):
-    source = TargetSource(cap, condition=avatar.condition if avatar.conditional else None)
+    source = TargetSource.for_avatar(cap, avatar)
     return source.build("hmc", refs).to(device)
 
 

@@ -77,7 +77,7 @@ def main() -> None:
         avatar = Avatar.load(run)
         refs = split_frames_of(avatar, Path(run), cap, "test")
         refs = refs[: args.frames] if args.frames else refs
-        source = TargetSource(cap, condition=avatar.condition if avatar.conditional else None)
+        source = TargetSource.for_avatar(cap, avatar)
         print(f"\n## {run} ({avatar.variant}), {len(refs)} test frames\n")
         print("HMC fits (headset pose known; lr 0.1, lambda_L 0.01):\n")
         print("| condition | spill px/frame | geometry (mm) | HMC PSNR (dB) | HMC face PSNR (dB) | frontal PSNR (dB) "

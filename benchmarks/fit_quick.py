@@ -32,7 +32,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|")
     for run in args.runs:
         avatar = Avatar.load(run)
-        source = TargetSource(cap, condition=avatar.condition if avatar.conditional else None)
+        source = TargetSource.for_avatar(cap, avatar)
         target = source.build(args.kind, refs)
         t0 = time.perf_counter()
         s = fit(avatar, target, FitConfig(lr=args.lr, lambda_latent=args.lambda_latent)).summary()

@@ -143,7 +143,7 @@ def _decode_cell(args: dict[str, Any]) -> dict[str, Any]:
     if args["frames"]:
         refs = spread(refs, args["frames"])
     avatar = avatar.to(resolve_device(args["device"])).eval()
-    source = TargetSource(capture, condition=avatar.condition if avatar.conditional else None)
+    source = TargetSource.for_avatar(capture, avatar)
     scores: dict[str, list] = {}
     with torch.no_grad():
         for a in range(0, len(refs), args["batch"]):

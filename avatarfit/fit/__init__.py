@@ -5,7 +5,7 @@ Example:
     >>> from avatarfit.avatar import Avatar                       # doctest: +SKIP
     >>> from avatarfit.fit import FitConfig, TargetSource, fit
     >>> avatar = Avatar.load("runs/lip_flow_hmc")
-    >>> source = TargetSource(Capture("CAP"), condition=avatar.condition)
+    >>> source = TargetSource.for_avatar(Capture("CAP"), avatar)
     >>> target = source.build("hmc", Capture("CAP").frames()[:8])
     >>> result = fit(avatar, target, FitConfig(lr=0.1, lambda_latent=0.01))
     >>> result.summary()["psnr"], result.summary()["geom_mm"]

@@ -392,7 +392,7 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
         refs = select_frames(capture, job.frames)
     device = resolve_device(job.device)
     avatar = avatar.to(device)
-    source = TargetSource(capture, condition=avatar.condition if avatar.conditional else None)
+    source = TargetSource.for_avatar(capture, avatar)
 
     def build(frames: list[FrameRef]):
         return source.build(job.target, frames, pose_noise_rot=job.pose_noise_rot,

@@ -45,10 +45,15 @@ class TargetSource:
             ``observation`` each target carries.
         frontal_camera: the camera of frontal, masked and keypoint targets (default: the most
             frontal one).
+        observation: how the prior encoder's training observed frames (an avatar's
+            ``info["observation"]``, :meth:`~avatarfit.synth.observe.Observer.record`): the
+            ``observation`` of each target is then made exactly so (the views of the data
+            term stay the clean ``hmc`` ones); ``None``: the data term's own views or
+            keypoints. :meth:`for_avatar` passes the avatar's.
     """
 
     def __init__(self, capture: Capture, hmc: HmcConfig | None = None, condition: str | None = None,
-                 frontal_camera: str | None = None) -> None:
+                 frontal_camera: str | None = None, observation: dict | None = None) -> None:
         self.capture = capture
         self.hmc_config = hmc if hmc is not None else HmcConfig(views_size=(120, 160), augment=False)
         if condition not in (None, "hmc", "kpt"):
@@ -56,6 +61,24 @@ class TargetSource:
         self.condition = condition
         self.frontal = frontal_camera or capture.frontal_camera()
         self._hmc: SyntheticHmc | None = None
+        self.observer = None
+        if observation is not None and condition is not None:
+            from ..synth.observe import Observer
+
+            self.observer = Observer.from_record(capture, observation)
+            if self.observer.condition != condition:
+                raise ValueError(f"observation: recorded for a {self.observer.condition!r} prior, asked for "
+                                 f"{condition!r}")
+
+    @classmethod
+    def for_avatar(cls, capture: Capture, avatar, hmc: HmcConfig | None = None,
+                   frontal_camera: str | None = None) -> "TargetSource":
+        """Targets for ``avatar``: its condition, and its prior observed as its training
+        observed it (``info["observation"]``; avatars from before that record are observed
+        with the data term's clean views, as then)."""
+        condition = avatar.condition if avatar.conditional else None
+        record = avatar.info.get("observation") if condition is not None else None
+        return cls(capture, hmc, condition, frontal_camera, record)
 
     @property
     def hmc(self) -> SyntheticHmc:
@@ -86,6 +109,8 @@ class TargetSource:
         :class:`~avatarfit.synth.hmc.HmcSample` when already made."""
         if self.condition is None:
             return None
+        if self.observer is not None:
+            return torch.stack([self.observer.observe(r) for r in refs])
         if samples is None:
             samples = [self.hmc.sample(r.segment, r.frame) for r in refs]
         if self.condition == "hmc":

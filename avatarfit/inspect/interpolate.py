@@ -49,7 +49,7 @@ def frame_codes(avatar: Avatar, capture: Capture, refs: list[FrameRef]) -> tuple
 
     prior = avatar.model.prior
     if avatar.conditional:
-        obs = TargetSource(capture, condition=avatar.condition).observation(refs)
+        obs = TargetSource.for_avatar(capture, avatar).observation(refs)
         params = prior.params(obs.to(avatar.vert_mean))
     else:
         params = prior.params(batch=len(refs))

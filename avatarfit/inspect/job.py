@@ -60,7 +60,7 @@ def inspect_latents(run: str | Path, capture: str | Path | Capture, logdir: str 
     avatar = Avatar.load(run)
     cap = capture if isinstance(capture, Capture) else Capture(capture)
     refs = spread_frames(cap, inputs, frames)
-    source = TargetSource(cap, condition=avatar.condition if avatar.conditional else None)
+    source = TargetSource.for_avatar(cap, avatar)
     observation = source.observation(refs)  # first: it needs the capture's landmarks
     truth = source.truth(refs)
     result = sample_latents(avatar, observation, truth.names, samples=samples, seed=seed)

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from .._io import read_png
 from ..data.cache import TensorCache
 from ..data.capture import Capture, FrameRef
-from ..data.keypoints import normalise_keypoints, read_keypoints
-from ..data.layout import HMC_VIEWS, Layout
+from ..data.keypoints import normalise_keypoints
+from ..data.layout import Layout
 from ..data.selection import SPLITS, check_segment_names
 from ..data.stats import NormStats, resize_texture
 from ..data.surface import SurfacePoints, read_surface_points
@@ -116,11 +115,14 @@ class TrainingData:
         self.cache = TensorCache(int(config.data.cache_mb * 2**20) if config.data.cache else 0)
         self._hmc = None
         self._kpt_points: SurfacePoints | None | bool = False  # False: not looked up yet
-        self._kpt_size: tuple[int, int] | None = None
-        if conditional and config.data.hmc_source == "memory":
-            from ..synth.hmc import SyntheticHmc
+        self.observer = None
+        if conditional:
+            from ..synth.observe import Observer
 
-            self._hmc = SyntheticHmc(capture, config.data.hmc)
+            d = config.data
+            self.observer = Observer(capture, config.model.condition, d.hmc_source, d.hmc, d.hmc_dir)
+            if d.hmc_source == "memory":
+                self._hmc = self.observer.hmc
 
     def avatar(self, model, keypoints: bool = True) -> "Avatar":
         """``model`` as an :class:`~avatarfit.avatar.Avatar` with this capture's statistics,
@@ -133,7 +135,8 @@ class TrainingData:
                       background=self.background, backend=self.config.train.backend,
                       info={"capture": str(self.capture.root), "frontal_camera": self.frontal,
                             "splits": {name: [f"{r.segment}/{r.frame}" for r in refs]
-                                       for name, refs in self.splits.items()}})
+                                       for name, refs in self.splits.items()},
+                            "observation": None if self.observer is None else self.observer.record()})
 
     def keypoint_points(self) -> SurfacePoints | None:
         """The 274 keypoint definitions: ``keypoints/points.txt`` of the HMC files when
@@ -182,30 +185,7 @@ class TrainingData:
         return _Frame(tex, verts, R, t, self._condition(ref) if self.conditional else None)
 
     def _condition(self, ref: FrameRef) -> torch.Tensor:
-        kind = self.config.model.condition
-        if self._hmc is not None:
-            if kind == "hmc":
-                return self._hmc.sample(ref.segment, ref.frame).views
-            xy, vis = self._hmc.keypoints(ref.segment, ref.frame)
-            size = self._hmc.keypoint_size
-        else:
-            root = Path(self.config.data.hmc_dir) if self.config.data.hmc_dir else self.capture.root
-            layout = Layout(root)
-            if kind == "hmc":
-                return torch.stack([read_png(layout.hmc_view(ref.segment, v, ref.frame), channels=1) for v in HMC_VIEWS])
-            xy, vis = read_keypoints(layout.keypoints(ref.segment, ref.frame), count=274)
-            size = self._keypoint_size(layout)
-        return normalise_keypoints(xy, vis, size)
-
-    def _keypoint_size(self, layout: Layout) -> tuple[int, int]:
-        """Image size of the camera recorded in ``keypoints/keypoints.yaml`` (read once)."""
-        if self._kpt_size is None:
-            import yaml
-
-            path = layout.keypoint_info
-            info = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else {}
-            self._kpt_size = self.capture.image_size(str((info or {}).get("camera", self.capture.frontal_camera())))
-        return self._kpt_size
+        return self.observer.observe(ref)
 
     def view(self, ref: FrameRef, camera: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Photo ``(3, H, W)``, face mask ``(1, H, W)`` (the tracked mesh's coverage) and the

@@ -81,3 +81,37 @@ def test_cache_holds_at_most_its_bound(tiny_capture):
     for a, b in zip(batches, (unbounded.training_batch(s) for s in range(4))):  # same batches either way
         for k in a:
             assert torch.equal(a[k], b[k]), k
+
+
+@pytest.mark.parametrize("condition", ["hmc", "kpt"])
+def test_fitting_observes_a_frame_exactly_as_training_did(tiny_capture, tmp_path, condition):
+    """The avatar records how training observed frames (augmented 48x64 views here, the
+    tool's default rig and seed); a fit's TargetSource rebuilds the same observer, while its
+    data term keeps the clean views."""
+    from avatarfit.avatar import Avatar
+    from avatarfit.fit import TargetSource
+    from avatarfit.train.loop import train
+
+    config = tiny_config("lip_flow", condition, steps=1)
+    assert config.data.hmc.augment and config.data.hmc.views_size == (48, 64)
+    result = train(config, tiny_capture, tmp_path / "run", progress=False)
+    avatar = Avatar.load(result.out)
+    record = avatar.info["observation"]
+    assert record["condition"] == condition and record["source"] == "memory"
+    cap = Capture(tiny_capture)
+    data = TrainingData(cap, config, conditional=True)
+    refs = cap.frames()
+    source = TargetSource.for_avatar(cap, avatar)
+    observed = source.observation(refs)
+    for i, ref in enumerate(refs):
+        assert torch.equal(observed[i], data.frame(ref).condition), ref
+    if condition == "hmc":
+        target = source.build("hmc", refs[:1])
+        assert target.views.shape[-2:] == (120, 160)  # the data term's clean views
+        assert not torch.equal(target.observation[0], target.views[0])
+    # An avatar from before the record: observed with the data term's clean views, as then.
+    legacy = dict(avatar.info)
+    del legacy["observation"]
+    avatar.info = legacy
+    old = TargetSource.for_avatar(cap, avatar)
+    assert old.observer is None
