@@ -425,14 +425,11 @@ def _score(avatar: Avatar, target, result: FitResult, init_pred: torch.Tensor) -
 
 
 def _views_psnr(pred: torch.Tensor, views: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """PSNR (dB) over all the views of each frame together: ``(B, C, 1, h, w)`` -> ``(B,)``."""
-    err = (pred.clamp(0, 1) - views) ** 2
-    if mask is None:
-        mse = err.flatten(1).mean(1)
-    else:
-        m = (mask > 0).to(err.dtype)
-        mse = (err * m).flatten(1).sum(1) / m.flatten(1).sum(1).clamp_min(1)
-    return 10 * torch.log10(1.0 / mse.clamp_min(1e-12))
+    """:func:`~avatarfit.eval.metrics.psnr` over all the grey views of each frame together:
+    ``(B, C, 1, h, w)`` -> ``(B,)`` (the C views stacked as one image of C * h rows)."""
+    B, C, _, h, w = views.shape
+    tall = (B, 1, C * h, w)
+    return psnr(pred.clamp(0, 1).reshape(tall), views.reshape(tall), None if mask is None else mask.reshape(tall))
 
 
 @torch.no_grad()
@@ -450,11 +447,10 @@ def hmc_metrics(avatar: Avatar, target: HMCTarget, result: FitResult, init_pred:
     B, C = target.batch, target.views.shape[1]
     size = target.image_size
     out = {}
-    start_z = result.z_init
     fitted_pose = None if result.headset_R is None else (result.headset_R, result.headset_t)
-    for suffix, z, pose, render in (("", result.z, fitted_pose, result.render), ("_init", start_z, None, init_pred)):
+    for suffix, verts, pose, render in (("", result.verts, fitted_pose, result.render),
+                                        ("_init", avatar.geometry(result.z_init), None, init_pred)):
         R, t = _hmc_cameras(target, pose)
-        verts = avatar.geometry(z)
         cover = avatar.coverage(verts.repeat_interleave(C, 0), target.K.flatten(0, 1), R.flatten(0, 1),
                                 t.flatten(0, 1), size).view(B, C, 1, *size)
         spill = (cover > 0) & ~(truth.hmc_masks > 0)

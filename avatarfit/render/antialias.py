@@ -136,7 +136,7 @@ def antialias(values: torch.Tensor, pix_to_face: torch.Tensor, depth: torch.Tens
         f0, f1 = pix_to_face[sl0], pix_to_face[sl1]
         b, i, j = ((f0 != f1) & (part[sl0] | part[sl1])).nonzero().unbind(1)
         p0 = b * (H * W) + i * W + j
-        pairs.append((p0, p0 + (1 if horizontal else W), torch.full_like(p0, int(horizontal))))
+        pairs.append((p0, p0 + (1 if horizontal else W), torch.full_like(p0, horizontal, dtype=torch.bool)))
     p0, p1, horizontal = (torch.cat(x) for x in zip(*pairs))
     # (1-D index_select throughout: several times faster on a CPU than advanced indexing.)
     flat_face, flat_depth = pix_to_face.reshape(-1), depth.reshape(-1)
@@ -155,7 +155,7 @@ def antialias(values: torch.Tensor, pix_to_face: torch.Tensor, depth: torch.Tens
     if keep.numel() == 0:
         return values
     pn, po, face, other_face, item = (x.index_select(0, keep) for x in (pn, po, face, other_face, item))
-    horizontal = horizontal.index_select(0, keep).bool()
+    horizontal = horizontal.index_select(0, keep)
     screen = verts_screen.detach().reshape(B * V, 3)[:, :2]
 
     def centre(p):

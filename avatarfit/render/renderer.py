@@ -370,7 +370,7 @@ def render_textured(
     flat = scatter_flat(colors, pf, bg)
     if not antialias:
         return RenderOutput(image=flat_to_images(flat, (B, H, W)), mask=pf.mask, pixels=pf, num_faces=faces.shape[0])
-    covered = torch.zeros(B * H * W, 1, dtype=flat.dtype, device=device).index_fill_(0, pf.index, 1.0)
+    covered = (pix_to_face.reshape(-1, 1) >= 0).to(flat.dtype)
     depth = torch.full((B * H * W,), float("inf"), dtype=flat.dtype, device=device)
     depth = depth.index_put_((pf.index,), pf.depth.detach()).view(B, H, W)
     neighbour, opposite = face_neighbours(faces) if cache is None else cache.neighbours(faces, faces_id)
