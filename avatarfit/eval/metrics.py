@@ -1,4 +1,4 @@
-"""Image metrics."""
+"""Image, geometry and latent-code metrics."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import torch
 
 from ..errors import ShapeError
 
-__all__ = ["psnr", "ssim", "l1", "geometry_error", "keypoint_distance"]
+__all__ = ["psnr", "ssim", "l1", "geometry_error", "keypoint_distance", "r_squared"]
 
 
 def psnr(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor | None = None, max_value: float = 1.0) -> torch.Tensor:
@@ -91,3 +91,23 @@ def keypoint_distance(points: torch.Tensor, target: torch.Tensor, visible: torch
     d = (points - target).norm(dim=-1)
     v = visible.to(d.dtype)
     return (d * v).sum(1) / v.sum(1)
+
+
+def r_squared(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Coefficient of determination of predicted codes, pooled over dimensions (each
+    weighted by its variance): ``1 - sum (pred - target)^2 / sum (target - mean)^2``, the
+    mean over the N frames of ``target``. 1 is exact, 0 is no better than predicting the
+    frames' mean code, below 0 is worse.
+
+    Args:
+        pred, target: ``(N, L)``, N >= 2.
+
+    Returns:
+        A scalar.
+    """
+    if pred.shape != target.shape or target.ndim != 2 or target.shape[0] < 2:
+        raise ShapeError(f"pred, target: expected two (N, L) tensors with N >= 2, got {tuple(pred.shape)} and "
+                         f"{tuple(target.shape)}")
+    total = ((target - target.mean(0)) ** 2).sum()
+    return 1.0 - ((pred - target) ** 2).sum() / total.clamp_min(torch.finfo(target.dtype).tiny)
+

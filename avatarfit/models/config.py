@@ -55,14 +55,25 @@ class HmcEncoderConfig:
         input_size: ``(H, W)`` the three views are resized to (paper: 480x640).
         channels: channels of each view's conv block (conv k4 s2 + LeakyReLU(0.2)).
         features: size of the context h (paper: 1024).
+        normalise: ``none`` (views in [0, 1] mapped to [-1, 1]) or ``image`` (each view
+            minus its mean, divided by its standard deviation: blind to the headset's gain
+            and background level).
+        head: ``flatten`` (the last feature map flattened into a linear layer, as the paper
+            reshapes it) or ``pool`` (its global average: features that tolerate a shift).
     """
 
     input_size: tuple[int, int] = (60, 80)
     channels: tuple[int, ...] = (16, 32, 64, 64)
     features: int = 128
+    normalise: str = "none"
+    head: str = "flatten"
 
     def __post_init__(self) -> None:
         _positive(self, "input_size", "channels", "features")
+        if self.normalise not in ("none", "image"):
+            raise ValueError(f"HmcEncoderConfig.normalise: expected 'none' or 'image', got {self.normalise!r}")
+        if self.head not in ("flatten", "pool"):
+            raise ValueError(f"HmcEncoderConfig.head: expected 'flatten' or 'pool', got {self.head!r}")
         if min(self.input_size) >> len(self.channels) < 1:
             raise ValueError(f"HmcEncoderConfig.input_size: {self.input_size} is too small for "
                              f"{len(self.channels)} stride-2 layers")

@@ -35,9 +35,12 @@ class HmcEncoder(nn.Module):
         D = config.features
         h, w = config.input_size
         n = len(config.channels)
-        flat = config.channels[-1] * (h >> n) * (w >> n)
+        if config.head == "flatten":
+            reduce, flat = nn.Flatten(), config.channels[-1] * (h >> n) * (w >> n)
+        else:
+            reduce, flat = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten()), config.channels[-1]
         self.towers = nn.ModuleList(
-            nn.Sequential(conv_tower(1, config.channels), nn.Flatten(), EqualizedLinear(flat, D), nn.LeakyReLU(0.2))
+            nn.Sequential(conv_tower(1, config.channels), reduce, EqualizedLinear(flat, D), nn.LeakyReLU(0.2))
             for _ in range(3)
         )
         self.attention = nn.Parameter(torch.randn(D, 3))
@@ -52,7 +55,12 @@ class HmcEncoder(nn.Module):
             x = views[:, v]
             if tuple(x.shape[-2:]) != size:
                 x = nn.functional.interpolate(x, size=size, mode="area")
-            feats.append(tower(x * 2.0 - 1.0))
+            if self.config.normalise == "image":
+                mean = x.mean((-2, -1), keepdim=True)
+                x = (x - mean) / x.std((-2, -1), keepdim=True).clamp_min(1e-3)
+            else:
+                x = x * 2.0 - 1.0
+            feats.append(tower(x))
         hstar = torch.stack(feats, 1)  # (B, 3, D)
         scores = (hstar * self.attention.T.unsqueeze(0)).sum(-1) / math.sqrt(hstar.shape[-1])
         h = (scores.softmax(1).unsqueeze(-1) * hstar).sum(1)

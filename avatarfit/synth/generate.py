@@ -22,7 +22,7 @@ from ..data.surface import SurfacePoints, write_surface_points
 from ..render.renderer import render_textured
 from ..render.unwrap import fill_gutter, rasterize_uv, unwrap_texture
 from .dome import make_dome
-from .motion import sample_performance
+from .motion import dominant_controls, sample_performance
 from .subject import Subject
 
 __all__ = ["SynthConfig", "ensure_capture", "generate_capture", "load_subject", "prepare_output"]
@@ -163,7 +163,9 @@ def generate_capture(
     faces_uvs_np = subject.faces_uvs.numpy()
 
     prefilter = _texels_per_pixel(subject, H / config.field_mm)
-    performances = [sample_performance(i + 1, config.frames, subject.rig.names, gen) for i in range(config.segments)]
+    dominant = dominant_controls(config.segments, len(subject.rig.names), gen)
+    performances = [sample_performance(i + 1, config.frames, subject.rig.names, gen, dominant=d)
+                    for i, d in enumerate(dominant)]
     frame_lines = []
     averages, local_verts = [], []
     total = config.segments * config.frames

@@ -115,9 +115,11 @@ class HmcSample:
     keypoint_camera: str
 
 
-def frame_generator(seed: int, segment: str, frame: str) -> torch.Generator:
-    """Generator seeded from ``(seed, segment, frame)`` (stable across runs and platforms)."""
-    return torch.Generator().manual_seed(zlib.crc32(f"{seed}/{segment}/{frame}".encode()) + (seed << 32))
+def frame_generator(seed: int, segment: str, frame: str, draw: int = 0) -> torch.Generator:
+    """Generator seeded from ``(seed, segment, frame, draw)`` (stable across runs and
+    platforms); draw 0 is the frame's first draw, the one written to disk."""
+    text = f"{seed}/{segment}/{frame}" + (f"/{draw}" if draw else "")
+    return torch.Generator().manual_seed(zlib.crc32(text.encode()) + (seed << 32))
 
 
 def _uniform(gen: torch.Generator, lo_hi: tuple[float, float], n: int) -> torch.Tensor:
@@ -337,11 +339,12 @@ class SyntheticHmc:
         ref = self.frames[index]
         return self.sample(ref.segment, ref.frame)
 
-    def sample(self, segment: str, frame: str) -> HmcSample:
-        """The sample of one frame (the same whatever else is generated)."""
+    def sample(self, segment: str, frame: str, draw: int = 0) -> HmcSample:
+        """The sample of one frame (the same whatever else is generated); ``draw`` k > 0
+        gives the frame's k-th independent draw of headset pose and augmentation."""
         cap, cfg = self.capture, self.config
         topo = cap.topology
-        gen = frame_generator(cfg.seed, segment, frame)
+        gen = frame_generator(cfg.seed, segment, frame, draw)
         verts = cap.vertices(segment, frame)
         texture = cap.texture(segment, frame)
         hR, ht = sample_headset(self.rig, cfg, gen)

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Performance", "sample_performance", "rotation_matrix"]
+__all__ = ["Performance", "sample_performance", "dominant_controls", "rotation_matrix"]
 
 
 @dataclass(frozen=True)
@@ -54,17 +54,34 @@ def _smooth_noise(gen: torch.Generator, frames: int, channels: int, cycles: floa
     return out
 
 
+def dominant_controls(segments: int, controls: int, gen: torch.Generator) -> list[int]:
+    """The dominant control of each of ``segments`` segments: drawn without replacement
+    until every control was used, then again (so a capture of at least ``controls``
+    segments shows every expression)."""
+    out: list[int] = []
+    while len(out) < segments:
+        out += torch.randperm(controls, generator=gen).tolist()
+    return out[:segments]
+
+
 def sample_performance(
     index: int, frames: int, control_names: tuple[str, ...], gen: torch.Generator,
-    max_rotation_deg: float = 8.0, max_translation_mm: float = 10.0,
+    max_rotation_deg: float = 8.0, max_translation_mm: float = 10.0, dominant: int | None = None,
 ) -> Performance:
-    """Sample a segment: one dominant control that rises and falls, the others in small
-    amounts, and a smooth rigid head motion."""
+    """Sample a segment: one dominant control (``dominant``, default drawn at random) that
+    rises and falls one to two times from a random phase (so a segment's last frames, its
+    test block, are not always neutral), the others in small amounts, and a smooth rigid
+    head motion."""
     K = len(control_names)
-    dominant = int(torch.randint(K, (1,), generator=gen))
+    if dominant is None:
+        dominant = int(torch.randint(K, (1,), generator=gen))
+    if not 0 <= dominant < K:
+        raise ValueError(f"dominant: expected a control index in [0, {K}), got {dominant}")
     t = torch.linspace(0, 1, frames, dtype=torch.float64)
     controls = (0.15 * (_smooth_noise(gen, frames, K) + 0.3)).clamp(0, 1)
-    peak = 0.5 - 0.5 * torch.cos(2 * math.pi * t * (1 if frames > 1 else 0))
+    cycles, phase = 1.0 + float(torch.rand((), generator=gen, dtype=torch.float64)), \
+        float(torch.rand((), generator=gen, dtype=torch.float64))
+    peak = 0.5 - 0.5 * torch.cos(2 * math.pi * (cycles * t + phase) * (1 if frames > 1 else 0))
     if frames == 1:
         peak = torch.ones(1, dtype=torch.float64)
     controls[:, dominant] = (0.1 + 0.9 * peak).clamp(0, 1)

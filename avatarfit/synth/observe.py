@@ -83,11 +83,17 @@ class Observer:
         config = from_dict(HmcConfig, hmc, f"{where}.hmc") if isinstance(hmc, dict) else None
         return cls(capture, str(record["condition"]), str(record["source"]), config, record.get("hmc_dir"))
 
-    def observe(self, ref: FrameRef) -> torch.Tensor:
-        """The observation of one frame: ``(3, 1, h, w)`` views or ``(274, 2)`` keypoints."""
+    def observe(self, ref: FrameRef, draw: int = 0) -> torch.Tensor:
+        """The observation of one frame: ``(3, 1, h, w)`` views or ``(274, 2)`` keypoints.
+
+        ``draw`` k > 0: the frame's k-th independent draw of headset pose and augmentation
+        (HMC views in memory only; keypoints do not depend on it; fitting observes draw 0).
+        """
+        if draw and self.source != "memory":
+            raise ValueError(f"draw {draw}: observations read from files have one draw per frame")
         if self.source == "memory":
             if self.condition == "hmc":
-                return self.hmc.sample(ref.segment, ref.frame).views
+                return self.hmc.sample(ref.segment, ref.frame, draw).views
             xy, vis = self.hmc.keypoints(ref.segment, ref.frame)
             return normalise_keypoints(xy, vis, self.hmc.keypoint_size)
         layout = Layout(Path(self.hmc_dir) if self.hmc_dir else self.capture.root)

@@ -32,6 +32,11 @@ class DataConfig:
             ``avatarfit hmc`` in the capture folder, or in ``hmc_dir``).
         hmc_dir: folder holding ``hmc/`` and ``keypoints/`` for ``hmc_source: files``.
         hmc: settings of the in-memory HMC generator.
+        observation_draws: independent draws of headset pose and augmentation per training
+            frame (``hmc_source: memory``, HMC priors): each step observes every frame of
+            its batch under one of them, so that the prior encoder learns what the views
+            show rather than the one headset pose a frame was seen under. 1: one fixed
+            observation per frame.
         cache: keep decoded frames (normalised texture and vertices, head pose, HMC views
             or keypoints) and (frame, camera) photos with face masks in memory, up to
             ``cache_mb``; the least recently used go first beyond it.
@@ -46,6 +51,7 @@ class DataConfig:
     hmc_source: str = "memory"
     hmc_dir: str | None = None
     hmc: HmcConfig = field(default_factory=lambda: HmcConfig(views_size=(120, 160)))
+    observation_draws: int = 1
     cache: bool = True
     cache_mb: float = 4096.0
 
@@ -62,6 +68,11 @@ class DataConfig:
                              f"{self.validation} + {self.test}")
         if self.hmc_source not in ("memory", "files"):
             raise ValueError(f"data.hmc_source: expected 'memory' or 'files', got {self.hmc_source!r}")
+        if self.observation_draws < 1:
+            raise ValueError(f"data.observation_draws: expected at least 1, got {self.observation_draws}")
+        if self.observation_draws > 1 and self.hmc_source != "memory":
+            raise ValueError(f"data.observation_draws: {self.observation_draws} draws per frame need hmc_source: "
+                             f"memory (files hold one observation per frame)")
 
 
 @dataclass(frozen=True)

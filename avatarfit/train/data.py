@@ -187,6 +187,18 @@ class TrainingData:
     def _condition(self, ref: FrameRef) -> torch.Tensor:
         return self.observer.observe(ref)
 
+    @property
+    def draws(self) -> int:
+        """Observation draws per training frame (1 for keypoints: they see no headset)."""
+        return self.config.data.observation_draws if self.conditional and self.config.model.condition == "hmc" else 1
+
+    def observation(self, ref: FrameRef, draw: int = 0) -> torch.Tensor:
+        """The prior encoder's observation of a frame under draw ``draw`` (see
+        :meth:`~avatarfit.synth.observe.Observer.observe`); draw 0 is what fitting sees."""
+        if draw == 0:
+            return self.frame(ref).condition
+        return self.cache.get(("observation", ref.segment, ref.frame, draw), lambda: self.observer.observe(ref, draw))
+
     def view(self, ref: FrameRef, camera: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Photo ``(3, H, W)``, face mask ``(1, H, W)`` (the tracked mesh's coverage) and the
         unit view vector ``(3,)`` of one frame seen from one camera."""
@@ -201,8 +213,10 @@ class TrainingData:
         return photo, mask, cap.view_vector(ref.segment, ref.frame, camera)
 
     # -- batches ---------------------------------------------------------------------------
-    def collate(self, refs: list[FrameRef], cameras: list[list[str]]) -> dict[str, torch.Tensor]:
-        """Stack frames and their cameras.
+    def collate(self, refs: list[FrameRef], cameras: list[list[str]], draws: list[int] | None = None
+                ) -> dict[str, torch.Tensor]:
+        """Stack frames and their cameras (and, for conditional models, each frame's
+        observation under its draw in ``draws``, default 0).
 
         Returns:
             ``texture (B, 3, T, T)``, ``verts (B, V, 3)`` (normalised), ``head_R (B, 3, 3)``,
@@ -231,7 +245,8 @@ class TrainingData:
         out.update(photo=torch.stack(photos), mask=torch.stack(masks), K=torch.stack(Ks), R=torch.stack(Rs),
                    t=torch.stack(ts), view=torch.stack(views))
         if self.conditional:
-            out["condition"] = torch.stack([f.condition for f in frames])
+            draws = draws or [0] * len(refs)
+            out["condition"] = torch.stack([self.observation(r, d) for r, d in zip(refs, draws)])
         return out
 
     def training_batch(self, step: int, rank: int = 0, world: int = 1) -> dict[str, torch.Tensor]:
@@ -245,9 +260,10 @@ class TrainingData:
         cams = [[self.cameras[i] for i in torch.randperm(len(self.cameras), generator=gen)[:C].tolist()]
                 for _ in range(B)]
         noise = torch.randn(B, cfg.model.dam.latent, generator=gen)
+        draws = torch.randint(self.draws, (B,), generator=gen) if self.draws > 1 else torch.zeros(B, dtype=torch.long)
         per = B // world
         mine = slice(rank * per, (rank + 1) * per)
-        batch = self.collate([self.train_frames[i] for i in idx[mine].tolist()], cams[mine])
+        batch = self.collate([self.train_frames[i] for i in idx[mine].tolist()], cams[mine], draws[mine].tolist())
         batch["noise"] = noise[mine]
         return batch
 

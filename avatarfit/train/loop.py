@@ -25,7 +25,7 @@ from .._io import write_text_atomic
 from ..avatar import AVATAR_FILE
 from ..config import merge_mappings, from_dict
 from ..data.capture import Capture
-from ..eval.metrics import psnr
+from ..eval.metrics import psnr, r_squared
 from ..models.variants import build_model
 from .checkpoint import plain_config, config_of, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -83,9 +83,33 @@ def evaluate(objective: Objective, data: TrainingData, device: torch.device, bat
         pf.append(psnr(render, photo, mask))
         for i in range(min(k, 4 - len(rows))):
             rows.append(torch.cat([photo[i], render[i], ((render[i] - photo[i]).abs() * 4).clamp(0, 1)], -1))
+    out = {"loss": total / n, "psnr": float(torch.cat(ps).mean()), "psnr_face": float(torch.cat(pf).mean()),
+           "grid": torch.cat(rows, -2).cpu()}
+    for split, frames in (("validation", data.validation_frames), ("train", data.train_frames[:64])):
+        r2 = prior_responsiveness(objective, data, frames, device, batch)
+        if r2 is not None:
+            out[f"prior_r2_{split}"] = r2
     objective.train()
-    return {"loss": total / n, "psnr": float(torch.cat(ps).mean()), "psnr_face": float(torch.cat(pf).mean()),
-            "grid": torch.cat(rows, -2).cpu()}
+    return out
+
+
+@torch.no_grad()
+def prior_responsiveness(objective: Objective, data: TrainingData, frames: list, device: torch.device,
+                         batch: int) -> float | None:
+    """R^2 of the conditional prior's mean code (in the decoder's space) against the DAM
+    encoder Q's codes of ``frames`` observed as fitting observes them (draw 0): 1 when the
+    prior predicts each frame's code, 0 or below when it ignores its observation.
+    ``None`` for unconditional models, models without Q, or fewer than two frames."""
+    model = objective.model
+    if not model.conditional or model.encoder is None or len(frames) < 2:
+        return None
+    pred, target = [], []
+    for i in range(0, len(frames), batch):
+        refs = frames[i:i + batch]
+        b = _to(data.collate(refs, [[data.frontal]] * len(refs)), device)
+        target.append(model.encoder(b["texture"], b["verts"])[0])
+        pred.append(model.prior.mean(model.prior.params(b["condition"])))
+    return float(r_squared(torch.cat(pred), torch.cat(target)))
 
 
 def _resume_config(out: Path, config: TrainConfig | None, payload: dict, overrides: dict | None) -> TrainConfig:
@@ -281,10 +305,15 @@ def _evaluate(run: _Run, writer, step: int, info: DistInfo) -> bool:
     _broadcast_buffers(run.objective, info)
     ev = evaluate(run.objective, run.data, info.device, max(2, run.config.train.batch // info.world))
     run.state["psnr"], run.state["psnr_face"] = ev["psnr"], ev["psnr_face"]
+    if "prior_r2_validation" in ev:
+        run.state["prior_r2"] = ev["prior_r2_validation"]
     if writer is not None:
         writer.add_scalar("validation/loss", ev["loss"], step)
         writer.add_scalar("validation/psnr_frontal", ev["psnr"], step)
         writer.add_scalar("validation/psnr_frontal_face", ev["psnr_face"], step)
+        for split in ("validation", "train"):
+            if f"prior_r2_{split}" in ev:
+                writer.add_scalar(f"prior/r2_{split}", ev[f"prior_r2_{split}"], step)
         writer.add_image("validation/photo_render_error", ev["grid"], step)
         writer.add_scalar("data/cache_mb", run.data.cache_bytes / 2**20, step)
     if ev["loss"] < run.state["best_loss"]:
@@ -384,6 +413,7 @@ def _finish(run: _Run, out: Path, step: int, stopped: str, info: DistInfo) -> Tr
                    "validation_psnr_frontal_face": state["psnr_face"],
                    "initial_psnr_frontal": state.get("initial_psnr", math.nan),
                    "initial_psnr_frontal_face": state.get("initial_psnr_face", math.nan),
+                   "validation_prior_r2": state.get("prior_r2"),
                    "seconds": round(state["seconds"], 1),
                    "frontal_camera": run.data.frontal}
         write_text_atomic(out / "metrics.yaml", yaml.safe_dump(metrics, sort_keys=False))

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from avatarfit.eval.metrics import psnr, ssim
+from avatarfit.eval.metrics import psnr, r_squared, ssim
 
 
 def test_psnr_known_value_and_mask():
@@ -32,3 +32,18 @@ def test_ssim_mask_averages_the_map_over_the_masked_pixels_only():
     assert float(ssim(a, b, mask=1 - mask).max()) < float(ssim(a, b).min())
     with pytest.raises(ValueError, match="mask: expected shape"):
         ssim(a, b, mask=torch.ones(2, 3, 32, 32))
+
+
+def test_r_squared_is_one_for_exact_zero_for_the_mean_and_negative_for_worse():
+    g = torch.Generator().manual_seed(0)
+    target = torch.randn(10, 4, generator=g)
+    assert float(r_squared(target, target)) == pytest.approx(1.0)
+    assert float(r_squared(target.mean(0).expand(10, 4), target)) == pytest.approx(0.0, abs=1e-6)
+    assert float(r_squared(-target, target)) < 0
+    # Pooled over dimensions, each weighted by its variance: a wrong low-variance dimension costs little.
+    scaled = target * torch.tensor([10.0, 1.0, 1.0, 1.0])
+    pred = scaled.clone()
+    pred[:, 3] = 0
+    assert 0.9 < float(r_squared(pred, scaled)) < 1.0
+    with pytest.raises(ValueError, match="N >= 2"):
+        r_squared(target[:1], target[:1])

@@ -50,6 +50,21 @@ def test_hmc_encoder():
         enc(torch.rand(2, 2, 1, 24, 32))
 
 
+def test_hmc_encoder_options_normalise_and_pool():
+    torch.manual_seed(0)
+    views = torch.rand(2, 3, 1, 24, 32)
+    # "image" normalisation: blind to a view's gain and offset.
+    enc = HmcEncoder(HmcEncoderConfig(input_size=(24, 32), channels=(4, 8), features=16, normalise="image"), latent=8)
+    assert torch.allclose(enc(views)[0], enc(views * 0.5 + 0.2)[0], atol=1e-4)
+    # "pool": the last feature map is averaged, so the head's size does not depend on the input size.
+    enc = HmcEncoder(HmcEncoderConfig(input_size=(24, 32), channels=(4, 8), features=16, head="pool"), latent=8)
+    assert enc.towers[0][-2].in_features == 8 and enc(views)[0].shape == (2, 8)
+    with pytest.raises(ValueError, match="head"):
+        HmcEncoderConfig(head="max")
+    with pytest.raises(ValueError, match="normalise"):
+        HmcEncoderConfig(normalise="batch")
+
+
 def test_kpt_encoder():
     enc = KptEncoder(KptEncoderConfig(hidden=32, blocks=4, features=16, dropout=0.0), latent=8)
     mu, log_sigma, h = enc(torch.rand(5, 274, 2) * 2 - 1)

@@ -115,3 +115,21 @@ def test_fitting_observes_a_frame_exactly_as_training_did(tiny_capture, tmp_path
     avatar.info = legacy
     old = TargetSource.for_avatar(cap, avatar)
     assert old.observer is None
+
+
+def test_observation_draws_give_each_step_a_new_headset_pose_and_fitting_draw_zero(tiny_capture):
+    config = tiny_config("lip_kl", "hmc", batch=4)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, observation_draws=4))
+    data = TrainingData(Capture(tiny_capture), config, conditional=True)
+    ref = data.train_frames[0]
+    draws = [data.observation(ref, d) for d in range(4)]
+    assert torch.equal(draws[0], data.frame(ref).condition)  # draw 0: what fitting observes
+    assert torch.equal(draws[0], data.observer.observe(ref))
+    assert all(not torch.equal(draws[0], x) for x in draws[1:])
+    assert torch.equal(data.observation(ref, 2), data.observer.observe(ref, 2))  # the same draw again
+    batches = [data.training_batch(s)["condition"] for s in range(6)]
+    assert torch.equal(batches[3], data.training_batch(3)["condition"])  # deterministic per step
+    seen = {x.sum().item() for b in batches for x in b}
+    assert len(seen) > 1  # only one training frame here: the draws are what varies
+    with pytest.raises(ValueError, match="observation_draws: 4 draws per frame need hmc_source: memory"):
+        dataclasses.replace(config.data, hmc_source="files", observation_draws=4)
