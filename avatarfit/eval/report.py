@@ -13,10 +13,29 @@ from .._io import atomic_path, write_text_atomic
 from .config import EvalConfig
 from .plan import MODELS, TABLES, TASKS, Cell, Table
 
-__all__ = ["average_results", "markdown_tables", "csv_table", "bar_chart", "fit_grid", "write_reports"]
+__all__ = ["average_results", "markdown_tables", "comparisons_markdown", "csv_table", "bar_chart", "fit_grid",
+           "write_reports", "COMPARISONS"]
+
+#: The paper's headline orderings: ``(title, cell a, cell b)``, a expected better than b.
+COMPARISONS = (
+    ("LiP-Flow-HMC vs DAM, HMC fitting", "lip_flow_hmc/hmc", "dam/hmc"),
+    ("LiP-Flow-KPT vs DAM, keypoint fitting", "lip_flow_kpt/keypoints", "dam/keypoints"),
+    ("LiP-Flow-HMC vs DAM, masked frontal fitting", "lip_flow_hmc/masked", "dam/masked"),
+    ("LiP-Flow-KPT vs DAM, masked frontal fitting", "lip_flow_kpt/masked", "dam/masked"),
+    ("LiP-Flow-HMC with vs without L_L, HMC fitting", "lip_flow_hmc/hmc", "lip_flow_hmc/hmc_noLL"),
+    ("LiP-Flow-KPT with vs without L_L, keypoint fitting", "lip_flow_kpt/keypoints", "lip_flow_kpt/keypoints_noLL"),
+    ("LiP-Flow-HMC vs LiP-KL-HMC, prior mean (before fitting)", "lip_flow_hmc/decode_prior", "lip_kl_hmc/decode_prior"),
+    ("LiP-Flow-HMC vs LiP-KL-HMC, HMC fitting", "lip_flow_hmc/hmc", "lip_kl_hmc/hmc"),
+    ("LiP-Flow-KPT vs LiP-KL-KPT, prior mean (before fitting)", "lip_flow_kpt/decode_prior", "lip_kl_kpt/decode_prior"),
+    ("LiP-Flow-KPT vs LiP-KL-KPT, keypoint fitting", "lip_flow_kpt/keypoints", "lip_kl_kpt/keypoints"),
+)
+
+#: Metrics of the comparisons: ``(key, label, higher is better)``.
+COMPARED = (("psnr", "PSNR dB", True), ("geom_mm", "Geom mm", False))
 
 #: CSV columns after the cell's identity.
-METRICS = ("psnr", "ssim", "geom_mm", "l1", "psnr_face", "ssim_face", "kpt_px", "psnr_init", "ssim_init",
+METRICS = ("psnr", "ssim", "geom_mm", "motion_explained", "prior_r2", "geom_mm_mean_mesh", "l1", "psnr_face",
+           "ssim_face", "kpt_px", "psnr_init", "ssim_init",
            "psnr_face_init", "geom_mm_init", "headset_deg",
            "headset_mm", "steps_mean", "seconds_per_frame", "frames", "lr", "lambda_latent")
 
@@ -49,7 +68,9 @@ def _cell_for(model: str, task: str, latent: bool) -> Cell:
 
 def _columns(task: str) -> list[tuple[str, str, int]]:
     cols = [("PSNR", "psnr", 2), ("SSIM", "ssim", 3), ("PSNR face", "psnr_face", 2), ("SSIM face", "ssim_face", 3),
-            ("Geom mm", "geom_mm", 3), ("L1", "l1", 4)]
+            ("Geom mm", "geom_mm", 3), ("motion", "motion_explained", 2), ("L1", "l1", 4)]
+    if task == "decode_prior":
+        cols.append(("R2", "prior_r2", 2))
     if task == "keypoints":
         cols.append(("KPT px", "kpt_px", 2))
     if task == "hmc_pose":
@@ -85,21 +106,82 @@ def _table_markdown(table: Table, summaries: dict[str, dict[str, Any]], models: 
     return "\n".join(lines)
 
 
-def markdown_tables(config: EvalConfig, summaries: dict[str, dict[str, Any]], heading: str) -> str:
-    """The configured tables as Markdown (``summaries``: cell key -> summary)."""
+def markdown_tables(config: EvalConfig, summaries: dict[str, dict[str, Any]], heading: str,
+                    mean_mesh: dict[str, float] | None = None) -> str:
+    """The configured tables as Markdown (``summaries``: cell key -> summary;
+    ``mean_mesh``: subject -> Geom of its mean mesh on the test frames)."""
     parts = [f"# {heading}", "",
              "PSNR (dB), SSIM and L1 of frontal renderings against the whole photos; PSNR face, SSIM face: the "
              "same over the face pixels only (the tracked mesh's coverage, the pixels training scores; rendered "
              "pixels outside it count in the whole-image figures only); Geom: mean vertex distance to the "
-             "tracked mesh (mm), KPT px: mean keypoint distance, steps: mean Adam steps, s/frame: fitting seconds per "
+             "tracked mesh (mm); motion: the fraction of the frames' motion explained, 1 - Geom / Geom of the "
+             "subject's mean mesh on the same frames (0: no better than the mean face); R2: prior responsiveness, "
+             "the R^2 of the prior's mean code against the DAM encoder's codes of the same frames (decoder space; "
+             "0: the prior ignores its observation); KPT px: mean keypoint distance, steps: mean Adam steps, s/frame: fitting seconds per "
              "frame (search excluded). Fits start from the prior encoder's mean; w/o L_L: lambda_L = 0. "
              "lr and lambda_L are searched per cell on the paper's grid on validation frames (frontal PSNR against "
              "the ground truth), early stopping chose each model's checkpoint on the same validation frames, and "
              f"every figure is on test frames only ({config.fit.frames or 'all'} per subject), which chose nothing.",
              ""]
+    if mean_mesh:
+        parts += ["Geom of the mean mesh on the test frames (what the motion column divides by): "
+                  + ", ".join(f"{k} {v:.3f} mm" for k, v in mean_mesh.items()) + ".", ""]
     for n in config.tables:
         parts.append(_table_markdown(TABLES[n], summaries, config.models))
     return "\n".join(parts)
+
+
+def _paired(results: dict[str, dict[str, dict[str, Any]]], a: str, b: str, metric: str
+            ) -> dict[str, tuple[list[float], list[float]]]:
+    """Per subject, the scores of cells ``a`` and ``b`` on the test frames both have."""
+    out = {}
+    for subject, cells in results.items():
+        if a not in cells or b not in cells:
+            continue
+        fa = {r["name"]: r.get(metric) for r in cells[a].get("per_frame", [])}
+        fb = {r["name"]: r.get(metric) for r in cells[b].get("per_frame", [])}
+        names = [n for n in fa if n in fb and isinstance(fa[n], (int, float)) and isinstance(fb[n], (int, float))]
+        if names:
+            out[subject] = ([float(fa[n]) for n in names], [float(fb[n]) for n in names])
+    return out
+
+
+def comparisons_markdown(results: dict[str, dict[str, dict[str, Any]]], resamples: int = 10000) -> str:
+    """The paper's headline orderings (:data:`COMPARISONS`) as paired differences over
+    test frames with 95 % bootstrap intervals, per subject and pooled, and whether each
+    ordering holds, is reversed or is not resolved (the interval contains 0)."""
+    from .compare import paired_difference, verdict
+
+    subjects = list(results)
+    pooled = len(subjects) > 1
+    head = ["Comparison (a vs b)", "metric", *subjects, *(["pooled"] if pooled else []), "paper's ordering (a better)"]
+    lines = ["## Paired differences a - b on test frames (95 % bootstrap intervals)", "",
+             "Each figure is the mean over a subject's test frames of a's score minus b's on the same frame, with a "
+             f"percentile-bootstrap interval ({resamples} resamples of the frames; pooled: resampled within each "
+             "subject). The last column judges the pooled interval (one subject: its own): *holds* (excludes 0 on "
+             "the paper's side), *reversed* (excludes 0 on the other), *not resolved* (contains 0).", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for title, a, b in COMPARISONS:
+        for metric, label, higher in COMPARED:
+            pairs = _paired(results, a, b, metric)
+            if not pairs:
+                continue
+            row = [title, label]
+            for s in subjects:
+                if s in pairs:
+                    d = paired_difference(*pairs[s], resamples=resamples)
+                    row.append(f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] (n={d.frames})")
+                else:
+                    row.append("n/a")
+            if pooled:
+                d = paired_difference([p[0] for p in pairs.values()], [p[1] for p in pairs.values()],
+                                      resamples=resamples)
+                row.append(f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] (n={d.frames})")
+            else:
+                d = paired_difference(*next(iter(pairs.values())), resamples=resamples)
+            row.append(verdict(d, higher))
+            lines.append("| " + " | ".join(row) + " |")
+    return "\n".join(lines)
 
 
 def csv_table(config: EvalConfig, results: dict[str, dict[str, dict[str, Any]]]) -> str:
@@ -238,7 +320,14 @@ def write_reports(config: EvalConfig, folder: Path, results: dict[str, dict[str,
     who = ", ".join(results)
     heading = (f"Mean over {len(results)} subjects ({who})" if len(results) > 1 else f"Subject {who}")
     files = [folder / "tables.md", folder / "tables.csv"]
-    write_text_atomic(files[0], markdown_tables(config, summaries, heading) + "\n")
+    mean_mesh = {}
+    for subject, cells in results.items():
+        values = [c["geom_mm_mean_mesh"] for k, c in sorted(cells.items()) if k.endswith("/decode_encoder")
+                  and isinstance(c.get("geom_mm_mean_mesh"), (int, float))]
+        if values:
+            mean_mesh[subject] = values[0]
+    text = markdown_tables(config, summaries, heading, mean_mesh) + "\n\n" + comparisons_markdown(results) + "\n"
+    write_text_atomic(files[0], text)
     write_text_atomic(files[1], csv_table(config, results))
     for n in config.tables:
         files.append(bar_chart(config, n, summaries, folder / f"table{n}.png", f"{TABLES[n].title} ({heading})"))

@@ -125,7 +125,9 @@ def _worker_init(threads: int) -> None:
 
 
 def _decode_cell(args: dict[str, Any]) -> dict[str, Any]:
-    """Frontal metrics of the prior encoder's mean or the DAM encoder's codes."""
+    """Frontal metrics of the prior encoder's mean or the DAM encoder's codes, per frame;
+    for the prior's mean also ``prior_r2``, its R^2 against the DAM encoder's codes of the
+    same frames (prior responsiveness; the model's own Q, or DAM-*-Reg's frozen DAM's)."""
     import torch
 
     from ..avatar import Avatar
@@ -134,6 +136,7 @@ def _decode_cell(args: dict[str, Any]) -> dict[str, Any]:
     from ..fit.optimize import frontal_metrics
     from ..fit.sources import TargetSource
     from ..inspect.interpolate import encoder_codes
+    from .metrics import r_squared
 
     t0 = time.perf_counter()
     run = Path(args["run"])
@@ -144,15 +147,20 @@ def _decode_cell(args: dict[str, Any]) -> dict[str, Any]:
         refs = spread(refs, args["frames"])
     avatar = avatar.to(resolve_device(args["device"])).eval()
     source = TargetSource.for_avatar(capture, avatar)
+    prior = args["kind"] == "decode_prior" or avatar.model.encoder is None
     scores: dict[str, list] = {}
+    codes: list[tuple[torch.Tensor, torch.Tensor]] = []
     with torch.no_grad():
         for a in range(0, len(refs), args["batch"]):
             chunk = refs[a:a + args["batch"]]
-            if args["kind"] == "decode_prior" or avatar.model.encoder is None:
+            q = encoder_codes(avatar, capture, chunk) if avatar.model.encoder is not None else None
+            if prior:
                 params = avatar.model.prior.params(source.observation(chunk).to(avatar.vert_mean))
                 z = avatar.model.prior.mean(params)
+                if q is not None:
+                    codes.append((z.cpu(), q.cpu()))
             else:
-                z = encoder_codes(avatar, capture, chunk)
+                z = q
             truth = source.truth(chunk).to(avatar.vert_mean.device)
             m, _ = frontal_metrics(avatar, truth, z.to(avatar.vert_mean))
             for k, v in m.items():
@@ -160,7 +168,10 @@ def _decode_cell(args: dict[str, Any]) -> dict[str, Any]:
     seconds = time.perf_counter() - t0
     summary = {k: float(sum(v) / len(v)) for k, v in scores.items()}
     summary.update(frames=len(refs), steps_mean=0.0, seconds_per_frame=seconds / len(refs))
-    return {"summary": summary}
+    if len(codes) and len(refs) >= 2:
+        summary["prior_r2"] = float(r_squared(torch.cat([c[0] for c in codes]), torch.cat([c[1] for c in codes])))
+    frames = [{"name": f"{r.segment}/{r.frame}", **{k: v[i] for k, v in scores.items()}} for i, r in enumerate(refs)]
+    return {"summary": summary, "frames": frames}
 
 
 def _fit_cell(args: dict[str, Any]) -> dict[str, Any]:
@@ -178,7 +189,8 @@ def _fit_cell(args: dict[str, Any]) -> dict[str, Any]:
     old = saved_job(folder)
     report = run_fit_job(job, folder, overwrite=old is not None and old != job_dict(job), progress=False,
                          log=lambda m: None)
-    return {"summary": report.summary, "lr": report.config.lr, "lambda_latent": report.config.lambda_latent}
+    return {"summary": report.summary, "frames": report.frames, "lr": report.config.lr,
+            "lambda_latent": report.config.lambda_latent}
 
 
 def _run_cell(args: dict[str, Any]) -> dict[str, Any]:
@@ -324,7 +336,16 @@ def finished_cells(config: EvalConfig, out: Path, subject: SubjectSpec) -> dict[
 
 
 def _summary_of(doc: dict[str, Any]) -> dict[str, Any]:
-    return {**doc["summary"], **({"lr": doc["lr"], "lambda_latent": doc["lambda_latent"]} if "lr" in doc else {})}
+    """A cell's summary with its searched settings, ``motion_explained`` (1 - Geom / Geom
+    of the mean mesh on the same frames) and its per-frame records (``per_frame``)."""
+    s = {**doc["summary"], **({"lr": doc["lr"], "lambda_latent": doc["lambda_latent"]} if "lr" in doc else {})}
+    mean_mesh = s.get("geom_mm_mean_mesh")
+    if isinstance(mean_mesh, (int, float)) and mean_mesh > 0 and isinstance(s.get("geom_mm"), (int, float)):
+        s["motion_explained"] = 1.0 - s["geom_mm"] / mean_mesh
+        if isinstance(s.get("geom_mm_init"), (int, float)):
+            s["motion_explained_init"] = 1.0 - s["geom_mm_init"] / mean_mesh
+    s["per_frame"] = doc.get("frames") or []
+    return s
 
 
 def _prepare_out(out: Path, config: EvalConfig, resume: bool) -> None:

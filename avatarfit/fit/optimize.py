@@ -117,7 +117,8 @@ class FitResult:
         verts: ``(B, V, 3)`` fitted meshes, head-local mm.
         metrics: per-frame ``(B,)`` tensors: ``psnr``, ``ssim``, ``l1``, ``psnr_face``,
             ``ssim_face`` (see :func:`frontal_metrics`), ``geom_mm`` and the
-            same with ``_init`` before fitting (with ground truth), ``kpt_px`` and
+            same with ``_init`` before fitting (with ground truth), ``geom_mm_mean_mesh``
+            (the avatar's mean mesh against the same frames), ``kpt_px`` and
             ``kpt_px_init`` (keypoint targets), ``headset_deg``/``headset_mm`` and their
             ``_init`` (HMC targets whose truth has the headset pose: rotation angle and
             translation distance to the true pose, after and before fitting), and
@@ -422,6 +423,7 @@ def _score(avatar: Avatar, target, result: FitResult, init_pred: torch.Tensor) -
             result.frontal_init = img
         else:
             result.frontal = img
+    m.pop("geom_mm_mean_mesh_init")  # the same mesh before and after
 
 
 def _views_psnr(pred: torch.Tensor, views: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -479,16 +481,18 @@ def frontal_metrics(avatar: Avatar, truth: GroundTruth, z: torch.Tensor, verts: 
         face: ``(B, 1, H, W)`` :func:`face_mask` of ``truth`` when already computed.
 
     Returns:
-        ``({"psnr", "ssim", "l1", "psnr_face", "ssim_face", "geom_mm"} -> (B,) CPU tensors,
+        ``({"psnr", "ssim", "l1", "psnr_face", "ssim_face", "geom_mm", "geom_mm_mean_mesh"} -> (B,) CPU tensors,
         frontal renderings (B, 3, H, W))``: PSNR (dB), SSIM and L1 of the frontal rendering
         against the whole photo; PSNR and SSIM over the face pixels only (the tracked mesh's
         coverage, the pixels training scores); the mean vertex distance (mm) to the tracked
-        mesh.
+        mesh, and (``geom_mm_mean_mesh``) that of the avatar's mean mesh, what a model that
+        ignored the frame would score (motion explained = 1 - geom_mm / geom_mm_mean_mesh).
     """
     img = render_frontal(avatar, truth, z)
     verts = avatar.geometry(z) if verts is None else verts
     face = face_mask(avatar, truth) if face is None else face
     scores = {"psnr": psnr(img, truth.photo), "ssim": ssim(img, truth.photo), "l1": l1(img, truth.photo),
               "psnr_face": psnr(img, truth.photo, face), "ssim_face": ssim(img, truth.photo, mask=face),
-              "geom_mm": geometry_error(verts, truth.verts)}
+              "geom_mm": geometry_error(verts, truth.verts),
+              "geom_mm_mean_mesh": geometry_error(avatar.vert_mean.expand_as(truth.verts), truth.verts)}
     return {k: v.cpu() for k, v in scores.items()}, img

@@ -63,6 +63,15 @@ def test_tables_have_every_cell(evaluated):
     assert {r["subject"] for r in rows} == {"p1"}
     hmc = next(r for r in rows if r["model"] == "lip_flow_hmc" and r["task"] == "hmc" and r["latent"] == "1")
     assert float(hmc["psnr"]) == pytest.approx(cells["lip_flow_hmc/hmc"]["psnr"])
+    # Motion explained and prior responsiveness, from the same frames' geometry and codes.
+    prior = cells["lip_flow_hmc/decode_prior"]
+    assert prior["motion_explained"] == pytest.approx(1 - prior["geom_mm"] / prior["geom_mm_mean_mesh"])
+    assert -100 < prior["prior_r2"] <= 1 and "prior_r2" not in cells["lip_flow_hmc/decode_encoder"]
+    assert [r["name"] for r in prior["per_frame"]] == [r["name"] for r in cells["dam/hmc"]["per_frame"]]
+    assert "Geom of the mean mesh on the test frames" in md
+    comparison = next(line for line in md.splitlines() if line.startswith("| LiP-Flow-HMC vs DAM, HMC fitting | PSNR"))
+    verdict = comparison.rstrip(" |").rsplit("|", 1)[1].strip()
+    assert verdict in ("holds", "reversed", "not resolved") and "(n=2)" in comparison
     for n in (7, 9):
         assert (out / f"table{n}.png").stat().st_size > 1000
         assert (out / "p1" / f"fits_table{n}.png").is_file()
