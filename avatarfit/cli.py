@@ -323,8 +323,9 @@ def _add_hmc_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, help="folder receiving hmc/ and keypoints/ (default: the capture folder)")
     p.add_argument("--config", type=Path, help="YAML file of HmcConfig settings")
     p.add_argument("--views-size", type=_image_size, metavar="HxW", help="HMC image size (default 240x320)")
-    p.add_argument("--pose-noise-rot", type=float, metavar="DEG", help="std of the headset rotation per axis (default 2)")
-    p.add_argument("--pose-noise-trans", type=float, metavar="MM", help="std of the headset shift per axis (default 2)")
+    p.add_argument("--pose-noise-rot", type=float, metavar="DEG",
+                   help="std of the headset rotation per axis (default 0.5: about 1.6 px at 120x160)")
+    p.add_argument("--pose-noise-trans", type=float, metavar="MM", help="std of the headset shift per axis (default 0.5)")
     p.add_argument("--seed", type=int, help="seed of the headset poses and augmentations (default 0)")
     p.add_argument("--frames", metavar="SPEC", help="frame-list positions N or A:B, or segment names, comma-separated "
                    "(default: all)")

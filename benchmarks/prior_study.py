@@ -38,12 +38,12 @@ FRESH_DRAW = 10_007  # a draw no training setting uses
 
 
 def parse_setting(text: str) -> dict:
-    out = {"pose": 2.0, "augment": 1, "draws": 1, "size": "60x80", "norm": "none", "head": "flatten"}
+    out = {"pose": 2.0, "augment": 1, "draws": 1, "size": "60x80", "norm": "none", "head": "flatten", "beta": 0.0}
     for item in text.split():
         key, _, value = item.partition("=")
         if key not in out:
             raise SystemExit(f"setting {text!r}: unknown key {key!r} (known: {sorted(out)})")
-        out[key] = type(out[key])(value) if not isinstance(out[key], str) else value
+        out[key] = type(out[key])(value)
     return out
 
 
@@ -101,7 +101,7 @@ def main() -> None:
             i = torch.randint(N, (args.batch,), generator=gen)
             d = torch.randint(K, (args.batch,), generator=gen)
             mu, ls, _ = enc(train_views[i, d])
-            loss = -gaussian_log_prob(target[i], mu, ls).mean() / avatar.latent
+            loss = -gaussian_log_prob(target[i], mu, ls, s["beta"]).mean() / avatar.latent
             opt.zero_grad()
             loss.backward()
             opt.step()

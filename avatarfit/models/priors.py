@@ -30,9 +30,19 @@ __all__ = ["PriorParams", "Prior", "StandardNormalPrior", "FlowPrior", "Conditio
 _LOG_2PI = math.log(2 * math.pi)
 
 
-def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
-    """``log N(z; mu, diag(sigma^2))`` summed over the last dimension: ``(B, L)`` -> ``(B,)``."""
-    return (-0.5 * ((z - mu) * torch.exp(-log_sigma)) ** 2 - log_sigma - 0.5 * _LOG_2PI).sum(-1)
+def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor, beta: float = 0.0) -> torch.Tensor:
+    """``log N(z; mu, diag(sigma^2))`` summed over the last dimension: ``(B, L)`` -> ``(B,)``.
+
+    ``beta`` > 0 weighs each dimension's term by ``sigma^(2 beta)``, held constant for the
+    gradient (beta-NLL, Seitzer et al. 2022): the value at beta = 0 is the log-density; the
+    weighting keeps a predicted sigma that grows from slowing the learning of mu by
+    ``1 / sigma^2`` (with plain NLL a prior encoder can settle on one mean for every input
+    and a large sigma). Training uses it; densities (fitting's L_L) use beta = 0.
+    """
+    per = -0.5 * ((z - mu) * torch.exp(-log_sigma)) ** 2 - log_sigma - 0.5 * _LOG_2PI
+    if beta:
+        per = per * torch.exp(2 * beta * log_sigma).detach()
+    return per.sum(-1)
 
 
 @dataclass(frozen=True)
@@ -80,13 +90,14 @@ class Prior(nn.Module):
         """Prior parameters for ``observation`` (conditional priors) or for ``batch`` codes."""
         raise NotImplementedError
 
-    def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
-        """``log p(z_q)``: ``(B, L)`` -> ``(B,)``."""
+    def log_prob(self, z: torch.Tensor, params: PriorParams, beta: float = 0.0) -> torch.Tensor:
+        """``log p(z_q)``: ``(B, L)`` -> ``(B,)`` (``beta``: see :func:`gaussian_log_prob`;
+        the flow's log-determinant is not weighted)."""
         check_shape("z", z, (params.batch, self.latent))
         if self.flow is None:
-            return gaussian_log_prob(z, params.mu, params.log_sigma)
+            return gaussian_log_prob(z, params.mu, params.log_sigma, beta)
         zp, logdet = self.flow(z, params.h)
-        return gaussian_log_prob(zp, params.mu, params.log_sigma) + logdet
+        return gaussian_log_prob(zp, params.mu, params.log_sigma, beta) + logdet
 
     def mean(self, params: PriorParams) -> torch.Tensor:
         """The prior's mean mapped into the decoder's latent space: ``(B, L)``."""

@@ -91,6 +91,12 @@ class LossConfig:
             implementation averages its KL); ``null`` takes the variant's: ``mean`` for
             the KL and regression terms, ``sum`` for the flows' -log p (chosen by
             measurement, see the README). It scales L_L and the entropy term alike.
+        latent_beta: beta of the beta-NLL weighting of the latent terms against a predicted
+            prior (LiP-Flow's -log p, LiP-KL's KL(q || p), DAM-*-Reg's regression): each
+            dimension weighted by sigma_p^(2 beta), held constant for the gradient. 0 is the
+            plain term; 0.5 (default) keeps a growing sigma_p from stalling the prior
+            encoder's mean (with 0 it settled on one code for every frame; see
+            ``benchmarks/prior_study.py``). Unconditional priors (sigma 1) are unaffected.
         entropy: weight of the entropy of N(mu_p, sigma_p); ``null`` gives lambda_L for
             keypoint-conditioned DAM-HMC-Reg, LiP-KL and LiP-Flow (seed 003, H.1), else 0
             (why not DAM-HMC-Enc: :mod:`avatarfit.models.catalog`).
@@ -100,9 +106,12 @@ class LossConfig:
     geometry: float = 1.0
     latent: float | None = None
     latent_reduction: str | None = None
+    latent_beta: float = 0.5
     entropy: float | None = None
 
     def __post_init__(self) -> None:
+        if not 0 <= self.latent_beta <= 1:
+            raise ValueError(f"loss.latent_beta: expected a value in [0, 1], got {self.latent_beta}")
         if self.latent_reduction not in (None, "sum", "mean"):
             raise ValueError(f"loss.latent_reduction: expected 'sum' or 'mean', got {self.latent_reduction!r}")
 

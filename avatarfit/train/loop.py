@@ -85,7 +85,11 @@ def evaluate(objective: Objective, data: TrainingData, device: torch.device, bat
             rows.append(torch.cat([photo[i], render[i], ((render[i] - photo[i]).abs() * 4).clamp(0, 1)], -1))
     out = {"loss": total / n, "psnr": float(torch.cat(ps).mean()), "psnr_face": float(torch.cat(pf).mean()),
            "grid": torch.cat(rows, -2).cpu()}
-    for split, frames in (("validation", data.validation_frames), ("train", data.train_frames[:64])):
+    from ..fit.job import spread
+
+    # Training frames spread over every segment: R^2 divides by the frames' variance, which
+    # the first frames of one or two segments would understate.
+    for split, frames in (("validation", data.validation_frames), ("train", spread(data.train_frames, 64))):
         r2 = prior_responsiveness(objective, data, frames, device, batch)
         if r2 is not None:
             out[f"prior_r2_{split}"] = r2

@@ -32,10 +32,15 @@ def kl_normal(mu: torch.Tensor, log_sigma: torch.Tensor) -> torch.Tensor:
     return 0.5 * (torch.exp(2 * log_sigma) + mu ** 2 - 1.0 - 2 * log_sigma).sum(-1)
 
 
-def kl_gaussians(mu_q, log_sigma_q, mu_p, log_sigma_p) -> torch.Tensor:
-    """``KL(N(mu_q, sigma_q) || N(mu_p, sigma_p))`` summed over the last dimension: ``(B,)``."""
+def kl_gaussians(mu_q, log_sigma_q, mu_p, log_sigma_p, beta: float = 0.0) -> torch.Tensor:
+    """``KL(N(mu_q, sigma_q) || N(mu_p, sigma_p))`` summed over the last dimension: ``(B,)``
+    (``beta`` > 0: each dimension weighted by ``sigma_p^(2 beta)`` held constant, as in
+    :func:`~avatarfit.models.priors.gaussian_log_prob`)."""
     var_ratio = torch.exp(2 * (log_sigma_q - log_sigma_p))
-    return (log_sigma_p - log_sigma_q + 0.5 * (var_ratio + ((mu_q - mu_p) * torch.exp(-log_sigma_p)) ** 2) - 0.5).sum(-1)
+    per = log_sigma_p - log_sigma_q + 0.5 * (var_ratio + ((mu_q - mu_p) * torch.exp(-log_sigma_p)) ** 2) - 0.5
+    if beta:
+        per = per * torch.exp(2 * beta * log_sigma_p).detach()
+    return per.sum(-1)
 
 
 def gaussian_entropy(log_sigma: torch.Tensor) -> torch.Tensor:
@@ -65,6 +70,7 @@ class Objective(nn.Module):
         self.w_geometry = config.loss.geometry
         self.w_latent = config.lambda_latent
         self.w_entropy = config.lambda_entropy
+        self.beta = float(config.loss.latent_beta)
         # Latent terms are sums over the L dimensions; "mean" divides them by L.
         self.latent_scale = 1.0 / model.config.dam.latent if config.latent_reduction == "mean" else 1.0
 
@@ -95,16 +101,17 @@ class Objective(nn.Module):
         reach the (frozen) encoder Q; every other term reaches what it is computed from."""
         kind = self.variant.latent_loss
         params: PriorParams = c["params"]
+        beta = self.beta
         if kind == "kl_normal":
             per = kl_normal(c["mu_q"], c["log_sigma_q"])
         elif kind == "nll":
-            per = -self.model.prior.log_prob(c["z"], params)
+            per = -self.model.prior.log_prob(c["z"], params, beta)
         elif kind == "kl_p_normal":
             per = kl_normal(params.mu, params.log_sigma)
         elif kind == "regress":
-            per = -gaussian_log_prob(c["mu_q"].detach(), params.mu, params.log_sigma)
+            per = -gaussian_log_prob(c["mu_q"].detach(), params.mu, params.log_sigma, beta)
         elif kind == "kl_q_p":
-            per = kl_gaussians(c["mu_q"], c["log_sigma_q"], params.mu, params.log_sigma)
+            per = kl_gaussians(c["mu_q"], c["log_sigma_q"], params.mu, params.log_sigma, beta)
         else:
             raise ValueError(f"latent_loss: unknown kind {kind!r}")
         return per.mean() * self.latent_scale

@@ -114,3 +114,37 @@ def test_textures_of_several_views_equal_one_view_at_a_time():
     grey = dec.decode_texture_views(z, views, w)
     assert grey.shape == (6, 1, 16, 16)
     torch.testing.assert_close(grey, (one * w.view(1, 3, 1, 1)).sum(1, keepdim=True), atol=1e-6, rtol=1e-5)
+
+
+def test_the_default_hmc_encoder_learns_sixteen_frames_from_their_views():
+    """A prior encoder that cannot even fit the frames it is shown is broken (this caught
+    nothing less than a prior that predicts one code for every frame): regress the
+    expression controls of 16 frames from their clean HMC views, with the regression term
+    training uses (beta-NLL, beta 0.5), and ask for R^2 > 0.9 on those frames."""
+    from avatarfit.eval.metrics import r_squared
+    from avatarfit.models.priors import gaussian_log_prob
+    from avatarfit.synth.generate import load_subject
+    from avatarfit.synth.hmc import HmcConfig, render_hmc_views
+    from avatarfit.synth.hmc_rig import compose_cameras, default_rig
+
+    torch.manual_seed(0)
+    subject = load_subject("procedural", 0)
+    g = torch.Generator().manual_seed(0)
+    controls = torch.rand(16, subject.num_controls, generator=g)
+    verts, textures = subject.pose(controls)
+    cfg = HmcConfig(views_size=(60, 80), augment=False, backend="bbox")
+    rig = default_rig(subject.landmarks(subject.verts[None])[0], cfg.views_size)
+    R, t = compose_cameras(rig, torch.as_tensor(rig.headset_R).float(), torch.as_tensor(rig.headset_t).float())
+    views = torch.stack([render_hmc_views(v, subject.faces, subject.verts_uvs, subject.faces_uvs, tex, rig.intrinsics(),
+                                          R, t, cfg)[0] for v, tex in zip(verts, textures)])
+    enc = HmcEncoder(HmcEncoderConfig(), latent=subject.num_controls)
+    opt = torch.optim.Adam(enc.parameters(), lr=1e-3)
+    target = (controls - 0.5) * 2
+    for _ in range(300):
+        mu, log_sigma, _ = enc(views)
+        loss = -gaussian_log_prob(target, mu, log_sigma, beta=0.5).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        assert float(r_squared(enc(views)[0], target)) > 0.9

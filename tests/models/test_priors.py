@@ -75,3 +75,24 @@ def test_standard_normal_follows_the_device_and_dtype_of_the_module():
     params = meta.params(batch=3)
     assert params.mu.device.type == "meta"
     assert meta.log_prob(torch.empty(3, L, device="meta"), params).shape == (3,)
+
+
+def test_beta_nll_scales_each_dimensions_gradient_by_sigma_to_the_2_beta():
+    from avatarfit.models.priors import gaussian_log_prob
+    from avatarfit.train.objective import kl_gaussians
+
+    z = torch.tensor([[1.0, -2.0]])
+    mu = torch.zeros(1, 2, requires_grad=True)
+    log_sigma = torch.log(torch.tensor([[2.0, 0.5]]))
+    plain = gaussian_log_prob(z, mu, log_sigma)
+    (g_plain,) = torch.autograd.grad(plain.sum(), mu)
+    weighted = gaussian_log_prob(z, mu, log_sigma, beta=0.5)
+    (g_beta,) = torch.autograd.grad(weighted.sum(), mu)
+    torch.testing.assert_close(g_beta, g_plain * torch.tensor([[2.0, 0.5]]))  # sigma^(2 * 0.5)
+    # A large sigma no longer shrinks its mean's gradient by 1 / sigma^2, only by 1 / sigma.
+    torch.testing.assert_close(g_plain, torch.tensor([[1.0 / 4, -2.0 / 0.25]]))
+    mu_q, ls_q = torch.zeros(1, 2), torch.zeros(1, 2)
+    kl = kl_gaussians(mu_q, ls_q, mu.detach(), log_sigma, beta=0.5)
+    per = kl_gaussians(mu_q[:, :1], ls_q[:, :1], mu[:, :1].detach(), log_sigma[:, :1]) * 2.0 + \
+        kl_gaussians(mu_q[:, 1:], ls_q[:, 1:], mu[:, 1:].detach(), log_sigma[:, 1:]) * 0.5
+    torch.testing.assert_close(kl, per)

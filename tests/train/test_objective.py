@@ -16,9 +16,10 @@ from tests.train.conftest import tiny_config
 CASES = [(v, c) for v in VARIANTS for c in ("hmc", "kpt") if c == "hmc" or VARIANTS[v].conditional]
 
 
-def _objective(tiny_capture, variant, condition="hmc", reduction="sum"):
+def _objective(tiny_capture, variant, condition="hmc", reduction="sum", beta=0.5):
     config = tiny_config(variant, condition, pretrained="unused" if VARIANTS[variant].pretrained else None)
-    config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, latent_reduction=reduction))
+    config = dataclasses.replace(config, loss=dataclasses.replace(config.loss, latent_reduction=reduction,
+                                                                  latent_beta=beta))
     torch.manual_seed(0)
     cap = Capture(tiny_capture)
     model = build_model(config.model, cap.topology.num_verts)
@@ -43,30 +44,33 @@ def test_kl_functions_match_torch_distributions():
     torch.testing.assert_close(gaussian_entropy(ls_q), q.entropy().sum(-1))
 
 
-def _expected_latent(objective, c) -> torch.Tensor:
-    """L_L per frame, written out with torch.distributions."""
+def _expected_latent(objective, c, beta: float = 0.0) -> torch.Tensor:
+    """L_L per frame, written out with torch.distributions; under a predicted prior each
+    dimension weighted by sigma_p^(2 beta) (beta-NLL)."""
     kind, params, prior = objective.variant.latent_loss, c["params"], objective.model.prior
     std = Normal(0.0, 1.0)
+    w = params.sigma.detach() ** (2 * beta)
     if kind == "kl_normal":
         return kl_divergence(Normal(c["mu_q"], c["log_sigma_q"].exp()), std).sum(-1)
     if kind == "kl_p_normal":
         return kl_divergence(Normal(params.mu, params.sigma), std).sum(-1)
     if kind == "regress":
-        return -Normal(params.mu, params.sigma).log_prob(c["mu_q"]).sum(-1)
+        return -(w * Normal(params.mu, params.sigma).log_prob(c["mu_q"])).sum(-1)
     if kind == "kl_q_p":
-        return kl_divergence(Normal(c["mu_q"], c["log_sigma_q"].exp()), Normal(params.mu, params.sigma)).sum(-1)
+        return (w * kl_divergence(Normal(c["mu_q"], c["log_sigma_q"].exp()), Normal(params.mu, params.sigma))).sum(-1)
     zp, logdet = prior.flow(c["z"], params.h)  # nll: change of variables
     base = std if params.h is None else Normal(params.mu, params.sigma)
-    return -(base.log_prob(zp).sum(-1) + logdet)
+    return -((w * base.log_prob(zp)).sum(-1) + logdet)
 
 
+@pytest.mark.parametrize("beta", [0.0, 0.5])
 @pytest.mark.parametrize("reduction", ["sum", "mean"])
 @pytest.mark.parametrize("variant, condition", CASES)
-def test_latent_term_matches_a_hand_computation(tiny_capture, variant, condition, reduction):
-    objective, batch, config = _objective(tiny_capture, variant, condition, reduction)
+def test_latent_term_matches_a_hand_computation(tiny_capture, variant, condition, reduction, beta):
+    objective, batch, config = _objective(tiny_capture, variant, condition, reduction, beta)
     c = objective.codes(batch)
     L = config.model.dam.latent
-    expected = _expected_latent(objective, c).mean() / (L if reduction == "mean" else 1)
+    expected = _expected_latent(objective, c, beta).mean() / (L if reduction == "mean" else 1)
     got = objective.latent_term(c)
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
     assert float(got.detach().abs()) > 1e-3  # not a vanishing term
