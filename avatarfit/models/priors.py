@@ -37,7 +37,8 @@ def gaussian_log_prob(z: torch.Tensor, mu: torch.Tensor, log_sigma: torch.Tensor
     gradient (beta-NLL, Seitzer et al. 2022): the value at beta = 0 is the log-density; the
     weighting keeps a predicted sigma that grows from slowing the learning of mu by
     ``1 / sigma^2`` (with plain NLL a prior encoder can settle on one mean for every input
-    and a large sigma). Training uses it; densities (fitting's L_L) use beta = 0.
+    and a large sigma). Training's regression term uses it; densities (a flow's -log p,
+    fitting's L_L) use beta = 0.
     """
     per = -0.5 * ((z - mu) * torch.exp(-log_sigma)) ** 2 - log_sigma - 0.5 * _LOG_2PI
     if beta:
@@ -90,14 +91,13 @@ class Prior(nn.Module):
         """Prior parameters for ``observation`` (conditional priors) or for ``batch`` codes."""
         raise NotImplementedError
 
-    def log_prob(self, z: torch.Tensor, params: PriorParams, beta: float = 0.0) -> torch.Tensor:
-        """``log p(z_q)``: ``(B, L)`` -> ``(B,)`` (``beta``: see :func:`gaussian_log_prob`;
-        the flow's log-determinant is not weighted)."""
+    def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
+        """``log p(z_q)``: ``(B, L)`` -> ``(B,)``."""
         check_shape("z", z, (params.batch, self.latent))
         if self.flow is None:
-            return gaussian_log_prob(z, params.mu, params.log_sigma, beta)
+            return gaussian_log_prob(z, params.mu, params.log_sigma)
         zp, logdet = self.flow(z, params.h)
-        return gaussian_log_prob(zp, params.mu, params.log_sigma, beta) + logdet
+        return gaussian_log_prob(zp, params.mu, params.log_sigma) + logdet
 
     def mean(self, params: PriorParams) -> torch.Tensor:
         """The prior's mean mapped into the decoder's latent space: ``(B, L)``."""

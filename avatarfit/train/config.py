@@ -92,11 +92,11 @@ class LossConfig:
             the KL and regression terms, ``sum`` for the flows' -log p (chosen by
             measurement, see the README). It scales L_L and the entropy term alike.
         latent_beta: beta of the beta-NLL weighting of the latent terms against a predicted
-            prior (LiP-Flow's -log p, LiP-KL's KL(q || p), DAM-*-Reg's regression): each
-            dimension weighted by sigma_p^(2 beta), held constant for the gradient. 0 is the
-            plain term; 0.5 (default) keeps a growing sigma_p from stalling the prior
-            encoder's mean (with 0 it settled on one code for every frame; see
-            ``benchmarks/prior_study.py``). Unconditional priors (sigma 1) are unaffected.
+            Gaussian prior (LiP-KL's KL(q || p), DAM-*-Reg's regression): each dimension
+            weighted by sigma_p^(2 beta), held constant for the gradient. 0 is the plain
+            term; 0.5 (default) keeps a growing sigma_p from stalling the prior encoder's
+            mean (see the README). The flows' -log p is never weighted: against its
+            unweighted log-determinant the weighting let the flow expand without bound.
         entropy: weight of the entropy of N(mu_p, sigma_p); ``null`` gives lambda_L for
             keypoint-conditioned DAM-HMC-Reg, LiP-KL and LiP-Flow (seed 003, H.1), else 0
             (why not DAM-HMC-Enc: :mod:`avatarfit.models.catalog`).

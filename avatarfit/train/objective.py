@@ -105,7 +105,10 @@ class Objective(nn.Module):
         if kind == "kl_normal":
             per = kl_normal(c["mu_q"], c["log_sigma_q"])
         elif kind == "nll":
-            per = -self.model.prior.log_prob(c["z"], params, beta)
+            # Not beta-weighted: the flow's log-determinant is not, and down-weighting the
+            # density against it lets the flow expand without bound (measured: the prior
+            # mean mapped back through F^-1 exploded within 1000 steps).
+            per = -self.model.prior.log_prob(c["z"], params)
         elif kind == "kl_p_normal":
             per = kl_normal(params.mu, params.log_sigma)
         elif kind == "regress":

@@ -58,9 +58,9 @@ def _expected_latent(objective, c, beta: float = 0.0) -> torch.Tensor:
         return -(w * Normal(params.mu, params.sigma).log_prob(c["mu_q"])).sum(-1)
     if kind == "kl_q_p":
         return (w * kl_divergence(Normal(c["mu_q"], c["log_sigma_q"].exp()), Normal(params.mu, params.sigma))).sum(-1)
-    zp, logdet = prior.flow(c["z"], params.h)  # nll: change of variables
+    zp, logdet = prior.flow(c["z"], params.h)  # nll: change of variables, never weighted
     base = std if params.h is None else Normal(params.mu, params.sigma)
-    return -((w * base.log_prob(zp)).sum(-1) + logdet)
+    return -(base.log_prob(zp).sum(-1) + logdet)
 
 
 @pytest.mark.parametrize("beta", [0.0, 0.5])
