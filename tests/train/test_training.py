@@ -153,3 +153,26 @@ def test_ddp_on_gloo_equals_one_process_with_the_same_global_batch(tiny_capture,
     one = load_checkpoint(single / "last.pt")
     assert ddp["state"]["best_step"] == one["state"]["best_step"]
     assert ddp["state"]["best_loss"] == pytest.approx(one["state"]["best_loss"], rel=1e-4)
+
+
+def test_prior_responsiveness_is_the_r2_of_the_prior_mean_against_q(tiny_capture):
+    from avatarfit.eval.metrics import r_squared
+    from avatarfit.train.loop import prior_responsiveness
+
+    config = tiny_config("lip_kl", "hmc")
+    objective, data = _objective(config, tiny_capture)
+    objective.eval()
+    frames = data.capture.frames()  # all three: R^2 needs two frames or more
+    got = prior_responsiveness(objective, data, frames, torch.device("cpu"), batch=2)
+    b = data.collate(frames, [[data.frontal]] * len(frames))
+    with torch.no_grad():
+        q = objective.model.encoder(b["texture"], b["verts"])[0]
+        p = objective.model.prior.params(b["condition"]).mu
+    assert got == pytest.approx(float(r_squared(p, q)), abs=1e-5)
+    # A prior that answers every frame with the frames' mean code scores 0.
+    with torch.no_grad():
+        objective.model.prior.encoder.mu.weight.zero_()
+        objective.model.prior.encoder.mu.bias.copy_(q.mean(0))
+    assert prior_responsiveness(objective, data, frames, torch.device("cpu"), batch=2) == pytest.approx(0.0, abs=1e-5)
+    dam, dam_data = _objective(tiny_config("dam"), tiny_capture)
+    assert prior_responsiveness(dam, dam_data, frames, torch.device("cpu"), batch=2) is None
