@@ -83,6 +83,23 @@ class Observer:
         config = from_dict(HmcConfig, hmc, f"{where}.hmc") if isinstance(hmc, dict) else None
         return cls(capture, str(record["condition"]), str(record["source"]), config, record.get("hmc_dir"))
 
+    def check(self, refs: list[FrameRef]) -> None:
+        """Raise :class:`FormatError` naming the first observation file of ``refs`` that is
+        missing (and how many are), before any work; nothing to check in memory."""
+        if self.source == "memory":
+            return
+        layout = Layout(Path(self.hmc_dir) if self.hmc_dir else self.capture.root)
+        missing = []
+        for ref in refs:
+            paths = ([layout.hmc_view(ref.segment, v, ref.frame) for v in HMC_VIEWS] if self.condition == "hmc"
+                     else [layout.keypoints(ref.segment, ref.frame)])
+            missing += [p for p in paths if not p.is_file()]
+        if missing:
+            what = "HMC views" if self.condition == "hmc" else "keypoint files"
+            raise FormatError(missing[0], f"missing: observations from files (hmc_source: files) need the {what} "
+                              f"`avatarfit hmc --capture {self.capture.root} --out {layout.root}` writes for every "
+                              f"frame ({len(missing)} files missing over {len(refs)} frames)")
+
     def observe(self, ref: FrameRef, draw: int = 0) -> torch.Tensor:
         """The observation of one frame: ``(3, 1, h, w)`` views or ``(274, 2)`` keypoints.
 

@@ -121,6 +121,7 @@ class TrainingData:
 
             d = config.data
             self.observer = Observer(capture, config.model.condition, d.hmc_source, d.hmc, d.hmc_dir)
+            self.observer.check([r for refs in self.splits.values() for r in refs])
             if d.hmc_source == "memory":
                 self._hmc = self.observer.hmc
 

@@ -133,3 +133,13 @@ def test_observation_draws_give_each_step_a_new_headset_pose_and_fitting_draw_ze
     assert len(seen) > 1  # only one training frame here: the draws are what varies
     with pytest.raises(ValueError, match="observation_draws: 4 draws per frame need hmc_source: memory"):
         dataclasses.replace(config.data, hmc_source="files", observation_draws=4)
+
+
+def test_observations_from_missing_files_are_named_before_training(tiny_capture, tmp_path):
+    from avatarfit.errors import FormatError
+
+    config = tiny_config("lip_kl", "hmc")
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, hmc_source="files",
+                                                                  hmc_dir=str(tmp_path / "nothing")))
+    with pytest.raises(FormatError, match=r"left_eye.*missing: .*avatarfit hmc --capture .* \(9 files missing over 3"):
+        TrainingData(Capture(tiny_capture), config, conditional=True)
