@@ -342,8 +342,6 @@ def _summary_of(doc: dict[str, Any]) -> dict[str, Any]:
     mean_mesh = s.get("geom_mm_mean_mesh")
     if isinstance(mean_mesh, (int, float)) and mean_mesh > 0 and isinstance(s.get("geom_mm"), (int, float)):
         s["motion_explained"] = 1.0 - s["geom_mm"] / mean_mesh
-        if isinstance(s.get("geom_mm_init"), (int, float)):
-            s["motion_explained_init"] = 1.0 - s["geom_mm_init"] / mean_mesh
     s["per_frame"] = doc.get("frames") or []
     return s
 

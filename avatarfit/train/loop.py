@@ -109,10 +109,11 @@ def prior_responsiveness(objective: Objective, data: TrainingData, frames: list,
         return None
     pred, target = [], []
     for i in range(0, len(frames), batch):
-        refs = frames[i:i + batch]
-        b = _to(data.collate(refs, [[data.frontal]] * len(refs)), device)
-        target.append(model.encoder(b["texture"], b["verts"])[0])
-        pred.append(model.prior.mean(model.prior.params(b["condition"])))
+        f = [data.frame(r) for r in frames[i:i + batch]]  # no photos needed
+        texture, verts, condition = (torch.stack([getattr(x, k) for x in f]).to(device)
+                                     for k in ("texture", "verts", "condition"))
+        target.append(model.encoder(texture, verts)[0])
+        pred.append(model.prior.mean(model.prior.params(condition)))
     return float(r_squared(torch.cat(pred), torch.cat(target)))
 
 
