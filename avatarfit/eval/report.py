@@ -167,7 +167,7 @@ def comparisons_markdown(results: dict[str, dict[str, dict[str, Any]]], resample
             if not pairs:
                 continue
             row = [title, label]
-            for s in subjects:
+            for s in subjects:  # with one subject, its d is also the one judged
                 if s in pairs:
                     d = paired_difference(*pairs[s], resamples=resamples)
                     row.append(f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] (n={d.frames})")
@@ -177,8 +177,6 @@ def comparisons_markdown(results: dict[str, dict[str, dict[str, Any]]], resample
                 d = paired_difference([p[0] for p in pairs.values()], [p[1] for p in pairs.values()],
                                       resamples=resamples)
                 row.append(f"{d.mean:+.3f} [{d.low:+.3f}, {d.high:+.3f}] (n={d.frames})")
-            else:
-                d = paired_difference(*next(iter(pairs.values())), resamples=resamples)
             row.append(verdict(d, higher))
             lines.append("| " + " | ".join(row) + " |")
     return "\n".join(lines)

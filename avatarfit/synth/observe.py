@@ -83,12 +83,16 @@ class Observer:
         config = from_dict(HmcConfig, hmc, f"{where}.hmc") if isinstance(hmc, dict) else None
         return cls(capture, str(record["condition"]), str(record["source"]), config, record.get("hmc_dir"))
 
+    def _files_layout(self) -> Layout:
+        """Where ``files`` observations are: ``hmc_dir``, else the capture folder."""
+        return Layout(Path(self.hmc_dir) if self.hmc_dir else self.capture.root)
+
     def check(self, refs: list[FrameRef]) -> None:
         """Raise :class:`FormatError` naming the first observation file of ``refs`` that is
         missing (and how many are), before any work; nothing to check in memory."""
         if self.source == "memory":
             return
-        layout = Layout(Path(self.hmc_dir) if self.hmc_dir else self.capture.root)
+        layout = self._files_layout()
         missing = []
         for ref in refs:
             paths = ([layout.hmc_view(ref.segment, v, ref.frame) for v in HMC_VIEWS] if self.condition == "hmc"
@@ -113,7 +117,7 @@ class Observer:
                 return self.hmc.sample(ref.segment, ref.frame, draw).views
             xy, vis = self.hmc.keypoints(ref.segment, ref.frame)
             return normalise_keypoints(xy, vis, self.hmc.keypoint_size)
-        layout = Layout(Path(self.hmc_dir) if self.hmc_dir else self.capture.root)
+        layout = self._files_layout()
         if self.condition == "hmc":
             return torch.stack([read_png(layout.hmc_view(ref.segment, v, ref.frame), channels=1) for v in HMC_VIEWS])
         xy, vis = read_keypoints(layout.keypoints(ref.segment, ref.frame), count=274)
