@@ -348,6 +348,13 @@ class Avatar(nn.Module):
             found = payload.get("format") if isinstance(payload, dict) else type(payload).__name__
             raise FormatError(path, f"not an avatar file (expected format {AVATAR_FORMAT!r}, found {found!r}); "
                               f"a run folder's avatar is {AVATAR_FILE}")
+        info = payload.get("info")
+        if info is not None and not isinstance(info, dict):
+            raise FormatError(path, f"avatar file field 'info': expected a mapping, found {type(info).__name__}")
+        for key, kind in (("model_config", dict), ("model", dict), ("stats", dict), ("topology", dict)):
+            if not isinstance(payload.get(key), kind):
+                found = "nothing" if key not in payload else type(payload[key]).__name__
+                raise FormatError(path, f"avatar file field {key!r}: expected a mapping, found {found}")
         try:
             config = from_dict(ModelConfig, payload["model_config"], where="model_config")
             model = build_model(config, int(payload["num_verts"]))
@@ -357,7 +364,7 @@ class Avatar(nn.Module):
             kp = payload["keypoints"]
             keypoints = None if kp is None else SurfacePoints(kp["faces"], kp["bary"])
             avatar = cls(model, stats, topo["faces"], topo["verts_uvs"], topo["faces_uvs"], keypoints=keypoints,
-                         background=float(payload["background"]), backend=backend, info=payload.get("info"))
-        except (KeyError, RuntimeError, ValueError) as exc:
+                         background=float(payload["background"]), backend=backend, info=info)
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError, IndexError) as exc:
             raise FormatError(path, f"avatar file is incomplete or inconsistent ({type(exc).__name__}: {exc})") from None
         return avatar.eval()

@@ -178,7 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--batch", type=int, default=8, metavar="N", help="frames fitted together (default 8)")
     ft.add_argument("--lr", type=float, help="Adam learning rate of the codes (default 0.1)")
     ft.add_argument("--lambda-latent", type=float, metavar="Y", help="weight of the latent NLL; 0 = the paper's "
-                    "'w/o L_L' (default 0.01 for hmc/keypoints, 0.001 for frontal/masked)")
+                    "'w/o L_L' (default: 0.001 for frontal, 0.001 for masked, 0.01 for hmc, 0.01 for keypoints: "
+                    "FitConfig's, the middle of the paper's grid)")
     ft.add_argument("--search", action="store_true", help="choose --lr and --lambda-latent with the paper's grid on "
                     "a batch of the avatar's validation frames (9 fits, judged by frontal PSNR against the ground truth, the paper's protocol; "
                     "by the data term without ground truth), then fit every frame with the best pair (search.json)")
@@ -308,7 +309,7 @@ examples:
 outputs (in --out):
   metrics.json        summary (frames, psnr_init, psnr, ssim, geom_mm_init, geom_mm, steps_mean,
                       seconds_per_frame, ...) and one record per frame; null where a value is undefined
-  fits.npz            names, z, z_init, headset_R/headset_t (with --fit-headset), steps, failed, objective
+  fits.npz            names, z, z_init (prior mean), z_start, headset_R/headset_t (with --fit-headset), steps, failed, objective
                       (steps x frames; the last value repeats after a frame stopped), objective_steps,
                       metric_* per frame; never NaN (a frame whose objective turned NaN is marked failed)
   strips/SEG_FRAME.png   target | fit in the target's view | frontal before | frontal fit | photo | error x4
@@ -467,10 +468,8 @@ def _cmd_fit(args) -> None:
         raise ValueError("--search chooses --lr and --lambda-latent; give either --search or those two")
     if args.smoothness is not None and not args.sequence:
         raise ValueError("--smoothness: only with --sequence (it pulls each frame's code towards the previous one)")
-    lam = args.lambda_latent if args.lambda_latent is not None else (0.01 if args.target in ("hmc", "keypoints")
-                                                                     else 0.001)
-    settings = {"lambda_latent": lam, "fit_headset": args.fit_headset}
-    for key in ("lr", "steps", "patience", "smoothness", "raster_every"):
+    settings = {"fit_headset": args.fit_headset}
+    for key in ("lr", "lambda_latent", "steps", "patience", "smoothness", "raster_every"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if args.no_antialias:
@@ -595,7 +594,7 @@ def main(argv: list[str] | None = None) -> int:
                 "inspect-latents": _cmd_inspect_latents, "interpolate": _cmd_interpolate, "evaluate": _cmd_evaluate}
     try:
         commands[args.command](args)
-    except (AvatarfitError, ValueError, FileExistsError, FileNotFoundError) as exc:
+    except (AvatarfitError, ValueError, OSError) as exc:  # OSError: files and folders (missing, exist, permissions)
         print(f"avatarfit {args.command}: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from os import PathLike
 
-__all__ = ["AvatarfitError", "FormatError", "ShapeError"]
+__all__ = ["AvatarfitError", "FormatError", "ShapeError", "FitFailedError"]
 
 
 class AvatarfitError(Exception):
@@ -32,3 +32,8 @@ class FormatError(AvatarfitError, ValueError):
 
 class ShapeError(AvatarfitError, ValueError):
     """A tensor argument has the wrong shape, dtype or value range."""
+
+
+class FitFailedError(AvatarfitError, RuntimeError):
+    """A fit could not produce a result: every setting of a search diverged, or the
+    device ran out of memory. The message says which option to change."""

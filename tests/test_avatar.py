@@ -125,3 +125,19 @@ def test_load_errors_name_what_is_missing(dam_run, tmp_path):
     (tmp_path / "junk.pt").write_bytes(b"not a pickle")
     with pytest.raises(FormatError, match=r"junk.pt: not a readable avatar file"):
         Avatar.load(tmp_path / "junk.pt")
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("info", ["a", "list"], r"field 'info': expected a mapping, found list"),
+    ("stats", 3.0, r"field 'stats': expected a mapping, found float"),
+    ("model_config", "dam", r"field 'model_config': expected a mapping, found str"),
+    ("num_verts", "many", r"incomplete or inconsistent \(ValueError"),
+    ("background", [0.1], r"incomplete or inconsistent \(TypeError"),
+])
+def test_an_avatar_file_with_fields_of_the_wrong_type_is_named(dam_run, tmp_path, field, value, message):
+    payload = torch.load(dam_run / AVATAR_FILE, weights_only=True)
+    payload[field] = value
+    path = tmp_path / "bad.pt"
+    torch.save(payload, path)
+    with pytest.raises(FormatError, match=rf"bad.pt: .*{message}"):
+        Avatar.load(path)

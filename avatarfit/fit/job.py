@@ -9,7 +9,9 @@ Output folder::
     parts/NNNNN.npz    results of each finished batch (re-running the job skips them)
     strips/SEG_FRAME.png   target | fit in the target's view | frontal before | frontal fit | truth | error x4
     tb/                TensorBoard: objective curves, per-frame metrics, strips (slider = frame)
-    fits.npz           every frame: names, z, z_init, headset pose, steps, failed, metrics, objective
+    fits.npz           every frame: names, z, z_init (the prior's mean), z_start (where the fit began:
+                       z_init, or in sequence mode the previous frame's z), headset pose, steps,
+                       failed, metrics, objective
                        curves (the last value repeats after a frame stopped; objective_steps counts
                        the values recorded). Never NaN: a frame whose objective became NaN is
                        marked failed and keeps its best code.
@@ -21,7 +23,9 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,7 +40,8 @@ from ..avatar import Avatar
 from ..config import to_dict
 from ..data.capture import Capture, FrameRef
 from ..data.selection import SPLIT_WORDS, SPLITS, check_segment_names, select_frames
-from ..errors import FormatError
+from ..data.stats import identity_distance, read_stats
+from ..errors import FitFailedError, FormatError
 from .optimize import FitConfig, FitResult, fit
 from .search import search_hyperparameters
 from .sequence import fit_sequence, jitter
@@ -111,8 +116,9 @@ class FitJob:
                              f"{self.pose_noise_trans} mm")
         if (self.pose_noise_rot > 0 or self.pose_noise_trans > 0 or self.fit.fit_headset) and self.target != "hmc":
             raise ValueError(f"headset pose (noise or fitting): only HMC targets have one, not {self.target}")
-        if self.device not in ("auto", "cpu", "cuda") and not self.device.startswith("cuda:"):
-            raise ValueError(f"device: expected auto, cpu or cuda[:N], got {self.device!r}")
+        kind, colon, index = self.device.partition(":")
+        if not (self.device in ("auto", "cpu", "cuda") or (kind == "cuda" and colon and index.isdigit())):
+            raise ValueError(f"device: expected auto, cpu, cuda or cuda:N (N a GPU number), got {self.device!r}")
 
 
 @dataclass
@@ -202,7 +208,16 @@ def saved_job(out: Path) -> dict[str, Any] | None:
     saved = out / "config.yaml"
     if not saved.is_file():
         return None
-    return (yaml.safe_load(saved.read_text(encoding="utf-8")) or {}).get("job", {})
+    try:
+        doc = yaml.safe_load(saved.read_text(encoding="utf-8")) or {}
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise FormatError(saved, f"not readable YAML ({type(exc).__name__}); the fit folder is damaged: use another "
+                          "--out, or --overwrite to start again") from None
+    job = doc.get("job", {}) if isinstance(doc, dict) else None
+    if not isinstance(job, dict):
+        raise FormatError(saved, "expected a mapping with a 'job' mapping (as avatarfit fit writes it); use another "
+                          "--out, or --overwrite to start again")
+    return job
 
 
 def _prepare_out(out: Path, job: FitJob, overwrite: bool) -> None:
@@ -210,6 +225,13 @@ def _prepare_out(out: Path, job: FitJob, overwrite: bool) -> None:
     saved = out / "config.yaml"
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"--out {out}: exists and is not a folder")
+    try:  # a folder that cannot be written is named before any work
+        out.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=out, prefix=".avatarfit-write-test-")
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise PermissionError(f"--out {out}: cannot write there ({exc.strerror or exc}); choose another folder") from None
     if overwrite and out.is_dir():
         for name in ("parts", "strips", "tb"):
             shutil.rmtree(out / name, ignore_errors=True)
@@ -226,6 +248,22 @@ def _prepare_out(out: Path, job: FitJob, overwrite: bool) -> None:
         raise FileExistsError(f"--out {out}: not empty and not a fit's folder (no config.yaml); "
                               "use another --out, or --overwrite")
     out.mkdir(parents=True, exist_ok=True)
+
+
+def _read_search(path: Path) -> dict[str, Any]:
+    """A saved ``search.json``, checked: a finite ``lr`` > 0 and ``lambda_latent`` >= 0."""
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise FormatError(path, f"not readable JSON ({type(exc).__name__}); delete it to search again") from None
+    ok = isinstance(doc, dict) and all(
+        isinstance(doc.get(k), (int, float)) and not isinstance(doc.get(k), bool) and math.isfinite(doc[k])
+        for k in ("lr", "lambda_latent"))
+    if not ok or doc["lr"] <= 0 or doc["lambda_latent"] < 0:
+        found = {k: doc.get(k) for k in ("lr", "lambda_latent")} if isinstance(doc, dict) else type(doc).__name__
+        raise FormatError(path, f"expected the chosen 'lr' (> 0) and 'lambda_latent' (>= 0) numbers, found {found}; "
+                          "delete it to search again")
+    return doc
 
 
 def _write_config(out: Path, job: FitJob, config: FitConfig, avatar: Avatar, frames: list[FrameRef]) -> None:
@@ -262,6 +300,7 @@ def _save_part(path: Path, result: FitResult, seconds: float) -> dict[str, np.nd
     """Write one batch's results; returns them as :func:`_load_part` would read them."""
     objective, recorded = _fill_forward(result.objective.numpy())
     arrays = {"names": np.array(result.names), "z": result.z.cpu().numpy(), "z_init": result.z_init.cpu().numpy(),
+              "z_start": result.z_start.cpu().numpy(),
               "steps": result.steps.numpy(), "failed": result.failed.numpy(),
               "data_term": np.nan_to_num(result.data_term.numpy(), nan=0.0), "objective": objective,
               "objective_steps": recorded, "seconds": np.full(result.batch, seconds / result.batch)}
@@ -276,13 +315,24 @@ def _save_part(path: Path, result: FitResult, seconds: float) -> dict[str, np.nd
     return arrays
 
 
+#: Arrays every part file holds (:func:`_save_part`; ``z_start`` is newer and optional).
+_PART_KEYS = ("names", "z", "z_init", "steps", "failed", "data_term", "objective", "objective_steps", "seconds")
+
+
 def _load_part(path: Path) -> dict[str, np.ndarray]:
     try:
         with np.load(path, allow_pickle=False) as data:
-            return {k: data[k] for k in data.files}
+            part = {k: data[k] for k in data.files}
     except Exception as exc:  # noqa: BLE001 - numpy raises many kinds on a damaged file
         raise FormatError(path, f"unreadable partial result ({type(exc).__name__}: {exc}); delete it to fit "
                           "its frames again") from None
+    missing = [k for k in _PART_KEYS if k not in part]
+    n = len(part["names"]) if "names" in part and part["names"].ndim == 1 else -1
+    short = [k for k in _PART_KEYS if k in part and k != "objective" and (part[k].ndim == 0 or len(part[k]) != n)]
+    if missing or short:
+        what = f"lacks {', '.join(missing)}" if missing else f"{', '.join(short)} do not hold one entry per frame"
+        raise FormatError(path, f"not a complete partial result ({what}); delete it to fit its frames again")
+    return part
 
 
 def _merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
@@ -349,8 +399,16 @@ def resolve_device(name: str) -> torch.device:
     asking for CUDA without a CUDA device raises ``ValueError``."""
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device: {name} asked for, but PyTorch sees no CUDA device")
+    kind, _, index = name.partition(":")
+    if kind not in ("cpu", "cuda") or (kind == "cpu" and index) or (index and not index.isdigit()):
+        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N (N a GPU number), got {name!r}")
+    if kind == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(f"device: {name} asked for, but PyTorch sees no CUDA device")
+        count = torch.cuda.device_count()
+        if index and int(index) >= count:
+            raise ValueError(f"device: {name} asked for, but PyTorch sees {count} CUDA device(s): "
+                             f"cuda:0 to cuda:{count - 1}")
     return torch.device(name)
 
 
@@ -359,6 +417,13 @@ def _check_capture(avatar: Avatar, capture: Capture, job: FitJob) -> None:
     if V != avatar.num_verts:
         raise ValueError(f"--capture {capture.root}: its meshes have {V} vertices, the avatar of --run {job.run} "
                          f"{avatar.num_verts}; fit an avatar to captures of the subject it was trained on")
+    mean = read_stats(capture.root, V).vert_mean
+    distance, tolerance = identity_distance(avatar.vert_mean.cpu(), mean)
+    if distance > tolerance:
+        raise ValueError(f"--capture {capture.root}: another subject than the avatar of --run {job.run} (its mean mesh, "
+                         f"{capture.layout.vert_mean}, is {distance:.2f} mm from the avatar's at the median vertex; "
+                         f"captures of one subject differ by less than {tolerance:.2f} mm); fit an avatar to captures "
+                         "of the subject it was trained on")
     if job.target == "keypoints" and avatar.keypoint_points is None:
         raise ValueError(f"--target keypoints: the avatar of --run {job.run} has no keypoint definition")
 
@@ -399,7 +464,7 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
                             pose_noise_trans=job.pose_noise_trans, seed=job.seed).to(device)
 
     _prepare_out(out, job, overwrite)
-    config = job.fit
+    config = job.fit.for_target(job.target)
     search_doc = None
     search_file = out / "search.json"
     if job.search:
@@ -407,7 +472,7 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
             search_doc = {"lr": job.grid[0][0], "lambda_latent": job.grid[1][0], "criterion": "single pair",
                           "frames": [], "table": []}
         elif search_file.is_file():
-            search_doc = json.loads(search_file.read_text(encoding="utf-8"))
+            search_doc = _read_search(search_file)
             log(f"search: reusing {search_file} (lr {search_doc['lr']}, lambda_L {search_doc['lambda_latent']})")
         else:
             # Settings are chosen on validation frames, never on the frames reported.
@@ -417,23 +482,31 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
             label = "frontal PSNR (dB)" if batch.truth is not None else "data term"
             which = "the paper's grid" if job.grid is None else f"lr {list(job.grid[0])} x lambda_L {list(job.grid[1])}"
             log(f"search: {which} for {job.target} targets on {len(first)} validation frames, judged by {label}")
-            res = search_hyperparameters(avatar, batch, job.target, base=job.fit, grid=job.grid,
+            res = search_hyperparameters(avatar, batch, job.target, base=config, grid=job.grid,
                                          progress=lambda lr, lam, s: log(f"  lr {lr:g}, lambda_L {lam:g}: {s:.4f}"))
             search_doc = {"lr": res.lr, "lambda_latent": res.lambda_latent, "criterion": res.criterion,
                           "frames": [f"{r.segment}/{r.frame}" for r in first],
                           "table": [{"lr": a, "lambda_latent": b, "score": c} for a, b, c in res.table]}
             write_text_atomic(search_file, json.dumps(json_safe(search_doc), indent=1))
-        config = dataclasses.replace(job.fit, lr=float(search_doc["lr"]),
+        config = dataclasses.replace(config, lr=float(search_doc["lr"]),
                                      lambda_latent=float(search_doc["lambda_latent"]))
     _write_config(out, job, config, avatar, refs)
 
     from torch.utils.tensorboard import SummaryWriter
 
     units = _units(refs, job.batch, job.sequence)
+    # Finished batches are read (and checked) before anything new is written.
+    finished: dict[int, dict[str, np.ndarray]] = {}
+    for k, unit in enumerate(units):
+        path = out / "parts" / f"{k:05d}.npz"
+        if path.is_file():
+            finished[k] = _load_part(path)
+            if [str(n) for n in finished[k]["names"]] != [f"{r.segment}/{r.frame}" for r in unit]:
+                raise FormatError(path, "holds other frames than this job's batch; --overwrite to start again")
     (out / "parts").mkdir(exist_ok=True)
     (out / "strips").mkdir(exist_ok=True)
     writer = SummaryWriter(str(out / "tb"))
-    done = sum(len(u) for k, u in enumerate(units) if (out / "parts" / f"{k:05d}.npz").is_file())
+    done = sum(len(units[k]) for k in finished)
     bar = tqdm(total=len(refs), initial=done, unit="frame", desc=f"fit {job.target}", disable=not progress)
     parts: list[dict[str, np.ndarray]] = []
     fitted_now = 0
@@ -444,20 +517,24 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
             path = out / "parts" / f"{k:05d}.npz"
             if job.sequence and k > 0 and units[k - 1][0].segment != unit[0].segment:
                 prev_z = None
-            if path.is_file():
-                part = _load_part(path)
-                if [str(n) for n in part["names"]] != [f"{r.segment}/{r.frame}" for r in unit]:
-                    raise FormatError(path, "holds other frames than this job's batch; --overwrite to start again")
+            if k in finished:
+                part = finished[k]
                 parts.append(part)
                 prev_z = torch.from_numpy(part["z"][-1:]).to(device)
                 position += len(unit)
                 continue
             target = build(unit)
             t0 = time.perf_counter()
-            if job.sequence:
-                result, _ = fit_sequence(avatar, target, config, init=prev_z)
-            else:
-                result = fit(avatar, target, config)
+            try:
+                if job.sequence:
+                    result, _ = fit_sequence(avatar, target, config, init=prev_z)
+                else:
+                    result = fit(avatar, target, config)
+            except torch.cuda.OutOfMemoryError:
+                raise FitFailedError(f"--device {job.device}: {device} ran out of memory fitting {len(unit)} frames "
+                                     f"together; lower --batch (now {job.batch}). The {position} frames fitted so far "
+                                     f"are kept in {out / 'parts'}; the same command with a smaller --batch and "
+                                     "--overwrite starts again") from None
             seconds = time.perf_counter() - t0
             prev_z = result.z[-1:]
             _write_outputs(out, writer, target, result, position)

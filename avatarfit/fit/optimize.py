@@ -26,6 +26,7 @@ kept. The decoder is frozen and everything runs in eval mode.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 import warnings
@@ -41,8 +42,13 @@ from ..models.priors import PriorParams
 from .pose import params_to_pose, pose_error, pose_to_params
 from .targets import GroundTruth, HMCTarget, KeypointTarget, MaskedFrontalTarget, compose_headset
 
-__all__ = ["FitConfig", "FitResult", "fit", "prior_start", "check_target_for_avatar", "render_frontal",
+__all__ = ["DEFAULT_LAMBDA_LATENT", "FitConfig", "FitResult", "fit", "prior_start", "check_target_for_avatar", "render_frontal",
            "frontal_metrics"]
+
+
+#: lambda_L of a fit that does not set it, per target kind: the middle of the paper's grid
+#: for that kind (:data:`~avatarfit.fit.search.PAPER_GRIDS`); the CLI uses the same.
+DEFAULT_LAMBDA_LATENT: dict[str, float] = {"frontal": 0.001, "masked": 0.001, "hmc": 0.01, "keypoints": 0.01}
 
 
 @dataclass(frozen=True)
@@ -52,7 +58,9 @@ class FitConfig:
     Attributes:
         lr: Adam learning rate of the codes (paper grid: 0.01, 0.1, 0.5).
         lambda_latent: weight of the latent NLL (paper grids: 0.01, 0.001, 0.0001 for
-            frontal and masked targets; 0.1, 0.01, 0.001 for HMC and keypoint targets).
+            frontal and masked targets; 0.1, 0.01, 0.001 for HMC and keypoint targets);
+            ``None``: the target kind's default, :data:`DEFAULT_LAMBDA_LATENT` (the middle
+            of its grid), resolved by :meth:`for_target`.
         steps: at most this many Adam steps (paper: 200).
         patience: a frame stops after this many steps without improvement.
         tol: relative improvement that counts (``E < best * (1 - tol)``).
@@ -71,7 +79,7 @@ class FitConfig:
     """
 
     lr: float = 0.1
-    lambda_latent: float = 0.001
+    lambda_latent: float | None = None
     steps: int = 200
     patience: int = 10
     tol: float = 1e-4
@@ -84,10 +92,22 @@ class FitConfig:
     antialias: bool = True
 
     def __post_init__(self) -> None:
+        numbers = {"lr": self.lr, "lambda_latent": self.lambda_latent, "tol": self.tol,
+                   "lr_rotation": self.lr_rotation, "lr_translation": self.lr_translation,
+                   "smoothness": self.smoothness, "raster_shift": self.raster_shift}
+        for key, value in numbers.items():
+            if value is None and key == "lambda_latent":
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise ValueError(f"{key}: expected a finite number, got {value!r}")
+        for key in ("steps", "patience", "raster_every"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{key}: expected a whole number, got {value!r}")
         if not (self.lr > 0 and self.lr_rotation > 0 and self.lr_translation > 0):
             raise ValueError(f"lr, lr_rotation, lr_translation: expected positive rates, got {self.lr}, "
                              f"{self.lr_rotation}, {self.lr_translation}")
-        if self.lambda_latent < 0 or self.smoothness < 0 or self.tol < 0:
+        if (self.lambda_latent or 0.0) < 0 or self.smoothness < 0 or self.tol < 0:
             raise ValueError(f"lambda_latent, smoothness, tol: expected values >= 0, got {self.lambda_latent}, "
                              f"{self.smoothness}, {self.tol}")
         if self.steps < 1 or self.patience < 1 or self.raster_every < 1:
@@ -95,6 +115,15 @@ class FitConfig:
                              f"and {self.raster_every}")
         if not self.raster_shift > 0:
             raise ValueError(f"raster_shift: expected a positive number of pixels, got {self.raster_shift}")
+
+    def for_target(self, kind: str) -> "FitConfig":
+        """These settings with ``lambda_latent`` resolved for a target ``kind`` (``frontal``,
+        ``masked``, ``hmc``, ``keypoints``): unchanged when set, else the kind's default."""
+        if self.lambda_latent is not None:
+            return self
+        if kind not in DEFAULT_LAMBDA_LATENT:
+            raise ValueError(f"kind: expected one of {', '.join(DEFAULT_LAMBDA_LATENT)}, got {kind!r}")
+        return dataclasses.replace(self, lambda_latent=DEFAULT_LAMBDA_LATENT[kind])
 
 
 @dataclass
@@ -104,7 +133,9 @@ class FitResult:
     Attributes:
         names: frame labels.
         z: ``(B, L)`` the best code of each frame (never NaN).
-        z_init: ``(B, L)`` the start (the prior's mean).
+        z_init: ``(B, L)`` the prior's mean (what the ``_init`` metrics score).
+        z_start: ``(B, L)`` where the optimiser started: ``z_init``, or the ``init`` given
+            (a sequence's warm start from the previous frame).
         headset_R, headset_t: ``(B, 3, 3)``, ``(B, 3)`` fitted headset pose (HMC targets), else ``None``.
         objective: ``(S, B)`` objective per step (NaN after a frame stopped).
         data_term: ``(B,)`` the data term D at the best code.
@@ -130,6 +161,7 @@ class FitResult:
     names: tuple[str, ...]
     z: torch.Tensor
     z_init: torch.Tensor
+    z_start: torch.Tensor
     headset_R: torch.Tensor | None
     headset_t: torch.Tensor | None
     objective: torch.Tensor
@@ -257,19 +289,45 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
         :class:`FitResult`.
     """
     check_target_for_avatar(avatar, target)
+    config = config.for_target(target.kind)
     if config.fit_headset and not isinstance(target, HMCTarget):
         raise ValueError(f"fit_headset: only HMC targets have a headset pose, not {target.kind} targets")
     if config.smoothness > 0 and previous is None:
         raise ValueError("smoothness: needs the previous frames' codes (previous=...)")
+    device = avatar.vert_mean.device
+    elsewhere = sorted(str(d) for d in target.devices() if d != device)
+    if elsewhere:
+        raise ValueError(f"target: its tensors are on {', '.join(elsewhere)}, the avatar on {device}; move one "
+                         f"(target.to(device) or avatar.to(device))")
+    B, L = target.batch, avatar.latent
+    for name, codes in (("init", init), ("previous", previous)):
+        if codes is not None and (not isinstance(codes, torch.Tensor) or tuple(codes.shape) != (B, L)):
+            found = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
+            raise ShapeError(f"{name}: expected one code per frame, shape ({B}, {L}), got {found}")
+        if codes is not None and not bool(torch.isfinite(codes).all()):
+            raise ValueError(f"{name}: expected finite codes, got NaN or Inf")
+    # The caller's avatar is left as it was found: its mode and its parameters' flags.
+    was_training = avatar.training
+    flags = [p.requires_grad for p in avatar.parameters()]
     avatar.eval()
     for p in avatar.parameters():
         p.requires_grad_(False)
+    try:
+        return _fit(avatar, target, config, init, previous, progress)
+    finally:
+        avatar.train(was_training)
+        for p, flag in zip(avatar.parameters(), flags):
+            p.requires_grad_(flag)
+
+
+def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, previous: torch.Tensor | None,
+         progress) -> FitResult:
     t0 = time.perf_counter()
     B, L = target.batch, avatar.latent
     z0, params = prior_start(avatar, target)
     start = z0 if init is None else init.detach().to(z0)
-    if start.shape != (B, L):
-        raise ShapeError(f"init: expected shape ({B}, {L}), got {tuple(start.shape)}")
+    if previous is not None:
+        previous = previous.detach().to(z0)
     z = start.clone().requires_grad_(True)
     groups = [{"params": [z], "lr": config.lr}]
     aa = tt = None
@@ -374,10 +432,10 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
     pose = params_to_pose(best_aa, best_tt) if best_aa is not None else None
     with torch.no_grad():
         pred, verts_n = _predict(avatar, target, best_z, pose, antialias=config.antialias)
-        init_pred, _ = _predict(avatar, target, start, antialias=config.antialias)
+        init_pred, _ = _predict(avatar, target, z0, antialias=config.antialias)
         verts = avatar.geometry(best_z) if verts_n is None else verts_n * avatar.vert_std + avatar.vert_mean
     result = FitResult(
-        names=target.names, z=best_z.detach(), z_init=start.detach(),
+        names=target.names, z=best_z.detach(), z_init=z0.detach(), z_start=start.detach(),
         headset_R=pose[0].detach() if pose is not None else None,
         headset_t=pose[1].detach() if pose is not None else None,
         objective=torch.stack(history), data_term=best_data, steps=steps, failed=failed, render=pred.detach(),

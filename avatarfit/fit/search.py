@@ -8,6 +8,7 @@ import math
 from dataclasses import dataclass
 
 from ..avatar import Avatar
+from ..errors import FitFailedError
 from .optimize import FitConfig, fit
 
 __all__ = ["PAPER_GRIDS", "SearchResult", "search_hyperparameters"]
@@ -28,7 +29,8 @@ class SearchResult:
     ``criterion`` is ``psnr`` (the mean frontal PSNR against the ground truth, higher is
     better: the paper's protocol reports the best-performing setting on the first
     evaluation batch) when the batch carries ground truth, else ``data`` (the mean data
-    term at the fitted codes, lower is better).
+    term at the fitted codes, lower is better). A pair whose objective became NaN or Inf
+    on any frame scores NaN and is never chosen.
     """
 
     lr: float
@@ -53,6 +55,9 @@ def search_hyperparameters(avatar: Avatar, target, kind: str | None = None, base
         base: the other settings of every fit.
         grid: ``(learning rates, latent weights)`` instead of the paper's.
         progress: called with ``(lr, lambda_latent, score)`` after each cell.
+
+    Raises:
+        FitFailedError: every pair failed (NaN or Inf objective on every frame).
     """
     kind = kind or target.kind
     if grid is None:
@@ -68,12 +73,16 @@ def search_hyperparameters(avatar: Avatar, target, kind: str | None = None, base
         for lam in lambdas:
             result = fit(avatar, target, dataclasses.replace(base, lr=lr, lambda_latent=lam))
             score = result.summary()["psnr"] if criterion == "psnr" else float(result.data_term.nanmean())
+            if bool(result.failed.any()):  # a setting that diverges on any frame is not chosen
+                score = math.nan
             table.append((lr, lam, score))
             if progress is not None:
                 progress(lr, lam, score)
     sign = -1.0 if criterion == "psnr" else 1.0
     finite = [row for row in table if math.isfinite(row[2])]
     if not finite:
-        raise RuntimeError(f"search: every fit of the grid {grid} failed (NaN objective)")
+        raise FitFailedError(f"search: every setting of the grid (lr {list(lrs)} x lambda_L {list(lambdas)}) failed on "
+                             f"the {target.batch} search frames (their objective became NaN or Inf); try smaller learning "
+                             "rates (--lr, or the grid's) or check the target for NaN pixels")
     lr, lam, _ = min(finite, key=lambda row: sign * row[2])
     return SearchResult(lr, lam, criterion, tuple(table))

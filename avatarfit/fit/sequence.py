@@ -25,7 +25,9 @@ def fit_sequence(avatar: Avatar, target, config: FitConfig = FitConfig(), progre
     frame's code; with ``config.smoothness`` > 0 also pulled towards it.
 
     ``init`` ``(1, L)``: the code of the frame before the first one (a segment fitted in
-    chunks); without it the first frame starts from the prior's mean.
+    chunks); without it the first frame starts from the prior's mean. The result's
+    ``z_start`` holds the warm starts; its ``z_init`` and ``_init`` metrics are the prior's
+    mean for every frame (what the frame would start from alone).
 
     Returns:
         The results of all frames (as one :class:`FitResult`) and ``{"jitter_mm": fitted,

@@ -108,6 +108,17 @@ class _Batch:
                 kw[f.name] = v
         return dataclasses.replace(self, **kw)
 
+    def devices(self) -> set[torch.device]:
+        """The devices its tensors (and its ground truth's) are on."""
+        out: set[torch.device] = set()
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, torch.Tensor):
+                out.add(v.device)
+            elif isinstance(v, _Batch):
+                out |= v.devices()
+        return out
+
     def to(self, device: torch.device | str):
         """A copy on ``device``."""
         kw = {f.name: (getattr(self, f.name).to(device) if isinstance(getattr(self, f.name), (torch.Tensor, _Batch))
@@ -270,6 +281,8 @@ class HMCTarget(_Batch):
         _image("views", self.views, B, (1,), views=3)
         if self.valid is not None:
             _mask("valid", self.valid, self.views)
+        if self.truth is not None and self.truth.hmc_masks is not None:
+            _shape("truth.hmc_masks", self.truth.hmc_masks, tuple(self.views.shape))
         _camera("", self.K, self.rig_R, self.rig_t, B, self.image_size, views=3)
         _shape("headset_R", self.headset_R, (B, 3, 3))
         _shape("headset_t", self.headset_t, (B, 3))

@@ -153,3 +153,131 @@ def test_hmc_targets_score_every_pixel_and_report_outline_spill(setup):
     for key in ("hmc_spill_px", "hmc_psnr", "hmc_psnr_face"):
         assert m[key].shape == (len(refs),) and m[f"{key}_init"].shape == (len(refs),)
     assert bool((m["hmc_spill_px"] >= 0).all()) and bool(torch.isfinite(m["hmc_psnr"]).all())
+
+
+@pytest.mark.parametrize("key", ["lr", "lambda_latent", "smoothness", "tol", "lr_rotation", "lr_translation",
+                                 "raster_shift"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_settings_are_refused_by_name(key, value):
+    with pytest.raises(ValueError, match=rf"{key}: expected a finite number, got {value}"):
+        FitConfig(**{key: value})
+
+
+def test_lambda_latent_defaults_per_target_kind_are_the_clis():
+    """One default per target kind, used by the API and named in ``avatarfit fit --help``."""
+    from avatarfit.cli import build_parser
+    from avatarfit.fit.optimize import DEFAULT_LAMBDA_LATENT
+
+    assert FitConfig().lambda_latent is None
+    assert FitConfig().for_target("hmc").lambda_latent == DEFAULT_LAMBDA_LATENT["hmc"] == 0.01
+    assert FitConfig(lambda_latent=0.5).for_target("hmc").lambda_latent == 0.5
+    fit_parser = build_parser()._subparsers._group_actions[0].choices["fit"]
+    help_text = " ".join(fit_parser.format_help().split())
+    for kind, value in DEFAULT_LAMBDA_LATENT.items():
+        assert f"{value:g} for {kind}" in help_text
+
+
+def test_fit_leaves_the_avatar_as_it_found_it(setup):
+    avatar, source, refs = setup
+    _, target = _synthetic_target(avatar, source, refs)
+    avatar.train()
+    flags = [p.requires_grad for p in avatar.parameters()]
+    assert any(flags)
+    try:
+        fit(avatar, target, FitConfig(steps=2))
+        assert avatar.training and [p.requires_grad for p in avatar.parameters()] == flags
+    finally:
+        avatar.eval()
+
+
+def test_codes_of_the_wrong_shape_or_a_target_elsewhere_are_refused(setup):
+    avatar, source, refs = setup
+    _, target = _synthetic_target(avatar, source, refs)
+    one = torch.zeros(1, avatar.latent)  # would pull both frames towards one code
+    with pytest.raises(ShapeError, match=r"previous: expected one code per frame, shape \(2, \d+\), got \(1, \d+\)"):
+        fit(avatar, target, FitConfig(smoothness=0.1), previous=one)
+    with pytest.raises(ShapeError, match=r"init: expected one code per frame"):
+        fit(avatar, target, init=one)
+    with pytest.raises(ValueError, match=r"init: expected finite codes"):
+        fit(avatar, target, init=torch.full((2, avatar.latent), float("nan")))
+    import copy
+    elsewhere = copy.copy(target)  # as if on another GPU (a meta tensor skips the target's own checks)
+    object.__setattr__(elsewhere, "image", target.image.to("meta"))
+    with pytest.raises(ValueError, match=r"target: its tensors are on meta, the avatar on cpu"):
+        fit(avatar, elsewhere)
+
+
+def test_a_search_in_which_every_setting_fails_says_so(setup, monkeypatch):
+    from avatarfit.errors import FitFailedError
+    from avatarfit.fit import optimize
+
+    avatar, source, refs = setup
+    _, target = _synthetic_target(avatar, source, refs)
+    real = optimize._data_term
+    monkeypatch.setattr(optimize, "_data_term", lambda *a: real(*a) * float("nan"))
+    with pytest.warns(RuntimeWarning), pytest.raises(FitFailedError, match=r"every setting of the grid .* failed"):
+        search_hyperparameters(avatar, target, grid=((0.1,), (0.0, 0.01)), base=FitConfig(steps=3))
+
+
+def _perturb(target, how: str):
+    """A target broken in one way (``dataclasses.replace`` runs the target's own checks)."""
+    def image_field(t):
+        return "views" if isinstance(t, HMCTarget) else ("points" if isinstance(t, KeypointTarget) else "image")
+
+    name = image_field(target)
+    x = getattr(target, name)
+    if how == "none":
+        return target
+    if how == "nan_pixel":
+        bad = x.clone()
+        bad.view(-1)[0] = float("nan")
+        return dataclasses.replace(target, **{name: bad})
+    if how == "wrong_shape":
+        return dataclasses.replace(target, **{name: x[..., :-1]})
+    if how == "empty_mask":
+        if isinstance(target, HMCTarget):
+            return dataclasses.replace(target, valid=torch.zeros_like(target.views))
+        if isinstance(target, KeypointTarget):
+            return dataclasses.replace(target, visible=torch.zeros_like(target.visible))
+        if hasattr(target, "mask"):
+            return dataclasses.replace(target, mask=torch.zeros_like(target.mask))
+        return target
+    if how == "shifted_camera":  # the face leaves the image (or the keypoints their camera)
+        if isinstance(target, HMCTarget):
+            return dataclasses.replace(target, rig_t=target.rig_t + torch.tensor([500.0, 0.0, 0.0]))
+        return dataclasses.replace(target, t=target.t + torch.tensor([500.0, 0.0, 0.0]))
+    raise AssertionError(how)
+
+
+def test_fit_returns_finite_results_or_a_named_value_error(setup):
+    """Property (hypothesis): over fit settings (finite or not) and targets perturbed in one
+    way, ``fit`` either returns codes and metrics without NaN or raises ``ValueError``
+    (the library's named errors are ValueErrors); never another exception."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    avatar, source, refs = setup
+    targets = {kind: source.build(kind, refs) for kind in ("frontal", "masked", "hmc", "keypoints")}
+    finite = st.floats(1e-4, 2.0)
+    number = st.one_of(finite, finite, finite, st.sampled_from([0.0, -1.0, float("nan"), float("inf")]))
+
+    @settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
+    @given(kind=st.sampled_from(sorted(targets)), lr=number, lam=number, smooth=st.sampled_from([0.0, 0.1]),
+           steps=st.integers(1, 3), headset=st.booleans(),
+           how=st.sampled_from(["none", "nan_pixel", "wrong_shape", "empty_mask", "shifted_camera"]))
+    def check(kind, lr, lam, smooth, steps, headset, how):
+        try:
+            config = FitConfig(lr=lr, lambda_latent=lam, smoothness=smooth, steps=steps, fit_headset=headset)
+            target = _perturb(targets[kind], how)
+            previous = torch.zeros(target.batch, avatar.latent) if smooth else None
+            result = fit(avatar, target, config, previous=previous)
+        except ValueError:
+            return
+        assert bool(torch.isfinite(result.z).all())
+        for key, value in result.metrics.items():
+            assert not bool(torch.isnan(value).any()), (key, kind, how)
+
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # frames whose objective diverges are reported, and kept
+        check()

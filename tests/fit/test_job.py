@@ -216,12 +216,21 @@ def test_sequence_mode_warm_starts_and_smoothness_lowers_jitter(dam_run, tiny_ca
 
     free, fits = run("free", 0.0)
     assert free["frames"] == 3
-    np.testing.assert_array_equal(fits["z_init"][1:], fits["z"][:-1])
+    np.testing.assert_array_equal(fits["z_start"][1:], fits["z"][:-1])
     with torch.no_grad():
         z0 = avatar.model.prior.mean(avatar.model.prior.params(batch=1))
         verts = avatar.geometry(torch.from_numpy(fits["z"]))
-    np.testing.assert_allclose(fits["z_init"][0], z0[0].numpy(), atol=1e-6)
-    assert not np.array_equal(fits["z"], fits["z_init"])  # the fits moved
+    np.testing.assert_allclose(fits["z_start"][0], z0[0].numpy(), atol=1e-6)
+    # The "_init" columns are the prior mean's for every frame, not the warm start's.
+    np.testing.assert_allclose(fits["z_init"], z0.expand(3, -1).numpy(), atol=1e-6)
+    from avatarfit.data.capture import Capture
+    from avatarfit.eval.metrics import geometry_error
+    cap = Capture(tiny_capture)
+    truth = torch.stack([cap.vertices(*str(n).split("/")) for n in fits["names"]])
+    with torch.no_grad():
+        prior_geom = geometry_error(avatar.geometry(z0).expand_as(truth), truth)
+    np.testing.assert_allclose(fits["metric_geom_mm_init"], prior_geom.numpy(), rtol=1e-4)
+    assert not np.array_equal(fits["z"], fits["z_start"])  # the fits moved
     assert free["jitter_mm"] == pytest.approx(float((verts[1:] - verts[:-1]).norm(dim=-1).mean()), rel=1e-5)
     assert free["jitter_mm"] > 0 and free["jitter_mm_truth"] > 0
     smooth, _ = run("smooth", 0.1)
@@ -296,3 +305,78 @@ def test_heldout_count_is_checked():
         FitJob(run="r", capture="c", frames="heldout:0")
     with pytest.raises(ValueError, match="grid"):
         FitJob(run="r", capture="c", grid=((), (0.1,)))
+
+
+def test_bad_cli_input_is_one_named_line_and_loses_nothing(dam_run, tiny_capture, tmp_path, capsys):
+    """Every refusal: exit status 2, one line on stderr naming the argument or file, no
+    traceback; what the folder held before is still there."""
+    out = tmp_path / "f"
+    base = ["fit", "--run", str(dam_run), "--capture", str(tiny_capture), "--target", "frontal", "--frames", "0",
+            "--steps", "2", "--no-progress"]
+    assert main(base + ["--out", str(out)]) == 0
+    capsys.readouterr()
+    kept = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+
+    def refused(argv, message):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err and err.count("\n") == 1, err
+
+    other = ["--out", str(tmp_path / "g")]
+    refused(base + other + ["--device", "cuda:x"], "device: expected auto, cpu, cuda or cuda:N")
+    refused(base + other + ["--device", "cuda:7"], "device: cuda:7 asked for")
+    for flag in ("--lr", "--lambda-latent"):
+        for value in ("nan", "inf"):
+            refused(base + other + [flag, value], f"{flag[2:].replace('-', '_')}: expected a finite number")
+    refused(base + other + ["--sequence", "--smoothness", "nan"], "smoothness: expected a finite number")
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    refused(base + ["--out", str(blocker / "sub")], f"--out {blocker / 'sub'}: cannot write there")
+
+    config = out / "config.yaml"
+    text = config.read_text()
+    config.write_text("job: [unclosed\n")
+    refused(base + ["--out", str(out)], f"{config}: not readable YAML")
+    config.write_text(text)
+    part = out / "parts" / "00000.npz"
+    good = part.read_bytes()
+    with np.load(part) as data:
+        arrays = {k: data[k] for k in data.files if k != "z"}
+    with open(part, "wb") as fh:
+        np.savez(fh, **arrays)
+    refused(base + ["--out", str(out)], f"{part}: not a complete partial result (lacks z)")
+    part.write_bytes(good)
+    assert {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()} == kept
+
+
+def test_a_damaged_search_file_is_named(dam_run, tiny_capture, tmp_path, capsys):
+    out = tmp_path / "s"
+    argv = ["fit", "--run", str(dam_run), "--capture", str(tiny_capture), "--target", "frontal", "--frames", "0",
+            "--steps", "2", "--no-progress", "--search", "--out", str(out)]
+    (out).mkdir()
+    job = FitJob(run=str(dam_run), capture=str(tiny_capture), target="frontal", frames="0", search=True,
+                 fit=FitConfig(steps=2))
+    (out / "config.yaml").write_text(__import__("yaml").safe_dump({"job": job_module.job_dict(job)}))
+    (out / "search.json").write_text(json.dumps({"lr": 0.1}))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{out / 'search.json'}: expected the chosen 'lr' (> 0) and 'lambda_latent' (>= 0)" in err
+
+
+def test_a_capture_of_another_subject_is_refused(dam_run, tiny_capture, tmp_path):
+    """Same topology (same vertex count), another identity: refused by name; the same
+    subject in another capture (other performances) is accepted."""
+    from avatarfit.synth.generate import generate_capture
+    from tests.conftest import TINY
+
+    other = generate_capture(tmp_path / "other", dataclasses.replace(TINY, seed=TINY.seed + 1, frames=1),
+                             progress=False)
+    same = generate_capture(tmp_path / "same", dataclasses.replace(TINY, frames=2, segments=2), progress=False)
+    job = FitJob(run=str(dam_run), capture=str(tmp_path / "other"), target="frontal", frames="0",
+                 fit=FitConfig(steps=1))
+    with pytest.raises(ValueError, match=r"another subject than the avatar .* mm from the avatar's at the median"):
+        run_fit_job(job, tmp_path / "f1", progress=False)
+    assert not (tmp_path / "f1").exists()
+    report = run_fit_job(dataclasses.replace(job, capture=str(tmp_path / "same")), tmp_path / "f2", progress=False)
+    assert report.summary["frames"] == 1
+    del other, same
