@@ -240,9 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
     ip.add_argument("--logdir", type=Path, help="also log the strip to TensorBoard here")
     ev = sub.add_parser("evaluate", help="reproduce the paper's Tables 6-9: train every variant, fit, tabulate, plot",
                         description="Trains (or reuses) every model the configured tables need on each subject, runs "
-                        "every cell on test frames, settings searched on validation frames (the prior encoder's and the DAM encoder's decodings; fits to "
+                        "every cell on test frames (the prior encoder's and the DAM encoder's decodings; fits to "
                         "frontal, masked frontal, HMC and keypoint targets with and without L_L; HMC fits with the "
-                        "headset pose under pose noise), with lr and lambda_L searched on the first frames per model "
+                        "headset pose under pose noise), with lr and lambda_L searched on validation frames per model "
                         "and task (seed 003, H.2), and writes the tables in the paper's layout. Every cell is saved as "
                         "it finishes: --resume continues an interrupted evaluation without recomputing anything.",
                         epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)

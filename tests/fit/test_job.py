@@ -380,3 +380,15 @@ def test_a_capture_of_another_subject_is_refused(dam_run, tiny_capture, tmp_path
     report = run_fit_job(dataclasses.replace(job, capture=str(tmp_path / "same")), tmp_path / "f2", progress=False)
     assert report.summary["frames"] == 1
     del other, same
+
+
+def test_running_out_of_device_memory_names_the_batch(dam_run, tiny_capture, tmp_path, monkeypatch, capsys):
+    def oom(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(job_module, "fit", oom)
+    argv = ["fit", "--run", str(dam_run), "--capture", str(tiny_capture), "--target", "frontal", "--frames", "0",
+            "--batch", "64", "--no-progress", "--out", str(tmp_path / "f")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "ran out of memory fitting 1 frames together; lower --batch (now 64)" in err and "Traceback" not in err
