@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from dataclasses import dataclass, field
 from typing import Any
@@ -137,6 +138,11 @@ class ScheduleConfig:
             the tracked mesh's face pixels only, which antialiasing would blend with the
             background along the outline (the texture learns to make up for it).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        lr_schedule: ``constant``, or ``cosine``: from ``lr`` down to ``lr * lr_final`` at
+            ``steps`` (half a cosine), so a run with a step budget ends with small steps.
+        lr_final: the last learning rate of the cosine schedule, as a fraction of ``lr``.
+        grad_clip: the largest global gradient norm of a step (larger ones are scaled
+            down to it), or ``null`` for none.
     """
 
     batch: int = 4
@@ -152,17 +158,34 @@ class ScheduleConfig:
     backend: str = "auto"
     antialias: bool = False
     device: str = "auto"
+    lr_schedule: str = "constant"
+    lr_final: float = 0.05
+    grad_clip: float | None = None
 
     def __post_init__(self) -> None:
+        if self.lr_schedule not in ("constant", "cosine"):
+            raise ValueError(f"train.lr_schedule: expected constant or cosine, got {self.lr_schedule!r}")
+        if not (math.isfinite(self.lr_final) and 0 < self.lr_final <= 1):
+            raise ValueError(f"train.lr_final: expected a fraction of lr in (0, 1], got {self.lr_final}")
+        if self.grad_clip is not None and not (math.isfinite(self.grad_clip) and self.grad_clip > 0):
+            raise ValueError(f"train.grad_clip: expected a positive gradient norm or null, got {self.grad_clip}")
         for name in ("batch", "steps", "patience", "eval_every", "log_every", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ValueError(f"train.{name}: expected at least 1, got {getattr(self, name)}")
         if self.batch < 2:
             raise ValueError(f"train.batch: batch norm needs at least 2 frames per step, got {self.batch}")
-        if not self.lr > 0:
+        if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"train.lr: expected a positive learning rate, got {self.lr}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device: expected auto, cpu or cuda, got {self.device!r}")
+
+
+    def lr_at(self, step: int) -> float:
+        """The learning rate of (0-based) ``step`` under :attr:`lr_schedule`."""
+        if self.lr_schedule == "constant":
+            return self.lr
+        t = min(step, self.steps) / self.steps
+        return self.lr * (self.lr_final + (1.0 - self.lr_final) * 0.5 * (1.0 + math.cos(math.pi * t)))
 
 
 @dataclass(frozen=True)

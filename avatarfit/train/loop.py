@@ -67,11 +67,13 @@ def evaluate(objective: Objective, data: TrainingData, device: torch.device, bat
     """Validation loss (codes at their means) and frontal-camera PSNR of the decoded avatar.
 
     Returns:
-        ``loss``, ``psnr``, ``psnr_face`` (floats, averaged over frames) and ``grid``:
+        ``loss``, ``psnr``, ``psnr_face``, ``geom_mm`` (mean vertex error of the decoded
+        mesh) and ``motion_explained`` (``1 - geom_mm`` / the mean mesh's) (floats, averaged
+        over frames), ``prior_r2_*`` (conditional priors) and ``grid``:
         ``(3, H', W')`` photo | rendering | error x4 for up to four frames.
     """
     objective.eval()
-    total, n, ps, pf, rows = 0.0, 0, [], [], []
+    total, n, ps, pf, rows, geom, still = 0.0, 0, [], [], [], [], []
     for b in data.validation_batches(batch):
         b = _to(b, device)
         out = objective(b, renders=True)
@@ -81,9 +83,14 @@ def evaluate(objective: Objective, data: TrainingData, device: torch.device, bat
         render, photo, mask = out["render"][:, 0].clamp(0, 1), b["photo"][:, 0], b["mask"][:, 0]
         ps.append(psnr(render, photo))
         pf.append(psnr(render, photo, mask))
+        # Normalised vertices: the mean mesh is 0, one unit is vert_std mm.
+        geom.append(((out["verts"] - b["verts"]).norm(dim=-1).mean(-1) * data.vert_std).cpu())
+        still.append((b["verts"].norm(dim=-1).mean(-1) * data.vert_std).cpu())
         for i in range(min(k, 4 - len(rows))):
             rows.append(torch.cat([photo[i], render[i], ((render[i] - photo[i]).abs() * 4).clamp(0, 1)], -1))
+    geom_mm, mean_mesh_mm = float(torch.cat(geom).mean()), float(torch.cat(still).mean())
     out = {"loss": total / n, "psnr": float(torch.cat(ps).mean()), "psnr_face": float(torch.cat(pf).mean()),
+           "geom_mm": geom_mm, "motion_explained": 1.0 - geom_mm / mean_mesh_mm if mean_mesh_mm > 0 else math.nan,
            "grid": torch.cat(rows, -2).cpu()}
     from ..fit.job import spread
 
@@ -292,6 +299,12 @@ def _step(run: _Run, runner: torch.nn.Module, step: int, info: DistInfo) -> dict
         terms = runner(batch)
         run.optimizer.zero_grad(set_to_none=True)
         terms["loss"].backward()
+        if cfg.grad_clip is not None:
+            params = [p for g in run.optimizer.param_groups for p in g["params"]]
+            terms["stats/grad_norm"] = torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        lr = cfg.lr_at(step)
+        for group in run.optimizer.param_groups:
+            group["lr"] = lr
         run.optimizer.step()
     return terms
 
@@ -310,12 +323,15 @@ def _evaluate(run: _Run, writer, step: int, info: DistInfo) -> bool:
     _broadcast_buffers(run.objective, info)
     ev = evaluate(run.objective, run.data, info.device, max(2, run.config.train.batch // info.world))
     run.state["psnr"], run.state["psnr_face"] = ev["psnr"], ev["psnr_face"]
+    run.state["geom_mm"], run.state["motion_explained"] = ev["geom_mm"], ev["motion_explained"]
     if "prior_r2_validation" in ev:
         run.state["prior_r2"] = ev["prior_r2_validation"]
     if writer is not None:
         writer.add_scalar("validation/loss", ev["loss"], step)
         writer.add_scalar("validation/psnr_frontal", ev["psnr"], step)
         writer.add_scalar("validation/psnr_frontal_face", ev["psnr_face"], step)
+        writer.add_scalar("validation/geom_mm", ev["geom_mm"], step)
+        writer.add_scalar("validation/motion_explained", ev["motion_explained"], step)
         for split in ("validation", "train"):
             if f"prior_r2_{split}" in ev:
                 writer.add_scalar(f"prior/r2_{split}", ev[f"prior_r2_{split}"], step)
@@ -418,6 +434,8 @@ def _finish(run: _Run, out: Path, step: int, stopped: str, info: DistInfo) -> Tr
                    "validation_psnr_frontal_face": state["psnr_face"],
                    "initial_psnr_frontal": state.get("initial_psnr", math.nan),
                    "initial_psnr_frontal_face": state.get("initial_psnr_face", math.nan),
+                   "validation_geom_mm": state.get("geom_mm"),
+                   "validation_motion_explained": state.get("motion_explained"),
                    "validation_prior_r2": state.get("prior_r2"),
                    "seconds": round(state["seconds"], 1),
                    "frontal_camera": run.data.frontal}

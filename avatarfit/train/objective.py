@@ -132,7 +132,7 @@ class Objective(nn.Module):
     def forward(self, batch: dict[str, torch.Tensor], renders: bool = False) -> dict[str, torch.Tensor]:
         """Loss terms (``loss`` is the total, all scalars), latent statistics (``stats/*``
         scalars, ``latent/*`` codes ``(B, L)``); with ``renders`` also the rendered images
-        ``render (B, C, 3, H, W)``."""
+        ``render (B, C, 3, H, W)`` and the decoded normalised vertices ``verts (B, V, 3)``."""
         c = self.codes(batch)
         zero = batch["texture"].new_zeros(())
         terms = {"image": zero, "geometry": zero, "entropy": zero}
@@ -146,6 +146,7 @@ class Objective(nn.Module):
             terms["geometry"] = ((r["verts"] - batch["verts"]) ** 2).mean()
             if renders:
                 out["render"] = r["image"]
+                out["verts"] = r["verts"]
         terms["latent"] = self.latent_term(c)
         params: PriorParams = c["params"]
         if self.model.conditional:

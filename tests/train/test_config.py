@@ -58,3 +58,21 @@ def test_latent_reduction_defaults_per_variant_and_can_be_set():
     assert load_train_config(None, ["model.variant=dam", "loss.latent_reduction=sum"]).latent_reduction == "sum"
     with pytest.raises(ValueError, match="loss.latent_reduction: expected 'sum' or 'mean', got 'max'"):
         load_train_config(None, ["loss.latent_reduction=max"])
+
+
+def test_cosine_schedule_ends_at_the_final_fraction_and_bad_values_are_named():
+    from avatarfit.train.config import ScheduleConfig
+
+    flat = ScheduleConfig(lr=1e-3, steps=100)
+    assert flat.lr_at(0) == flat.lr_at(99) == 1e-3
+    cos = ScheduleConfig(lr=1e-3, steps=100, lr_schedule="cosine", lr_final=0.1)
+    rates = [cos.lr_at(s) for s in range(101)]
+    assert rates[0] == pytest.approx(1e-3) and rates[100] == pytest.approx(1e-4)
+    assert rates[50] == pytest.approx(0.55e-3)
+    assert all(a >= b for a, b in zip(rates, rates[1:]))
+    for kwargs, message in (({"lr_schedule": "step"}, "train.lr_schedule: expected constant or cosine"),
+                            ({"lr_final": 0.0}, r"train.lr_final: expected a fraction of lr in \(0, 1\]"),
+                            ({"grad_clip": float("nan")}, "train.grad_clip: expected a positive gradient norm"),
+                            ({"lr": float("inf")}, "train.lr: expected a positive learning rate")):
+        with pytest.raises(ValueError, match=message):
+            ScheduleConfig(**kwargs)

@@ -176,3 +176,30 @@ def test_prior_responsiveness_is_the_r2_of_the_prior_mean_against_q(tiny_capture
     assert prior_responsiveness(objective, data, frames, torch.device("cpu"), batch=2) == pytest.approx(0.0, abs=1e-5)
     dam, dam_data = _objective(tiny_config("dam"), tiny_capture)
     assert prior_responsiveness(dam, dam_data, frames, torch.device("cpu"), batch=2) is None
+
+
+def test_a_run_reports_the_motion_its_decoding_explains_and_follows_its_schedule(tiny_capture, tmp_path):
+    """metrics.yaml and TensorBoard carry the validation frames' geometry error and motion
+    explained (1 - Geom / Geom of the mean mesh on the same frames); the cosine schedule
+    ends at lr * lr_final; clipping logs the gradient norm."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from avatarfit.avatar import Avatar
+    from avatarfit.eval.metrics import geometry_error
+
+    config = tiny_config("dam", steps=8, eval_every=8, log_every=1, lr_schedule="cosine", lr_final=0.2, grad_clip=5.0)
+    out = tmp_path / "run"
+    train(config, tiny_capture, out, progress=False)
+    metrics = yaml.safe_load((out / "metrics.yaml").read_text())
+    geom, explained = metrics["validation_geom_mm"], metrics["validation_motion_explained"]
+    cap = Capture(tiny_capture)
+    names = Avatar.load(out).info["splits"]["validation"]
+    truth = torch.stack([cap.vertices(*n.split("/")) for n in names])
+    mean_mesh = float(geometry_error(Avatar.load(out).vert_mean.expand_as(truth), truth).mean())
+    assert geom > 0 and geom / (1.0 - explained) == pytest.approx(mean_mesh, rel=1e-3)
+    ea = EventAccumulator(str(out / "tb"))
+    ea.Reload()
+    assert {"validation/geom_mm", "validation/motion_explained", "stats/grad_norm"} <= set(ea.Tags()["scalars"])
+    lrs = [e.value for e in ea.Scalars("lr")]
+    assert lrs[0] == pytest.approx(config.train.lr) and lrs[-1] == pytest.approx(config.train.lr_at(7))
+    assert lrs == sorted(lrs, reverse=True)
