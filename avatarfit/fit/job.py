@@ -77,7 +77,7 @@ class FitJob:
         search_frames: validation frames the search fits (the first ones; 0: a batch).
         pose_noise_rot, pose_noise_trans: headset pose noise (degrees, mm) of HMC targets.
         seed: seed of the pose noise (each frame's noise depends on it and the frame).
-        device: ``cpu``, ``cuda`` or ``auto``.
+        device: ``cpu``, ``cuda``, ``cuda:N`` or ``auto``.
         fit: the fit's settings (lr, lambda_L, steps, headset pose, smoothness).
     """
 
@@ -97,6 +97,8 @@ class FitJob:
     search_frames: int = 0
 
     def __post_init__(self) -> None:
+        if self.target in TARGET_KINDS:  # the resolved lambda_L is what config.yaml records
+            object.__setattr__(self, "fit", self.fit.for_target(self.target))
         if self.grid is not None:
             grid = tuple(tuple(float(x) for x in g) for g in self.grid)
             if len(grid) != 2 or not grid[0] or not grid[1] or min(grid[0]) <= 0 or min(grid[1]) < 0:
@@ -329,6 +331,9 @@ def _load_part(path: Path) -> dict[str, np.ndarray]:
     missing = [k for k in _PART_KEYS if k not in part]
     n = len(part["names"]) if "names" in part and part["names"].ndim == 1 else -1
     short = [k for k in _PART_KEYS if k in part and k != "objective" and (part[k].ndim == 0 or len(part[k]) != n)]
+    for k, ndim, axis in (("objective", 2, 1), ("z", 2, 0), ("z_init", 2, 0)):
+        if k in part and k not in short and (part[k].ndim != ndim or part[k].shape[axis] != n):
+            short.append(k)
     if missing or short:
         what = f"lacks {', '.join(missing)}" if missing else f"{', '.join(short)} do not hold one entry per frame"
         raise FormatError(path, f"not a complete partial result ({what}); delete it to fit its frames again")
@@ -437,13 +442,28 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
     refused unless ``overwrite``.
 
     Raises:
-        FormatError: a run without an avatar file, a damaged part file.
-        ValueError: frames, targets or settings that do not fit the avatar or the capture.
+        FormatError: a run without an avatar file; a damaged ``config.yaml``, ``search.json``
+            or part file in ``out``.
+        ValueError: frames, targets, settings or a device that do not fit the avatar, the
+            capture (another subject's, say) or this machine.
         FileExistsError: ``out`` holds something else.
+        PermissionError: ``out`` cannot be written.
+        FitFailedError: every setting of the search diverged, or the GPU ran out of memory.
     """
+    try:
+        return _run_fit_job(job, Path(out), overwrite, progress, log)
+    except torch.cuda.OutOfMemoryError:
+        kept = sorted((Path(out) / "parts").glob("*.npz"))
+        where = "each frame is fitted alone in --sequence mode, but a batch's targets are built together" \
+            if job.sequence else f"the search and every batch fit {job.batch} frames together"
+        raise FitFailedError(f"--device {job.device}: the GPU ran out of memory ({where}); lower --batch (now "
+                             f"{job.batch}), with another --out or --overwrite: the {len(kept)} finished batches in "
+                             f"{Path(out) / 'parts'} are kept, but another --batch cannot reuse them") from None
+
+
+def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: Callable[[str], None]) -> FitReport:
     from tqdm.auto import tqdm
 
-    out = Path(out)
     run_path = Path(job.run)
     avatar = Avatar.load(run_path)
     capture = Capture(job.capture)
@@ -464,6 +484,15 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
                             pose_noise_trans=job.pose_noise_trans, seed=job.seed).to(device)
 
     _prepare_out(out, job, overwrite)
+    units = _units(refs, job.batch, job.sequence)
+    # Finished batches are read (and checked) before anything new is computed or written.
+    finished: dict[int, dict[str, np.ndarray]] = {}
+    for k, unit in enumerate(units):
+        path = out / "parts" / f"{k:05d}.npz"
+        if path.is_file():
+            finished[k] = _load_part(path)
+            if [str(n) for n in finished[k]["names"]] != [f"{r.segment}/{r.frame}" for r in unit]:
+                raise FormatError(path, "holds other frames than this job's batch; --overwrite to start again")
     config = job.fit.for_target(job.target)
     search_doc = None
     search_file = out / "search.json"
@@ -494,15 +523,6 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
 
     from torch.utils.tensorboard import SummaryWriter
 
-    units = _units(refs, job.batch, job.sequence)
-    # Finished batches are read (and checked) before anything new is written.
-    finished: dict[int, dict[str, np.ndarray]] = {}
-    for k, unit in enumerate(units):
-        path = out / "parts" / f"{k:05d}.npz"
-        if path.is_file():
-            finished[k] = _load_part(path)
-            if [str(n) for n in finished[k]["names"]] != [f"{r.segment}/{r.frame}" for r in unit]:
-                raise FormatError(path, "holds other frames than this job's batch; --overwrite to start again")
     (out / "parts").mkdir(exist_ok=True)
     (out / "strips").mkdir(exist_ok=True)
     writer = SummaryWriter(str(out / "tb"))
@@ -525,16 +545,10 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
                 continue
             target = build(unit)
             t0 = time.perf_counter()
-            try:
-                if job.sequence:
-                    result, _ = fit_sequence(avatar, target, config, init=prev_z)
-                else:
-                    result = fit(avatar, target, config)
-            except torch.cuda.OutOfMemoryError:
-                raise FitFailedError(f"--device {job.device}: {device} ran out of memory fitting {len(unit)} frames "
-                                     f"together; lower --batch (now {job.batch}). The {position} frames fitted so far "
-                                     f"are kept in {out / 'parts'}; the same command with a smaller --batch and "
-                                     "--overwrite starts again") from None
+            if job.sequence:
+                result, _ = fit_sequence(avatar, target, config, init=prev_z)
+            else:
+                result = fit(avatar, target, config)
             seconds = time.perf_counter() - t0
             prev_z = result.z[-1:]
             _write_outputs(out, writer, target, result, position)

@@ -31,6 +31,7 @@ import math
 import time
 import warnings
 from dataclasses import dataclass, field
+from numbers import Integral, Real
 
 import torch
 
@@ -98,11 +99,11 @@ class FitConfig:
         for key, value in numbers.items():
             if value is None and key == "lambda_latent":
                 continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
                 raise ValueError(f"{key}: expected a finite number, got {value!r}")
         for key in ("steps", "patience", "raster_every"):
             value = getattr(self, key)
-            if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, bool) or not isinstance(value, Integral):
                 raise ValueError(f"{key}: expected a whole number, got {value!r}")
         if not (self.lr > 0 and self.lr_rotation > 0 and self.lr_translation > 0):
             raise ValueError(f"lr, lr_rotation, lr_translation: expected positive rates, got {self.lr}, "

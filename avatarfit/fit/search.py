@@ -57,7 +57,7 @@ def search_hyperparameters(avatar: Avatar, target, kind: str | None = None, base
         progress: called with ``(lr, lambda_latent, score)`` after each cell.
 
     Raises:
-        FitFailedError: every pair failed (NaN or Inf objective on every frame).
+        FitFailedError: every pair failed (a NaN or Inf objective on at least one frame).
     """
     kind = kind or target.kind
     if grid is None:
@@ -81,8 +81,8 @@ def search_hyperparameters(avatar: Avatar, target, kind: str | None = None, base
     sign = -1.0 if criterion == "psnr" else 1.0
     finite = [row for row in table if math.isfinite(row[2])]
     if not finite:
-        raise FitFailedError(f"search: every setting of the grid (lr {list(lrs)} x lambda_L {list(lambdas)}) failed on "
-                             f"the {target.batch} search frames (their objective became NaN or Inf); try smaller learning "
-                             "rates (--lr, or the grid's) or check the target for NaN pixels")
+        raise FitFailedError(f"search: every setting of the grid (lr {list(lrs)} x lambda_L {list(lambdas)}) failed: "
+                             f"the objective became NaN or Inf on at least one of the {target.batch} search frames; "
+                             "search a grid of smaller learning rates, or check the target's pixels")
     lr, lam, _ = min(finite, key=lambda row: sign * row[2])
     return SearchResult(lr, lam, criterion, tuple(table))

@@ -139,7 +139,8 @@ class ScheduleConfig:
             background along the outline (the texture learns to make up for it).
         device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
         lr_schedule: ``constant``, or ``cosine``: from ``lr`` down to ``lr * lr_final`` at
-            ``steps`` (half a cosine), so a run with a step budget ends with small steps.
+            ``steps`` (half a cosine), so a run with a step budget ends with small steps
+            (such a run resumes with its own ``steps`` only).
         lr_final: the last learning rate of the cosine schedule, as a fraction of ``lr``.
         grad_clip: the largest global gradient norm of a step (larger ones are scaled
             down to it), or ``null`` for none.

@@ -144,6 +144,10 @@ def _resume_config(out: Path, config: TrainConfig | None, payload: dict, overrid
     if diffs:
         raise ValueError(f"--resume: the config differs from the run's in {diffs}; only train.{{{', '.join(RESUMABLE)}}} "
                          f"may change when resuming ({out / 'config.yaml'} holds the run's)")
+    if saved.train.lr_schedule == "cosine" and config.train.steps != saved.train.steps:
+        raise ValueError(f"--resume: train.steps {saved.train.steps} -> {config.train.steps}: this run's learning rate "
+                         f"follows a cosine over its {saved.train.steps} steps, and another length would jump it "
+                         "back up mid-run; resume with the same train.steps, or start a new run")
     return dataclasses.replace(saved, train=dataclasses.replace(
         saved.train, **{k: getattr(config.train, k) for k in RESUMABLE}))
 

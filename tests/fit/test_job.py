@@ -324,7 +324,7 @@ def test_bad_cli_input_is_one_named_line_and_loses_nothing(dam_run, tiny_capture
 
     other = ["--out", str(tmp_path / "g")]
     refused(base + other + ["--device", "cuda:x"], "device: expected auto, cpu, cuda or cuda:N")
-    refused(base + other + ["--device", "cuda:7"], "device: cuda:7 asked for")
+    refused(base + other + ["--device", "cuda:999"], "device: cuda:999 asked for")
     for flag in ("--lr", "--lambda-latent"):
         for value in ("nan", "inf"):
             refused(base + other + [flag, value], f"{flag[2:].replace('-', '_')}: expected a finite number")
@@ -391,4 +391,16 @@ def test_running_out_of_device_memory_names_the_batch(dam_run, tiny_capture, tmp
             "--batch", "64", "--no-progress", "--out", str(tmp_path / "f")]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "ran out of memory fitting 1 frames together; lower --batch (now 64)" in err and "Traceback" not in err
+    assert "the GPU ran out of memory (the search and every batch fit 64 frames together); lower --batch (now 64)" \
+        in err and "Traceback" not in err
+
+
+def test_a_job_records_its_resolved_latent_weight():
+    """The default lambda_L is resolved in the job itself, so config.yaml holds the number
+    (as folders written before the per-kind default did) and giving it explicitly is the
+    same job."""
+    implicit = FitJob(run="r", capture="c", target="hmc")
+    assert implicit.fit.lambda_latent == 0.01
+    assert job_module.job_dict(implicit) == job_module.job_dict(
+        FitJob(run="r", capture="c", target="hmc", fit=FitConfig(lambda_latent=0.01)))
+    assert FitJob(run="r", capture="c", target="masked").fit.lambda_latent == 0.001

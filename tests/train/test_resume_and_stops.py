@@ -97,3 +97,14 @@ def test_every_process_follows_the_main_ones_stop_decision():
     for p in procs:
         p.join(timeout=60)
     assert results == [(0, "steps", "early"), (1, "steps", "early")]
+
+
+def test_a_cosine_run_resumes_only_with_its_own_length(tiny_capture, tmp_path):
+    """Another train.steps would move the cosine's end and jump the learning rate back up."""
+    train(tiny_config("dam", steps=3, lr_schedule="cosine"), tiny_capture, tmp_path / "c", progress=False)
+    with pytest.raises(ValueError, match=r"train.steps 3 -> 6: this run's learning rate follows a cosine"):
+        train(tiny_config("dam", steps=6, lr_schedule="cosine"), tiny_capture, tmp_path / "c", resume=True,
+              progress=False)
+    resumed = train(tiny_config("dam", steps=3, lr_schedule="cosine"), tiny_capture, tmp_path / "c", resume=True,
+                    progress=False)
+    assert resumed.steps == 3
