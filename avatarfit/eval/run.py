@@ -321,14 +321,17 @@ def _subject_capture(config: EvalConfig, subject: SubjectSpec, folder: Path, pro
 
 def finished_cells(config: EvalConfig, out: Path, subject: SubjectSpec) -> dict[str, dict[str, Any]]:
     """``cell key -> summary`` of the subject's cells finished in ``out`` with the current
-    settings and models (what ``--tables-only`` tabulates)."""
+    settings and models (what ``--tables-only`` tabulates). Where the capture and the run
+    folders were is not compared, so a folder moved or committed elsewhere (cell files and
+    the runs' ``config.yaml``) still tabulates; the training config and fit settings are."""
     folder = out / subject.name
     capture = _capture_path(config, subject, folder)
     found: dict[str, dict[str, Any]] = {}
     for cell in plan_cells(config.tables, tuple(table_models(config.tables, config.models))):
         spec = cell_spec(config, cell, folder / "runs" / cell.model, capture)
         path = folder / "cells" / f"{cell.key}.json"
-        doc = _read_cell(path, spec, ignore=("from",)) if (folder / "runs" / cell.model / "config.yaml").is_file() \
+        doc = _read_cell(path, spec, ignore=("from", "capture", "run")) \
+            if (folder / "runs" / cell.model / "config.yaml").is_file() \
             else None
         if doc is not None:
             found[cell.key] = _summary_of(doc)

@@ -155,3 +155,23 @@ def test_tables_only_reads_the_finished_subjects(evaluated):
     assert again.results == result.results  # p2 has nothing finished: left out
     assert messages[-1] == "tables: mean over p1"
     assert not (result.out / "p2").exists()
+
+
+def test_tables_only_from_a_copy_holding_only_cells_and_run_configs(evaluated, tmp_path):
+    """What benchmarks/results keeps of an evaluation (eval.yaml, the cell files, the runs'
+    config.yaml), copied elsewhere, still makes the same tables: no weights, no capture."""
+    import shutil
+
+    config, result, _ = evaluated
+    copy = tmp_path / "copy"
+    copy.mkdir()
+    shutil.copy(result.out / "eval.yaml", copy / "eval.yaml")
+    for path in (result.out / "p1").rglob("*"):
+        rel = path.relative_to(result.out)
+        keep = (rel.parts[1] == "cells" and len(rel.parts) == 4 and path.suffix == ".json") or \
+            (rel.parts[1] == "runs" and len(rel.parts) == 4 and path.name == "config.yaml")
+        if keep:
+            (copy / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, copy / rel)
+    again = run_evaluation(config, copy, tables_only=True, progress=False, log=lambda m: None)
+    assert again.results == result.results
