@@ -118,9 +118,7 @@ class FitJob:
                              f"{self.pose_noise_trans} mm")
         if (self.pose_noise_rot > 0 or self.pose_noise_trans > 0 or self.fit.fit_headset) and self.target != "hmc":
             raise ValueError(f"headset pose (noise or fitting): only HMC targets have one, not {self.target}")
-        kind, colon, index = self.device.partition(":")
-        if not (self.device in ("auto", "cpu", "cuda") or (kind == "cuda" and colon and index.isdigit())):
-            raise ValueError(f"device: expected auto, cpu, cuda or cuda:N (N a GPU number), got {self.device!r}")
+        _check_device_name(self.device)
 
 
 @dataclass
@@ -399,14 +397,19 @@ def _sequence_jitter(avatar: Avatar, capture: Capture, merged: dict[str, np.ndar
     return {"jitter_mm": float(np.mean(fitted)), "jitter_mm_truth": float(np.mean(truth))}
 
 
+def _check_device_name(name: str) -> None:
+    kind, colon, index = name.partition(":")
+    if not (name in ("auto", "cpu", "cuda") or (kind == "cuda" and colon and index.isdigit())):
+        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N (N a GPU number), got {name!r}")
+
+
 def resolve_device(name: str) -> torch.device:
     """``auto`` (CUDA when PyTorch sees it, else CPU), ``cpu``, ``cuda`` or ``cuda:N``;
     asking for CUDA without a CUDA device raises ``ValueError``."""
+    _check_device_name(name)
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     kind, _, index = name.partition(":")
-    if kind not in ("cpu", "cuda") or (kind == "cpu" and index) or (index and not index.isdigit()):
-        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N (N a GPU number), got {name!r}")
     if kind == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(f"device: {name} asked for, but PyTorch sees no CUDA device")
@@ -493,7 +496,7 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
             finished[k] = _load_part(path)
             if [str(n) for n in finished[k]["names"]] != [f"{r.segment}/{r.frame}" for r in unit]:
                 raise FormatError(path, "holds other frames than this job's batch; --overwrite to start again")
-    config = job.fit.for_target(job.target)
+    config = job.fit  # lambda_L already resolved for the target kind (FitJob)
     search_doc = None
     search_file = out / "search.json"
     if job.search:
