@@ -160,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "(and with --fit-headset the 6-DoF headset pose) minimising the data term on the target's visible "
                         "pixels or keypoints + lambda_L * (-log p(z | observation)) / L under the avatar's prior, from the "
                         "prior's mean, at most --steps steps, each frame stopping after --patience steps without "
-                        "improvement. HMC views and keypoints are made by the synthetic HMC tool (clean, 120x160); the "
+                        "improvement. HMC views and keypoints are made by the synthetic HMC tool: the data term compares "
+                        "clean 120x160 views, the prior observes each frame as the avatar's training did; the "
                         "frontal photo and tracked mesh score the fit (PSNR, SSIM, L1 of the frontal rendering; mean "
                         "vertex error in mm). Interrupted? Run the same command again: finished batches are kept.",
                         epilog=_FIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
