@@ -163,10 +163,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "improvement. HMC views and keypoints are made by the synthetic HMC tool: the data term compares "
                         "clean 120x160 views, the prior observes each frame as the avatar's training did; the "
                         "frontal photo and tracked mesh score the fit (PSNR, SSIM, L1 of the frontal rendering; mean "
-                        "vertex error in mm). Interrupted? Run the same command again: finished batches are kept.",
+                        "vertex error in mm). With --hmc-dir the HMC views are recorded ones read from files (the "
+                        "prior observes them too), fitted with a gain and bias per view on the face's pixels; scores "
+                        "that need ground truth are null without it. Interrupted? Run the same command again: finished batches are kept.",
                         epilog=_FIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     ft.add_argument("--run", type=Path, required=True, help="run folder of avatarfit train (its avatar.pt) or an avatar file")
-    ft.add_argument("--capture", type=Path, required=True, help="capture folder of the same subject (Multiface layout)")
+    ft.add_argument("--capture", type=Path, help="capture folder of the same subject (Multiface layout); optional with "
+                    "--hmc-dir, where it adds ground truth (photo, tracked mesh) for the recorded frames it lists")
     ft.add_argument("--target", required=True, choices=("frontal", "masked", "hmc", "keypoints"),
                     help="frontal: the frontal photo; masked: only its eye and mouth regions (seed 003, Fig. 10); "
                     "hmc: the three head-mounted views; keypoints: 274 2D keypoints in the frontal camera")
@@ -191,6 +194,19 @@ def build_parser() -> argparse.ArgumentParser:
                     "moves more than half a pixel; 1 = every step (default 8; same results, about 2x faster)")
     ft.add_argument("--no-antialias", action="store_true", help="render one face per pixel, with no gradient at "
                     "outlines (default: antialiased silhouettes, so the fit moves outlines onto the target's)")
+    ft.add_argument("--hmc-dir", type=Path, metavar="DIR", help="fit recorded HMC views (--target hmc): "
+                    "DIR/hmc/SEG/{left_eye,right_eye,mouth}/FRAME.png, the rig DIR/hmc/rig.txt and optional "
+                    "DIR/hmc/SEG/FRAME_headset.txt starting poses, as avatarfit hmc --out DIR writes and the README "
+                    "describes for a headset of your own; no ground truth needed. Without --capture every recorded "
+                    "frame (or --frames among them) is fitted")
+    ft.add_argument("--rig", type=Path, metavar="FILE", help="with --hmc-dir: the headset's rig file (KRT) instead of "
+                    "DIR/hmc/rig.txt")
+    ft.add_argument("--photometric", action=argparse.BooleanOptionalAction, default=None,
+                    help="map each rendered HMC view by the gain and bias that fit it best at every step (a camera's "
+                    "exposure and black level; default: on with --hmc-dir, off for the clean views made in memory)")
+    ft.add_argument("--hmc-pixels", choices=("all", "face"), help="HMC pixels the data term scores: all, or face: "
+                    "those the starting face covers, 2 pixels in from its outline (a recording's background is not "
+                    "the avatar's; default: face with --hmc-dir, all for the clean views made in memory)")
     ft.add_argument("--fit-headset", action="store_true", help="also fit the 6-DoF headset pose (hmc; seed 003, Table 9)")
     ft.add_argument("--pose-noise-rot", type=float, default=0.0, metavar="DEG",
                     help="perturb the headset pose the fit starts from (per-axis std, degrees; hmc)")
@@ -306,11 +322,14 @@ examples:
       --pose-noise-trans 2 --out fits/pose                   # seed 003, Table 9
   avatarfit fit --run runs/lip_flow_kpt --capture CAP --target keypoints --lambda-latent 0 --out fits/kpt_noLL
   avatarfit fit --run runs/dam --capture CAP --target frontal --frames E001_Jaw_Open --sequence --out fits/seq
+  avatarfit hmc --capture CAP --out REC --views-size 120x160      # recorded-like views (augmented) ...
+  avatarfit fit --run runs/lip_flow_hmc --target hmc --hmc-dir REC --out fits/rec   # ... fitted from files
 
 outputs (in --out):
   metrics.json        summary (frames, psnr_init, psnr, ssim, geom_mm_init, geom_mm, steps_mean,
                       seconds_per_frame, ...) and one record per frame; null where a value is undefined
-  fits.npz            names, z, z_init (prior mean), z_start, headset_R/headset_t (with --fit-headset), steps, failed, objective
+  fits.npz            names, z, z_init (prior mean), z_start, headset_R/headset_t (with --fit-headset),
+                      gain/bias per HMC view (with --photometric), steps, failed, objective
                       (steps x frames; the last value repeats after a frame stopped), objective_steps,
                       metric_* per frame; never NaN (a frame whose objective turned NaN is marked failed)
   strips/SEG_FRAME.png   target | fit in the target's view | frontal before | frontal fit | photo | error x4
@@ -463,22 +482,27 @@ def _cmd_fit(args) -> None:
     import dataclasses
 
     from .fit import FitConfig
-    from .fit.job import FitJob, run_fit_job
+    from .fit.job import RECORDED_FIT, FitJob, run_fit_job
 
     if args.search and (args.lr is not None or args.lambda_latent is not None):
         raise ValueError("--search chooses --lr and --lambda-latent; give either --search or those two")
     if args.smoothness is not None and not args.sequence:
         raise ValueError("--smoothness: only with --sequence (it pulls each frame's code towards the previous one)")
-    settings = {"fit_headset": args.fit_headset}
-    for key in ("lr", "lambda_latent", "steps", "patience", "smoothness", "raster_every"):
+    if args.capture is None and args.hmc_dir is None:
+        raise ValueError("--capture: give the capture whose frames are fitted, or recorded HMC views with --hmc-dir")
+    settings = dict(RECORDED_FIT) if args.hmc_dir is not None else {}
+    settings["fit_headset"] = args.fit_headset
+    for key in ("lr", "lambda_latent", "steps", "patience", "smoothness", "raster_every", "photometric", "hmc_pixels"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if args.no_antialias:
         settings["antialias"] = False
     config = dataclasses.replace(FitConfig(), **settings)
-    job = FitJob(run=str(args.run), capture=str(args.capture), target=args.target, frames=args.frames,
+    optional = lambda path: None if path is None else str(path)  # noqa: E731
+    job = FitJob(run=str(args.run), capture=optional(args.capture), target=args.target, frames=args.frames,
                  batch=args.batch, sequence=args.sequence, search=args.search, pose_noise_rot=args.pose_noise_rot,
-                 pose_noise_trans=args.pose_noise_trans, seed=args.seed, device=args.device, fit=config)
+                 pose_noise_trans=args.pose_noise_trans, seed=args.seed, device=args.device, fit=config,
+                 hmc_dir=optional(args.hmc_dir), rig=optional(args.rig))
     report = run_fit_job(job, args.out, overwrite=args.overwrite, progress=not args.no_progress)
     s = report.summary
     print(f"fitted {report.fitted_now} frames now ({s['frames']} in all) with lr {report.config.lr:g}, lambda_L "

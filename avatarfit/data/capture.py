@@ -154,6 +154,10 @@ class Capture:
             raise ValueError(f"segment: {segment!r} is not in {self.layout.frame_list} (segments: {self.segments})")
         return [f for f in self._frames if f.segment == segment]
 
+    def has_frame(self, segment: str, frame: str) -> bool:
+        """Whether ``frame_list.txt`` lists the frame."""
+        return (segment, frame) in self._lines
+
     def _check_frame(self, segment: str, frame: str) -> None:
         if (segment, frame) not in self._lines:
             raise ValueError(f"frame: {segment} {frame} is not listed in {self.layout.frame_list}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .capture import Capture, FrameRef
 
-__all__ = ["SPLITS", "SPLIT_WORDS", "check_segment_names", "select_frames"]
+__all__ = ["SPLITS", "SPLIT_WORDS", "check_segment_names", "select_frames", "select_refs"]
 
 #: A trained avatar's frame splits (``info["splits"]``), and the words ``--frames`` reserves
 #: for them (``heldout`` is ``test``): no segment may be called so.
@@ -36,10 +36,21 @@ def select_frames(capture: Capture, spec: str | None, argument: str = "--frames"
             item is malformed or outside the capture.
     """
     check_segment_names(capture)
-    frames = capture.frames()
+    return select_refs(capture.frames(), spec, argument, "the capture", str(capture.layout.frame_list))
+
+
+def select_refs(frames: list[FrameRef], spec: str | None, argument: str = "--frames", source: str = "the list",
+                where: str = "the frames") -> list[FrameRef]:
+    """:func:`select_frames` over a list of frames (positions in ``frames``); errors call
+    them ``source``'s frames, listed in ``where``."""
     n = len(frames)
+    segments = list(dict.fromkeys(f.segment for f in frames))
+    clash = [s for s in segments if s in SPLIT_WORDS]
+    if clash:
+        raise ValueError(f"{where}: segment name {clash[0]!r} is reserved for the frame splits "
+                         f"({', '.join(SPLIT_WORDS)}); rename the segment")
     if not spec:
-        return frames
+        return list(frames)
     picked: set[int] = set()
     for item in (s.strip() for s in spec.split(",")):
         if not item:
@@ -47,7 +58,7 @@ def select_frames(capture: Capture, spec: str | None, argument: str = "--frames"
         if item in SPLIT_WORDS:
             raise ValueError(f"{argument}: {item!r} names a split of a trained avatar's frames, which needs the run "
                              "(avatarfit fit --frames test); here give positions or segment names")
-        if item in capture.segments:
+        if item in segments:
             picked.update(i for i, f in enumerate(frames) if f.segment == item)
             continue
         try:
@@ -60,10 +71,10 @@ def select_frames(capture: Capture, spec: str | None, argument: str = "--frames"
                 stop = start + 1
         except ValueError:
             raise ValueError(f"{argument}: expected positions N or A:B, or a segment name, found {item!r} "
-                             f"(segments: {capture.segments})") from None
+                             f"(segments: {segments})") from None
         if not (0 <= start < stop <= n):
-            raise ValueError(f"{argument}: {item!r} is outside the capture's {n} frames "
-                             f"(positions 0..{n - 1} of {capture.layout.frame_list})")
+            raise ValueError(f"{argument}: {item!r} is outside {source}'s {n} frames "
+                             f"(positions 0..{n - 1} of {where})")
         picked.update(range(start, stop))
     if not picked:
         raise ValueError(f"{argument}: {spec!r} selects no frame")

@@ -10,7 +10,8 @@ Output folder::
     strips/SEG_FRAME.png   target | fit in the target's view | frontal before | frontal fit | truth | error x4
     tb/                TensorBoard: objective curves, per-frame metrics, strips (slider = frame)
     fits.npz           every frame: names, z, z_init (the prior's mean), z_start (where the fit began:
-                       z_init, or in sequence mode the previous frame's z), headset pose, steps,
+                       z_init, or in sequence mode the previous frame's z), headset pose, the
+                       photometric model's gain and bias per HMC view (with it), steps,
                        failed, metrics, objective
                        curves (the last value repeats after a frame stopped; objective_steps counts
                        the values recorded). Never NaN: a frame whose objective became NaN is
@@ -39,18 +40,24 @@ from .._io import atomic_path, write_png, write_text_atomic
 from ..avatar import Avatar
 from ..config import to_dict
 from ..data.capture import Capture, FrameRef
-from ..data.selection import SPLIT_WORDS, SPLITS, check_segment_names, select_frames
+from ..data.selection import SPLIT_WORDS, SPLITS, check_segment_names, select_frames, select_refs
 from ..data.stats import identity_distance, read_stats
 from ..errors import FitFailedError, FormatError
 from .optimize import FitConfig, FitResult, fit
+from .recorded import RecordedHmc
 from .search import search_hyperparameters
 from .sequence import fit_sequence, jitter
 from .sources import TargetSource
 from .strips import fit_strip
 from .targets import TARGET_KINDS
 
-__all__ = ["FitJob", "FitReport", "run_fit_job", "heldout_frames", "split_frames_of", "job_dict", "json_safe", "saved_job", "spread",
+__all__ = ["FitJob", "FitReport", "RECORDED_FIT", "run_fit_job", "heldout_frames", "split_frames_of", "job_dict", "json_safe", "saved_job", "spread",
            "resolve_device", "SUMMARY_KEYS"]
+
+#: The fit settings ``avatarfit fit --hmc-dir`` uses unless told otherwise: a recording's
+#: exposure and black level differ per camera (gain and bias per view), and what is behind
+#: the face is no rendering's background (only the starting face's pixels are scored).
+RECORDED_FIT = {"photometric": True, "hmc_pixels": "face"}
 
 #: Keys every ``metrics.json`` summary has (NaN, written as null, where they do not apply).
 SUMMARY_KEYS = ("frames", "psnr_init", "psnr", "ssim", "geom_mm_init", "geom_mm", "steps_mean", "seconds_per_frame")
@@ -62,7 +69,13 @@ class FitJob:
 
     Attributes:
         run: run folder of ``avatarfit train`` (its ``avatar.pt``) or an avatar file.
-        capture: capture folder whose frames are fitted.
+        capture: capture folder whose frames are fitted; with ``hmc_dir`` optional (it then
+            adds ground truth for the frames it has), ``None`` without one.
+        hmc_dir: folder holding recorded HMC views in ``hmc/``
+            (:class:`~avatarfit.fit.recorded.RecordedHmc`): HMC targets are read from it
+            instead of rendered from the capture; without ``capture`` its frames are the
+            ones fitted (``frames`` then selects among them).
+        rig: rig file of the recording instead of ``hmc_dir/hmc/rig.txt``.
         target: ``frontal``, ``masked``, ``hmc`` or ``keypoints``.
         frames: ``test`` (the avatar's test frames: what results are reported on),
             ``validation`` (the frames settings are chosen on), ``train``, each also as
@@ -82,7 +95,7 @@ class FitJob:
     """
 
     run: str
-    capture: str
+    capture: str | None = None
     target: str = "hmc"
     frames: str = "test"
     batch: int = 8
@@ -95,8 +108,16 @@ class FitJob:
     fit: FitConfig = FitConfig()
     grid: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     search_frames: int = 0
+    hmc_dir: str | None = None
+    rig: str | None = None
 
     def __post_init__(self) -> None:
+        if self.capture is None and self.hmc_dir is None:
+            raise ValueError("capture: give the capture whose frames are fitted, or recorded HMC views (hmc_dir)")
+        if self.hmc_dir is not None and self.target != "hmc":
+            raise ValueError(f"hmc_dir: recorded HMC views are fitted with target hmc, not {self.target}")
+        if self.rig is not None and self.hmc_dir is None:
+            raise ValueError("rig: a rig file goes with recorded HMC views (hmc_dir)")
         if self.target in TARGET_KINDS:  # the resolved lambda_L is what config.yaml records
             object.__setattr__(self, "fit", self.fit.for_target(self.target))
         if self.grid is not None:
@@ -134,16 +155,19 @@ class FitReport:
     files: dict[str, Path] = field(default_factory=dict)
 
 
-def split_frames_of(avatar: Avatar, run: Path, capture: Capture, split: str) -> list[FrameRef]:
+def split_frames_of(avatar: Avatar, run: Path, capture: Capture | RecordedHmc, split: str) -> list[FrameRef]:
     """The frames of the avatar's ``split`` (``train``, ``validation`` or ``test``;
     ``heldout`` means ``test``), as its training recorded them in ``info["splits"]``.
 
+    ``capture``: the capture, or a recording of HMC views, whose frames are looked up.
+
     Raises:
         FormatError: an avatar from before the three splits (it recorded none), or frames
-            the capture does not have (another capture than the one trained on).
+            the capture (the recording) does not have (another capture than the one trained on).
         ValueError: an unknown split, or one with no frame.
     """
-    check_segment_names(capture)
+    if isinstance(capture, Capture):
+        check_segment_names(capture)
     split = "test" if split == "heldout" else split
     if split not in SPLITS:
         raise ValueError(f"frames: expected one of {', '.join(SPLIT_WORDS)}, got {split!r}")
@@ -160,9 +184,11 @@ def split_frames_of(avatar: Avatar, run: Path, capture: Capture, split: str) -> 
     known = {f"{r.segment}/{r.frame}": r for r in capture.frames()}
     missing = [n for n in names if n not in known]
     if missing:
-        raise FormatError(capture.layout.frame_list, f"--frames {split}: {len(missing)} of the avatar's {split} "
-                          f"frames are not in this capture (first: {missing[0]}); fit the capture the avatar was "
-                          "trained on, or give --frames explicitly")
+        where, what = ((capture.layout.frame_list, "capture") if isinstance(capture, Capture)
+                       else (capture.layout.hmc_dir, "recording"))
+        raise FormatError(where, f"--frames {split}: {len(missing)} of the avatar's {split} frames are not in this "
+                          f"{what} (first: {missing[0]}); fit a {what} of the frames the avatar was trained on, or "
+                          "give --frames explicitly")
     return [known[n] for n in names]
 
 
@@ -307,6 +333,8 @@ def _save_part(path: Path, result: FitResult, seconds: float) -> dict[str, np.nd
     if result.headset_R is not None:
         arrays["headset_R"] = result.headset_R.cpu().numpy()
         arrays["headset_t"] = result.headset_t.cpu().numpy()
+    if result.gain is not None:
+        arrays["gain"], arrays["bias"] = result.gain.cpu().numpy(), result.bias.cpu().numpy()
     for k, v in result.metrics.items():
         arrays[f"metric_{k}"] = v.numpy()
     with atomic_path(path) as tmp:
@@ -381,8 +409,9 @@ def _summary(merged: dict[str, np.ndarray]) -> dict[str, Any]:
 
 
 @torch.no_grad()
-def _sequence_jitter(avatar: Avatar, capture: Capture, merged: dict[str, np.ndarray]) -> dict[str, float]:
-    """Mean over segments of the fitted and the tracked meshes' frame-to-frame motion (mm)."""
+def _sequence_jitter(avatar: Avatar, capture: Capture | None, merged: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean over segments of the fitted and the tracked meshes' frame-to-frame motion (mm;
+    the tracked meshes' NaN without a capture)."""
     names = [str(n) for n in merged["names"]]
     fitted, truth = [], []
     for seg in dict.fromkeys(n.split("/")[0] for n in names):
@@ -391,10 +420,11 @@ def _sequence_jitter(avatar: Avatar, capture: Capture, merged: dict[str, np.ndar
             continue
         z = torch.from_numpy(merged["z"][idx]).to(avatar.vert_mean.device)
         fitted.append(jitter(avatar.geometry(z).cpu()))
-        truth.append(jitter(torch.stack([capture.vertices(seg, names[i].split("/", 1)[1]) for i in idx])))
+        if capture is not None and all(capture.layout.mesh_bin(seg, names[i].split("/", 1)[1]).is_file() for i in idx):
+            truth.append(jitter(torch.stack([capture.vertices(seg, names[i].split("/", 1)[1]) for i in idx])))
     if not fitted:
         return {"jitter_mm": math.nan, "jitter_mm_truth": math.nan}
-    return {"jitter_mm": float(np.mean(fitted)), "jitter_mm_truth": float(np.mean(truth))}
+    return {"jitter_mm": float(np.mean(fitted)), "jitter_mm_truth": float(np.mean(truth)) if truth else math.nan}
 
 
 def _check_device_name(name: str) -> None:
@@ -469,18 +499,25 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
 
     run_path = Path(job.run)
     avatar = Avatar.load(run_path)
-    capture = Capture(job.capture)
-    _check_capture(avatar, capture, job)
+    capture = Capture(job.capture) if job.capture is not None else None
+    recorded = RecordedHmc(job.hmc_dir, job.rig) if job.hmc_dir is not None else None
+    if capture is not None:
+        _check_capture(avatar, capture, job)
+    pool = capture if capture is not None else recorded  # where frames are looked up
     name, _, count = job.frames.partition(":")
     if name in SPLIT_WORDS:
-        refs = split_frames_of(avatar, run_path, capture, name)
+        refs = split_frames_of(avatar, run_path, pool, name)
         if count:
             refs = spread(refs, int(count))
-    else:
+    elif capture is not None:
         refs = select_frames(capture, job.frames)
+    else:
+        refs = select_refs(recorded.frames(), job.frames, "--frames", "the recording", str(recorded.layout.hmc_dir))
+    if recorded is not None:
+        recorded.check(refs)
     device = resolve_device(job.device)
     avatar = avatar.to(device)
-    source = TargetSource.for_avatar(capture, avatar)
+    source = TargetSource.for_avatar(capture, avatar, recorded=recorded)
 
     def build(frames: list[FrameRef]):
         return source.build(job.target, frames, pose_noise_rot=job.pose_noise_rot,
@@ -508,8 +545,10 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
             log(f"search: reusing {search_file} (lr {search_doc['lr']}, lambda_L {search_doc['lambda_latent']})")
         else:
             # Settings are chosen on validation frames, never on the frames reported.
-            pool = split_frames_of(avatar, run_path, capture, "validation")
-            first = pool[:job.search_frames] if job.search_frames else pool[:job.batch]
+            validation = split_frames_of(avatar, run_path, pool, "validation")
+            first = validation[:job.search_frames] if job.search_frames else validation[:job.batch]
+            if recorded is not None:
+                recorded.check(first)
             batch = build(first)
             label = "frontal PSNR (dB)" if batch.truth is not None else "data term"
             which = "the paper's grid" if job.grid is None else f"lr {list(job.grid[0])} x lambda_L {list(job.grid[1])}"

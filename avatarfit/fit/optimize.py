@@ -47,6 +47,9 @@ __all__ = ["DEFAULT_LAMBDA_LATENT", "FitConfig", "FitResult", "fit", "prior_star
            "frontal_metrics"]
 
 
+#: What the data term of an HMC fit scores (:attr:`FitConfig.hmc_pixels`).
+HMC_PIXELS = ("all", "face")
+
 #: lambda_L of a fit that does not set it, per target kind: the middle of the paper's grid
 #: for that kind (:data:`~avatarfit.fit.search.PAPER_GRIDS`); the CLI uses the same.
 DEFAULT_LAMBDA_LATENT: dict[str, float] = {"frontal": 0.001, "masked": 0.001, "hmc": 0.01, "keypoints": 0.01}
@@ -77,6 +80,17 @@ class FitConfig:
         antialias: render with antialiased outlines, so that the image's gradient moves
             silhouettes and occlusion edges (:mod:`avatarfit.render.antialias`); False
             renders one face per pixel (only texture sliding moves a fit).
+        photometric: explain each HMC view's gain and bias (a recorded camera's exposure and
+            black level, which the avatar's texture does not know): at every step the
+            rendering of each view is mapped by the gain and bias that fit it best (least
+            squares over the scored pixels, gain clamped to [0.2, 5]), so the data term
+            scores what an affine change of brightness cannot explain. HMC targets only.
+        hmc_pixels: which HMC pixels the data term scores: ``all`` (clean renderings, whose
+            background is the target's ``background``) or ``face``: only the pixels the
+            face covers in the starting rendering, shrunk by ``face_margin`` pixels (a
+            recording's background is whatever was behind the face; the fit cannot explain
+            it, and does not try). Either is intersected with the target's ``valid`` mask.
+        face_margin: pixels taken off the starting face's outline with ``hmc_pixels: face``.
     """
 
     lr: float = 0.1
@@ -91,6 +105,9 @@ class FitConfig:
     raster_every: int = 8
     raster_shift: float = 0.5
     antialias: bool = True
+    photometric: bool = False
+    hmc_pixels: str = "all"
+    face_margin: int = 2
 
     def __post_init__(self) -> None:
         numbers = {"lr": self.lr, "lambda_latent": self.lambda_latent, "tol": self.tol,
@@ -101,7 +118,7 @@ class FitConfig:
                 continue
             if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
                 raise ValueError(f"{key}: expected a finite number, got {value!r}")
-        for key in ("steps", "patience", "raster_every"):
+        for key in ("steps", "patience", "raster_every", "face_margin"):
             value = getattr(self, key)
             if isinstance(value, bool) or not isinstance(value, Integral):
                 raise ValueError(f"{key}: expected a whole number, got {value!r}")
@@ -116,6 +133,13 @@ class FitConfig:
                              f"and {self.raster_every}")
         if not self.raster_shift > 0:
             raise ValueError(f"raster_shift: expected a positive number of pixels, got {self.raster_shift}")
+        if self.hmc_pixels not in HMC_PIXELS:
+            raise ValueError(f"hmc_pixels: expected one of {', '.join(HMC_PIXELS)}, got {self.hmc_pixels!r}")
+        if self.face_margin < 0:
+            raise ValueError(f"face_margin: expected a number of pixels >= 0, got {self.face_margin}")
+        for key in ("photometric", "fit_headset", "antialias"):
+            if not isinstance(getattr(self, key), bool):
+                raise ValueError(f"{key}: expected true or false, got {getattr(self, key)!r}")
 
     def for_target(self, kind: str) -> "FitConfig":
         """These settings with ``lambda_latent`` resolved for a target ``kind`` (``frontal``,
@@ -157,6 +181,10 @@ class FitResult:
             ``hmc_spill_px``, ``hmc_psnr``, ``hmc_psnr_face`` with their ``_init`` (HMC
             targets whose truth has the views' face masks: :func:`hmc_metrics`).
         seconds: wall-clock time of the fit.
+        gain, bias: ``(B, C)`` the photometric model's gain and bias per HMC view at the best
+            code (``FitConfig.photometric``; ``render`` includes them), else ``None``.
+        scored: ``(B, C, 1, H, W)`` the HMC pixels the data term scored with
+            ``hmc_pixels: face``, else ``None``.
     """
 
     names: tuple[str, ...]
@@ -175,6 +203,9 @@ class FitResult:
     verts: torch.Tensor
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     seconds: float = 0.0
+    gain: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+    scored: torch.Tensor | None = None
 
     @property
     def batch(self) -> int:
@@ -252,13 +283,52 @@ def _predict(avatar: Avatar, target, z: torch.Tensor, pose=None, cache: FaceCach
     return out.image, out.verts
 
 
-def _data_term(avatar: Avatar, target, pred: torch.Tensor) -> torch.Tensor:
-    """D per frame: ``(B,)``."""
+def _scored_hmc(target: HMCTarget, face: torch.Tensor | None) -> torch.Tensor | None:
+    """The HMC pixels the data term scores: the target's ``valid`` mask and the starting
+    face's pixels (``hmc_pixels: face``), either or both, or ``None`` (every pixel)."""
+    valid = None if target.valid is None else (target.valid > 0).to(target.views.dtype)
+    if face is None:
+        return valid
+    return face if valid is None else face * valid
+
+
+def _face_pixels(cover: torch.Tensor, margin: int) -> torch.Tensor:
+    """``(B, C, 1, H, W)`` coverage -> 1 on the pixels fully covered, shrunk by ``margin`` pixels."""
+    inside = (cover >= 0.999).to(cover.dtype)
+    if margin > 0:
+        flat = inside.flatten(0, 1)
+        flat = -torch.nn.functional.max_pool2d(-flat, 2 * margin + 1, stride=1, padding=margin)
+        inside = flat.view_as(inside)
+    return inside
+
+
+def _photometric(pred: torch.Tensor, image: torch.Tensor, scored: torch.Tensor | None
+                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The per-view gain and bias that map ``pred (B, C, 1, H, W)`` best onto ``image`` over
+    the ``scored`` pixels (least squares, gain clamped to [0.2, 5]): the mapped prediction,
+    ``gain (B, C)`` and ``bias (B, C)``. Gain and bias are constants of the gradient: at the
+    least-squares optimum the data term does not change with them to first order."""
+    with torch.no_grad():
+        m = torch.ones_like(pred) if scored is None else scored.expand_as(pred)
+        n = m.flatten(2).sum(-1).clamp_min(1.0)
+        x, y = pred.detach(), image
+        mx, my = (x * m).flatten(2).sum(-1) / n, (y * m).flatten(2).sum(-1) / n
+        dx, dy = x - mx[..., None, None, None], y - my[..., None, None, None]
+        var = (dx * dx * m).flatten(2).sum(-1) / n
+        cov = (dx * dy * m).flatten(2).sum(-1) / n
+        gain = torch.where(var > 1e-8, cov / var.clamp_min(1e-8), torch.ones_like(var)).clamp(0.2, 5.0)
+        bias = my - gain * mx
+    return pred * gain[..., None, None, None] + bias[..., None, None, None], gain, bias
+
+
+def _data_term(avatar: Avatar, target, pred: torch.Tensor, scored: torch.Tensor | None = None) -> torch.Tensor:
+    """D per frame: ``(B,)``; ``scored``: the HMC pixels scored (:func:`_scored_hmc`;
+    default the target's ``valid`` mask)."""
     if isinstance(target, KeypointTarget):
         v = target.visible.to(pred.dtype)
         return (((pred - target.points) ** 2).sum(-1) * v).sum(1) / v.sum(1)
     if isinstance(target, HMCTarget):
-        image, mask = target.views, target.valid
+        image, mask = target.views, (scored if scored is not None else target.valid)
     elif isinstance(target, MaskedFrontalTarget):
         image, mask = target.image[:, None], target.mask[:, None]
     else:
@@ -268,7 +338,7 @@ def _data_term(avatar: Avatar, target, pred: torch.Tensor) -> torch.Tensor:
         per_view = err.flatten(2).mean(-1)
     else:
         m = (mask > 0).to(err.dtype)
-        per_view = (err * m).flatten(2).sum(-1) / (m.flatten(2).sum(-1) * err.shape[2])
+        per_view = (err * m).flatten(2).sum(-1) / (m.flatten(2).sum(-1).clamp_min(1.0) * err.shape[2])
     return per_view.sum(1)
 
 
@@ -295,6 +365,8 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
         raise ValueError(f"fit_headset: only HMC targets have a headset pose, not {target.kind} targets")
     if config.smoothness > 0 and previous is None:
         raise ValueError("smoothness: needs the previous frames' codes (previous=...)")
+    if (config.photometric or config.hmc_pixels != "all") and not isinstance(target, HMCTarget):
+        raise ValueError(f"photometric, hmc_pixels: settings of HMC fits, not of {target.kind} targets")
     device = avatar.vert_mean.device
     elsewhere = sorted(str(d) for d in target.devices() if d != device)
     if elsewhere:
@@ -339,6 +411,17 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
     opt = torch.optim.Adam(groups)
     prior = avatar.model.prior
     cache = FaceCache(config.raster_every, config.raster_shift)
+    hmc = isinstance(target, HMCTarget)
+    face = None
+    if hmc and config.hmc_pixels == "face":  # the starting face's pixels, fixed for the whole fit
+        with torch.no_grad():
+            cam_R, cam_t = _hmc_cameras(target, None)
+            start_views = avatar.render_views(start, target.K, cam_R, cam_t, target.image_size, antialias=False,
+                                              channel_weights=torch.tensor(target.ir_weights, dtype=start.dtype,
+                                                                           device=start.device))
+        face = _face_pixels(start_views.mask, config.face_margin)
+    scored = _scored_hmc(target, face) if hmc else None
+    sub_scored = scored
     # The frames still being fitted, and the target, prior parameters and previous codes of
     # just those: stopped frames are no longer rendered (rebuilt when a frame stops).
     rows = sub_target = sub_params = sub_previous = None
@@ -346,10 +429,11 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
     def restrict(index: torch.Tensor, kept: torch.Tensor | None = None, num_frames: int = 0) -> None:
         # ``kept``: the positions of ``index``'s frames among the frames fitted so far, whose
         # kept faces carry over (each frame's rasterisations stay those of a fit of it alone).
-        nonlocal rows, sub_target, sub_params, sub_previous
+        nonlocal rows, sub_target, sub_params, sub_previous, sub_scored
         full = index.numel() == B
         rows = None if full else index.to(z.device)
         sub_target = target if full else target.select(index.tolist())
+        sub_scored = scored if (scored is None or full) else scored[rows]
         sub_params = params if full else PriorParams(
             params.mu[rows], params.log_sigma[rows], None if params.h is None else params.h[rows])
         sub_previous = previous if (previous is None or full) else previous[rows]
@@ -364,7 +448,9 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
         if aa is not None:
             pose = params_to_pose(aa, tt) if rows is None else params_to_pose(aa[rows], tt[rows])
         pred, _ = _predict(avatar, sub_target, zz, pose, cache, config.antialias)
-        data = _data_term(avatar, sub_target, pred)
+        if config.photometric:
+            pred = _photometric(pred, sub_target.views, sub_scored)[0]
+        data = _data_term(avatar, sub_target, pred, sub_scored)
         total = data
         if config.lambda_latent > 0:
             total = total + config.lambda_latent * (-prior.log_prob(zz, sub_params)) / L
@@ -434,13 +520,17 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
     with torch.no_grad():
         pred, verts_n = _predict(avatar, target, best_z, pose, antialias=config.antialias)
         init_pred, _ = _predict(avatar, target, z0, antialias=config.antialias)
+        gain = bias = None
+        if config.photometric:
+            pred, gain, bias = _photometric(pred, target.views, scored)
+            init_pred = _photometric(init_pred, target.views, scored)[0]
         verts = avatar.geometry(best_z) if verts_n is None else verts_n * avatar.vert_std + avatar.vert_mean
     result = FitResult(
         names=target.names, z=best_z.detach(), z_init=z0.detach(), z_start=start.detach(),
         headset_R=pose[0].detach() if pose is not None else None,
         headset_t=pose[1].detach() if pose is not None else None,
         objective=torch.stack(history), data_term=best_data, steps=steps, failed=failed, render=pred.detach(),
-        frontal=None, frontal_init=None, verts=verts.detach())
+        frontal=None, frontal_init=None, verts=verts.detach(), gain=gain, bias=bias, scored=face)
     _score(avatar, target, result, init_pred)
     result.seconds = time.perf_counter() - t0
     return result

@@ -1,9 +1,11 @@
 """Targets from a capture's frames, with ground truth attached (the bridge between the
-data and the fitting: it reads captures and makes synthetic HMC samples).
+data and the fitting: it reads captures and makes synthetic HMC samples), or from
+recorded HMC views (:class:`~avatarfit.fit.recorded.RecordedHmc`).
 
 The frontal camera is the capture's most frontal one (the keypoint camera of the HMC
 tool). HMC views and keypoints come from :class:`~avatarfit.synth.hmc.SyntheticHmc`
-(made in memory, the same as ``avatarfit hmc`` writes for the same settings and seed).
+(made in memory, the same as ``avatarfit hmc`` writes for the same settings and seed),
+or, with ``recorded``, HMC views from files.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ..data.capture import Capture, FrameRef
 from ..data.keypoints import normalise_keypoints
 from ..synth.hmc import HmcConfig, SyntheticHmc
 from .pose import perturb_headset
+from .recorded import RecordedHmc, prepare_views
 from .targets import (TARGET_KINDS, FrontalTarget, GroundTruth, HMCTarget, KeypointTarget, MaskedFrontalTarget,
                       eye_mouth_mask)
 
@@ -50,19 +53,31 @@ class TargetSource:
             ``observation`` of each target is then made exactly so (the views of the data
             term stay the clean ``hmc`` ones); ``None``: the data term's own views or
             keypoints. :meth:`for_avatar` passes the avatar's.
+        recorded: recorded HMC views: HMC targets are these files (their views, the rig,
+            the headset pose each frame starts from), and the prior of an HMC-conditioned
+            avatar observes them (resized to the views it was trained on); the capture, if
+            any, adds ground truth for the frames it has. ``capture`` may then be ``None``.
     """
 
-    def __init__(self, capture: Capture, hmc: HmcConfig | None = None, condition: str | None = None,
-                 frontal_camera: str | None = None, observation: dict | None = None) -> None:
+    def __init__(self, capture: Capture | None, hmc: HmcConfig | None = None, condition: str | None = None,
+                 frontal_camera: str | None = None, observation: dict | None = None,
+                 recorded: RecordedHmc | None = None) -> None:
+        if capture is None and recorded is None:
+            raise ValueError("capture: targets need a capture, or recorded HMC views (recorded=...)")
         self.capture = capture
+        self.recorded = recorded
+        self._observed_size = None
+        if observation is not None and isinstance(observation.get("hmc"), dict):
+            size = observation["hmc"].get("views_size")
+            self._observed_size = tuple(int(x) for x in size) if isinstance(size, (list, tuple)) else None
         self.hmc_config = hmc if hmc is not None else HmcConfig(views_size=(120, 160), augment=False)
         if condition not in (None, "hmc", "kpt"):
             raise ValueError(f"condition: expected 'hmc', 'kpt' or None, got {condition!r}")
         self.condition = condition
-        self.frontal = frontal_camera or capture.frontal_camera()
+        self.frontal = frontal_camera or (capture.frontal_camera() if capture is not None else None)
         self._hmc: SyntheticHmc | None = None
         self.observer = None
-        if observation is not None and condition is not None:
+        if observation is not None and condition is not None and capture is not None:
             from ..synth.observe import Observer
 
             self.observer = Observer.from_record(capture, observation)
@@ -71,14 +86,14 @@ class TargetSource:
                                  f"{condition!r}")
 
     @classmethod
-    def for_avatar(cls, capture: Capture, avatar, hmc: HmcConfig | None = None,
-                   frontal_camera: str | None = None) -> "TargetSource":
+    def for_avatar(cls, capture: Capture | None, avatar, hmc: HmcConfig | None = None,
+                   frontal_camera: str | None = None, recorded: RecordedHmc | None = None) -> "TargetSource":
         """Targets for ``avatar``: its condition, and its prior observed as its training
         observed it (``info["observation"]``; avatars from before that record are observed
         with the data term's clean views, as then)."""
         condition = avatar.condition if avatar.conditional else None
         record = avatar.info.get("observation") if condition is not None else None
-        return cls(capture, hmc, condition, frontal_camera, record)
+        return cls(capture, hmc, condition, frontal_camera, record, recorded)
 
     @property
     def hmc(self) -> SyntheticHmc:
@@ -130,6 +145,10 @@ class TargetSource:
             raise ValueError(f"kind: expected one of {TARGET_KINDS}, got {kind!r}")
         if not refs:
             raise ValueError("refs: no frames to build a target of")
+        if self.recorded is not None and kind == "hmc":
+            return self._recorded_target(refs, pose_noise_rot, pose_noise_trans, seed)
+        if self.capture is None:
+            raise ValueError(f"kind: a {kind} target needs a capture; recorded HMC views give hmc targets only")
         truth = self.truth(refs)
         samples = [self.hmc.sample(r.segment, r.frame) for r in refs] if (kind in ("hmc", "keypoints", "masked")
                                                                           or self.condition) else None
@@ -145,23 +164,71 @@ class TargetSource:
             return KeypointTarget(points=torch.stack([s.keypoints for s in samples]),
                                   visible=torch.stack([s.visible for s in samples]), image_size=truth.image_size,
                                   **cam, **common)
-        rig = self.hmc.rig
-        rig_R = torch.stack([torch.from_numpy(c.R).float() for c in rig.cameras])
-        rig_t = torch.stack([torch.from_numpy(c.t).float() for c in rig.cameras])
         true_R = torch.stack([s.headset_R for s in samples])
         true_t = torch.stack([s.headset_t for s in samples])
-        hR, ht = true_R, true_t
-        if pose_noise_rot > 0 or pose_noise_trans > 0:
-            moved = [perturb_headset(true_R[i:i + 1], true_t[i:i + 1], pose_noise_rot, pose_noise_trans,
-                                     torch.Generator().manual_seed(_frame_seed(seed, name)))
-                     for i, name in enumerate(truth.names)]
-            hR, ht = torch.cat([m[0] for m in moved]), torch.cat([m[1] for m in moved])
+        hR, ht = _perturbed(true_R, true_t, truth.names, pose_noise_rot, pose_noise_trans, seed)
         # The tool's face masks are ground truth (outline spill is scored with them); the fit
         # scores every pixel of the views (antialiased outlines have gradients).
         common["truth"] = dataclasses.replace(truth, headset_R=true_R, headset_t=true_t,
                                               hmc_masks=torch.stack([s.masks for s in samples]))
+        rig_R, rig_t = self.hmc.rig.extrinsics()
         B = len(refs)
         return HMCTarget(views=torch.stack([s.views for s in samples]),
                          K=torch.stack([s.K for s in samples]), rig_R=rig_R.expand(B, 3, 3, 3).clone(),
                          rig_t=rig_t.expand(B, 3, 3).clone(), headset_R=hR, headset_t=ht,
                          ir_weights=tuple(self.hmc_config.ir_weights), **common)
+
+    def _known_truth(self, refs: Sequence[FrameRef]) -> GroundTruth | None:
+        """Ground truth of recorded frames: the capture's, when it lists every frame of
+        ``refs`` with its tracked mesh, head pose and frontal photo; else ``None``."""
+        cap = self.capture
+        if cap is None:
+            return None
+        lay = cap.layout
+        for r in refs:
+            if not (cap.has_frame(r.segment, r.frame) and lay.mesh_bin(r.segment, r.frame).is_file() and lay.transform(r.segment, r.frame).is_file()
+                    and lay.image(r.segment, self.frontal, r.frame).is_file()):
+                return None
+        return self.truth(refs)
+
+    def _recorded_target(self, refs: Sequence[FrameRef], pose_noise_rot: float, pose_noise_trans: float,
+                         seed: int) -> HMCTarget:
+        """An HMC target of recorded views: the rig's cameras (K as calibrated), each frame
+        starting from its headset file's pose (the rig's nominal pose without one)."""
+        rec = self.recorded
+        rec.check(list(refs))
+        views = torch.stack([rec.views(r) for r in refs])
+        poses = [rec.headset(r) for r in refs]
+        file_R, file_t = torch.stack([p[0] for p in poses]), torch.stack([p[1] for p in poses])
+        names = tuple(f"{r.segment}/{r.frame}" for r in refs)
+        hR, ht = _perturbed(file_R, file_t, names, pose_noise_rot, pose_noise_trans, seed)
+        truth = self._known_truth(refs)
+        if truth is not None and all(rec.layout.hmc_headset(r.segment, r.frame).is_file() for r in refs):
+            # the recording's own headset poses are what pose noise and pose fitting are scored against
+            truth = dataclasses.replace(truth, headset_R=file_R, headset_t=file_t)
+        observation = None
+        if self.condition == "hmc":
+            observation = prepare_views(views, self._observed_size or tuple(self.hmc_config.views_size))
+        elif self.condition is not None:
+            if self.capture is None:
+                raise ValueError(f"condition: a {self.condition}-conditioned avatar observes keypoints, which a "
+                                 "recording of HMC views does not have; give the capture too, or fit a DAM or "
+                                 "HMC-conditioned avatar")
+            observation = self.observation(refs)
+        K = rec.rig.intrinsics()
+        rig_R, rig_t = rec.rig.extrinsics()
+        B = len(refs)
+        return HMCTarget(views=views, K=K.expand(B, 3, 3, 3).clone(), rig_R=rig_R.expand(B, 3, 3, 3).clone(),
+                         rig_t=rig_t.expand(B, 3, 3).clone(), headset_R=hR, headset_t=ht, names=names,
+                         observation=observation, truth=truth, ir_weights=tuple(self.hmc_config.ir_weights))
+
+
+def _perturbed(R: torch.Tensor, t: torch.Tensor, names: Sequence[str], rot: float, trans: float,
+               seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Headset poses ``(B, 3, 3)``, ``(B, 3)`` moved by the pose noise (degrees, mm) of each
+    frame, which depends only on ``seed`` and the frame's name; unchanged without noise."""
+    if not (rot > 0 or trans > 0):
+        return R, t
+    moved = [perturb_headset(R[i:i + 1], t[i:i + 1], rot, trans, torch.Generator().manual_seed(_frame_seed(seed, n)))
+             for i, n in enumerate(names)]
+    return torch.cat([m[0] for m in moved]), torch.cat([m[1] for m in moved])

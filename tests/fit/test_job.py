@@ -249,8 +249,8 @@ def test_a_frame_whose_objective_turns_nan_is_stopped_and_nothing_nan_is_written
     victim = Capture(tiny_capture).frames()[1]
     victim = f"{victim.segment}/{victim.frame}"
 
-    def poisoned(avatar, target, pred):
-        d = real(avatar, target, pred)
+    def poisoned(avatar, target, pred, scored=None):
+        d = real(avatar, target, pred, scored)
         calls.append(1)
         if len(calls) > 3 and victim in target.names:  # frame 1 turns NaN at the fourth evaluation
             d = d.clone()

@@ -1,0 +1,171 @@
+"""Fitting recorded HMC views read from files (``avatarfit fit --hmc-dir``)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from avatarfit._io import png_size, write_png
+from avatarfit.cli import main
+from avatarfit.data.capture import Capture
+from avatarfit.errors import FormatError
+from avatarfit.fit import FitConfig, fit
+from avatarfit.fit.optimize import _photometric
+from avatarfit.fit.recorded import RecordedHmc, prepare_views
+from avatarfit.fit.sources import TargetSource
+from avatarfit.synth.hmc import HmcConfig
+from avatarfit.synth.hmc_write import write_hmc
+
+CLEAN = HmcConfig(views_size=(120, 160), augment=False)  # TargetSource's in-memory views
+
+
+@pytest.fixture(scope="module")
+def clean_rec(tiny_capture, tmp_path_factory):
+    """The tiny capture's clean views written to files, as a recording would hold them."""
+    out = tmp_path_factory.mktemp("rec") / "clean"
+    write_hmc(tiny_capture, out, CLEAN, progress=False)
+    return out
+
+
+@pytest.fixture(scope="module")
+def lip_hmc_run(tiny_capture, tmp_path_factory):
+    from avatarfit.train import train
+    from tests.train.conftest import tiny_config
+
+    out = tmp_path_factory.mktemp("runs") / "lip_flow_hmc"
+    train(tiny_config("lip_flow"), tiny_capture, out, progress=False)
+    return out
+
+
+def test_recorded_clean_files_are_the_target_made_in_memory(tiny_capture, clean_rec):
+    cap = Capture(tiny_capture)
+    refs = cap.frames()[:2]
+    memory = TargetSource(cap).build("hmc", refs)
+    recorded = TargetSource(cap, recorded=RecordedHmc(clean_rec)).build("hmc", refs)
+    assert torch.equal(recorded.views, memory.views)
+    for key in ("K", "rig_R", "rig_t", "headset_R", "headset_t"):
+        torch.testing.assert_close(getattr(recorded, key), getattr(memory, key), rtol=1e-5, atol=1e-4)
+    assert recorded.names == memory.names
+    # the capture lists the frames: its photo and mesh are the ground truth; no face masks on disk
+    assert torch.equal(recorded.truth.verts, memory.truth.verts)
+    assert recorded.truth.hmc_masks is None
+    torch.testing.assert_close(recorded.truth.headset_R, memory.truth.headset_R)
+
+
+def test_a_recording_without_capture_or_headset_files_starts_at_the_nominal_pose(tiny_capture, clean_rec, tmp_path):
+    rec_dir = tmp_path / "rec"
+    shutil.copytree(clean_rec / "hmc", rec_dir / "hmc")
+    for f in (rec_dir / "hmc").rglob("*_headset.txt"):
+        f.unlink()
+    rec = RecordedHmc(rec_dir)
+    refs = rec.frames()
+    assert sorted((r.segment, r.frame) for r in refs) == sorted((r.segment, r.frame)
+                                                                 for r in Capture(tiny_capture).frames())
+    target = TargetSource(None, recorded=rec).build("hmc", refs[:2])
+    R, t = rec.rig.nominal()
+    assert torch.equal(target.headset_R[0], R) and torch.equal(target.headset_t[0], t)
+    assert target.truth is None and target.observation is None
+    with pytest.raises(ValueError, match="needs a capture"):
+        TargetSource(None, recorded=rec).build("frontal", refs[:1])
+
+
+def test_recording_errors_name_the_file(clean_rec, tmp_path):
+    with pytest.raises(FileNotFoundError, match="no hmc/ folder"):
+        RecordedHmc(tmp_path)
+    rec_dir = tmp_path / "rec"
+    shutil.copytree(clean_rec / "hmc", rec_dir / "hmc")
+    (rec_dir / "hmc" / "rig.txt").rename(rec_dir / "rig_elsewhere.txt")
+    with pytest.raises(FileNotFoundError, match="rig file .*rig.txt does not exist"):
+        RecordedHmc(rec_dir)
+    rec = RecordedHmc(rec_dir, rig=rec_dir / "rig_elsewhere.txt")
+    first, second = rec.frames()[:2]
+    mouth = rec.layout.hmc_view(first.segment, "mouth", first.frame)
+    mouth.unlink()
+    with pytest.raises(FormatError, match=r"mouth.*missing.*1 images missing over 2 frames"):
+        rec.check([first, second])
+    write_png(mouth, torch.zeros(1, 60, 80))
+    with pytest.raises(FormatError, match="expected a 120x160 image .* found 60x80"):
+        rec.check([first])
+
+
+def test_the_photometric_model_recovers_gain_and_bias_and_keeps_the_gradient():
+    torch.manual_seed(1)
+    pred = torch.rand(2, 3, 1, 12, 16, requires_grad=True)
+    gain = torch.tensor([[0.6, 1.0, 1.4], [0.8, 1.2, 2.0]])
+    bias = torch.tensor([[0.1, -0.05, 0.0], [0.2, 0.0, -0.1]])
+    image = pred.detach() * gain[..., None, None, None] + bias[..., None, None, None]
+    mapped, g, b = _photometric(pred, image, None)
+    torch.testing.assert_close(g, gain, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(b, bias, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(mapped, image, rtol=1e-4, atol=1e-4)
+    mapped.sum().backward()
+    torch.testing.assert_close(pred.grad, gain[..., None, None, None].expand_as(pred))
+
+
+def test_face_pixels_make_a_fit_blind_to_the_background(dam_run, tiny_capture):
+    """A recording's background is whatever was behind the face: with hmc_pixels 'face' the
+    data term scores the starting face's pixels only, so noise there changes nothing."""
+    from avatarfit.avatar import Avatar
+
+    avatar = Avatar.load(dam_run)
+    cap = Capture(tiny_capture)
+    target = TargetSource(cap).build("hmc", cap.frames()[:2])
+    noise = torch.rand(target.views.shape, generator=torch.Generator().manual_seed(0))
+    face = target.truth.hmc_masks > 0
+    noisy = dataclasses.replace(target, views=torch.where(face, target.views, noise))
+    config = FitConfig(steps=4, hmc_pixels="face", photometric=True)
+    clean_fit, noisy_fit = fit(avatar, target, config), fit(avatar, noisy, config)
+    scored = clean_fit.scored > 0
+    assert scored.any() and float((scored & ~face).sum()) <= 0.02 * float(scored.sum())
+    torch.testing.assert_close(noisy_fit.data_term, clean_fit.data_term, rtol=0.05, atol=1e-3)
+    everything = fit(avatar, noisy, FitConfig(steps=1))
+    assert bool((everything.data_term > 2 * clean_fit.data_term).all())  # scored, the noise dominates
+    assert noisy_fit.gain.shape == (2, 3) and bool((noisy_fit.gain > 0).all())
+    with pytest.raises(ValueError, match="settings of HMC fits"):
+        fit(avatar, TargetSource(cap).build("frontal", cap.frames()[:1]), config)
+
+
+def test_the_prior_observes_recorded_views_at_the_size_it_was_trained_on(lip_hmc_run, tiny_capture, clean_rec):
+    from avatarfit.avatar import Avatar
+
+    avatar = Avatar.load(lip_hmc_run)
+    size = tuple(avatar.info["observation"]["hmc"]["views_size"])
+    rec = RecordedHmc(clean_rec)
+    target = TargetSource.for_avatar(Capture(tiny_capture), avatar, recorded=rec).build("hmc", rec.frames()[:2])
+    assert target.observation.shape[-2:] == size != target.views.shape[-2:]
+    torch.testing.assert_close(target.observation, prepare_views(target.views, size))
+    result = fit(avatar, target, FitConfig(steps=2, photometric=True, hmc_pixels="face"))
+    assert bool(torch.isfinite(result.z).all())
+
+
+def test_fit_cli_on_a_recording_alone_writes_nulls_where_truth_is_needed(dam_run, clean_rec, tmp_path, capsys):
+    out = tmp_path / "fit"
+    main(["fit", "--run", str(dam_run), "--target", "hmc", "--hmc-dir", str(clean_rec), "--frames", "0:2",
+          "--steps", "3", "--out", str(out), "--no-progress"])
+    doc = json.loads((out / "metrics.json").read_text())
+    assert doc["summary"]["frames"] == 2
+    assert doc["summary"]["psnr"] is None and doc["summary"]["geom_mm"] is None
+    assert all("psnr" not in f and "geom_mm" not in f for f in doc["frames"])
+    fits = np.load(out / "fits.npz")
+    assert fits["gain"].shape == (2, 3) and fits["bias"].shape == (2, 3)
+    resolved = yaml.safe_load((out / "config.yaml").read_text())["resolved_fit"]
+    assert resolved["photometric"] is True and resolved["hmc_pixels"] == "face"
+    strip = next((out / "strips").glob("*.png"))
+    h, w = png_size(strip)
+    assert w < 2 * h  # two columns (views, fit), each three views high: no ground-truth columns
+    assert "fitted 2 frames" in capsys.readouterr().out
+
+
+def test_fit_cli_refuses_a_recording_for_another_target(dam_run, clean_rec, tmp_path, capsys):
+    assert main(["fit", "--run", str(dam_run), "--target", "frontal", "--hmc-dir", str(clean_rec), "--out",
+                 str(tmp_path / "x")]) == 2
+    assert "hmc_dir: recorded HMC views are fitted with target hmc, not frontal" in capsys.readouterr().err
+    assert main(["fit", "--run", str(dam_run), "--target", "hmc", "--out", str(tmp_path / "y")]) == 2
+    assert "--capture: give the capture" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
