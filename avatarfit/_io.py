@@ -122,7 +122,7 @@ def read_png(path: str | os.PathLike, channels: int = 3) -> torch.Tensor:
         channels: 3 for RGB, 1 for greyscale.
 
     Returns:
-        ``(channels, H, W)`` tensor.
+        ``(channels, H, W)`` tensor (8-bit images divided by 255, 16-bit ones by 65535).
 
     Raises:
         FormatError: the file is missing or is not a readable image.
@@ -134,6 +134,10 @@ def read_png(path: str | os.PathLike, channels: int = 3) -> torch.Tensor:
         raise FormatError(path, "file not found")
     try:
         with Image.open(path) as im:
+            if im.mode.startswith("I;16") or im.mode == "I":  # 16-bit grey (Pillow's convert would clip it)
+                grey = np.asarray(im, dtype=np.float64) / 65535.0
+                array = np.repeat(grey[..., None], channels, axis=2)
+                return torch.from_numpy(array.transpose(2, 0, 1).copy()).float().clamp_(0.0, 1.0)
             im = im.convert("RGB" if channels == 3 else "L")
             array = np.asarray(im, dtype=np.uint8)
     except (UnidentifiedImageError, OSError) as exc:

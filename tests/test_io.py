@@ -52,3 +52,17 @@ def test_new_files_get_the_mode_open_would_give(tmp_path):
     os.chmod(tmp_path / "a.txt", 0o640)
     write_text_atomic(tmp_path / "a.txt", "y")  # replacing keeps the file's mode
     assert (tmp_path / "a.txt").stat().st_mode & 0o777 == 0o640
+
+
+def test_sixteen_bit_grey_images_are_scaled_not_clipped(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from avatarfit._io import read_png
+
+    levels = np.array([[0, 16384, 32768, 65535]], dtype=np.uint16)
+    Image.fromarray(levels).save(tmp_path / "ir16.png")
+    grey = read_png(tmp_path / "ir16.png", channels=1)
+    assert grey.shape == (1, 1, 4)
+    assert torch.allclose(grey[0, 0], torch.tensor([0.0, 0.25, 0.5, 1.0]), atol=1e-4)
+    assert read_png(tmp_path / "ir16.png", channels=3).shape == (3, 1, 4)
