@@ -7,10 +7,10 @@ The recording is ``avatarfit hmc`` with augmentation (gain, directional light, r
 background, noise, camera jitter) at the settings the conditional runs' priors were trained
 on (so their prior sees the same views in both conditions and only the data term differs),
 written to ``DIR/recorded``. Protocol: the ways of fitting a recording (with or without a
-gain and bias per view; every pixel or the starting face's pixels) are compared on
-``--validation`` of each avatar's validation frames; the clean views, the naive recorded fit
-and the recorded fit chosen there (its PSNR, summed over models) are then reported on every
-test frame, with 95 % bootstrap intervals of the means and of the paired differences to the
+gain and bias per view; every pixel or the starting face's pixels; the headset pose too) are
+compared on ``--validation`` of each avatar's validation frames; the clean views, the naive
+recorded fit, the CLI's default and the recorded fit chosen there (its PSNR, summed over
+models) are then reported on every test frame, with 95 % bootstrap intervals of the means and of the paired differences to the
 clean fit. lr and lambda_L are the fitting defaults, never tuned here. Writes
 ``DIR/table.md`` and ``DIR/results.json``; fits go to ``DIR/fits`` (re-running reuses them).
 """
@@ -32,9 +32,13 @@ from avatarfit.fit.job import FitJob, run_fit_job, split_frames_of
 from avatarfit.synth.hmc import HmcConfig
 from avatarfit.synth.hmc_write import write_hmc
 
-#: Ways of fitting a recording compared on validation frames: (photometric, hmc_pixels).
-RECORDED = {"recorded, as if clean": (False, "all"), "recorded, gain+bias": (True, "all"),
-            "recorded, face pixels": (False, "face"), "recorded, gain+bias, face pixels": (True, "face")}
+#: Ways of fitting a recording compared on validation frames: FitConfig settings.
+RECORDED = {"recorded, as if clean": {},
+            "recorded, gain+bias": {"photometric": True},
+            "recorded, face pixels": {"hmc_pixels": "face"},
+            "recorded, gain+bias, face pixels": {"photometric": True, "hmc_pixels": "face"},
+            "recorded, gain+bias, face pixels, headset": {"photometric": True, "hmc_pixels": "face",
+                                                          "fit_headset": True}}
 CLEAN = "clean views (in memory)"
 
 
@@ -47,13 +51,16 @@ def _recording_config(avatars: dict[str, Avatar]) -> HmcConfig:
     return HmcConfig(views_size=(120, 160), augment=True)
 
 
+def _folder(condition: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in condition)
+
+
 def _fit(run: str, capture: Path, out: Path, frames: str, condition: str, hmc_dir: Path) -> list[dict]:
     if condition == CLEAN:
         job = FitJob(run=run, capture=str(capture), target="hmc", frames=frames, device="cpu")
     else:
-        photometric, pixels = RECORDED[condition]
         job = FitJob(run=run, capture=str(capture), target="hmc", frames=frames, device="cpu", hmc_dir=str(hmc_dir),
-                     fit=FitConfig(photometric=photometric, hmc_pixels=pixels))
+                     fit=FitConfig(**RECORDED[condition]))
     report = run_fit_job(job, out, progress=False, log=lambda m: None)
     return report.frames
 
@@ -87,25 +94,25 @@ def main() -> None:
     for name, run in runs.items():
         for condition in RECORDED:
             t0 = time.perf_counter()
-            frames = _fit(run, cap.root, args.out / "fits" / "validation" / name / condition.replace(" ", "_")
-                          .replace(",", "").replace("+", "_"), f"validation:{args.validation}", condition, rec)
+            frames = _fit(run, cap.root, args.out / "fits" / "validation" / name / _folder(condition),
+                          f"validation:{args.validation}", condition, rec)
             psnr = [f["psnr"] for f in frames]
             results["validation"].setdefault(condition, {})[name] = frames
-            print(f"validation {name:14s} {condition:36s} PSNR {sum(psnr) / len(psnr):.2f} dB "
+            print(f"validation {name:14s} {condition:44s} PSNR {sum(psnr) / len(psnr):.2f} dB "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     score = {c: sum(sum(f["psnr"] for f in fr) / len(fr) for fr in results["validation"][c].values())
              for c in RECORDED}
     chosen = max(score, key=score.get)
     naive = "recorded, as if clean"
     print(f"chosen on validation frames: {chosen}", flush=True)
-    report = [CLEAN, naive] + ([chosen] if chosen != naive else [])
+    default = "recorded, gain+bias, face pixels"  # what avatarfit fit --hmc-dir does (RECORDED_FIT)
+    report = list(dict.fromkeys([CLEAN, naive, default, chosen]))
     for name, run in runs.items():
         for condition in report:
             t0 = time.perf_counter()
-            frames = _fit(run, cap.root, args.out / "fits" / "test" / name / condition.replace(" ", "_")
-                          .replace(",", "").replace("+", "_").replace("(", "").replace(")", ""), "test", condition, rec)
+            frames = _fit(run, cap.root, args.out / "fits" / "test" / name / _folder(condition), "test", condition, rec)
             results["test"].setdefault(condition, {})[name] = frames
-            print(f"test {name:14s} {condition:36s} PSNR {sum(f['psnr'] for f in frames) / len(frames):.2f} dB "
+            print(f"test {name:14s} {condition:44s} PSNR {sum(f['psnr'] for f in frames) / len(frames):.2f} dB "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
     results["chosen"] = chosen
 
@@ -115,7 +122,8 @@ def main() -> None:
              f"{config.focal_jitter}, centre jitter {config.center_jitter}) read from files. Frontal PSNR (dB) "
              "and geometry error (mm) against the ground truth; means with 95 % bootstrap intervals, and the "
              f"paired difference to the clean fit. The way of fitting the recording was chosen on "
-             f"{args.validation} validation frames per model: {chosen}.", "",
+             f"{args.validation} validation frames per model: {chosen} (avatarfit fit --hmc-dir's default: "
+             f"{default}).", "",
              "| model | views | frames | PSNR | geometry mm | PSNR vs clean | geometry vs clean |", "|---|---|---|---|---|---|---|"]
     for name in runs:
         clean = results["test"][CLEAN][name]

@@ -263,11 +263,13 @@ def test_fit_returns_finite_results_or_a_named_value_error(setup):
 
     @settings(max_examples=80, deadline=None, derandomize=True, suppress_health_check=list(HealthCheck))
     @given(kind=st.sampled_from(sorted(targets)), lr=number, lam=number, smooth=st.sampled_from([0.0, 0.1]),
-           steps=st.integers(1, 3), headset=st.booleans(),
+           steps=st.integers(1, 3), headset=st.booleans(), photometric=st.booleans(),
+           pixels=st.sampled_from(["all", "face"]),
            how=st.sampled_from(["none", "nan_pixel", "wrong_shape", "empty_mask", "shifted_camera"]))
-    def check(kind, lr, lam, smooth, steps, headset, how):
+    def check(kind, lr, lam, smooth, steps, headset, photometric, pixels, how):
         try:
-            config = FitConfig(lr=lr, lambda_latent=lam, smoothness=smooth, steps=steps, fit_headset=headset)
+            config = FitConfig(lr=lr, lambda_latent=lam, smoothness=smooth, steps=steps, fit_headset=headset,
+                               photometric=photometric, hmc_pixels=pixels)
             target = _perturb(targets[kind], how)
             previous = torch.zeros(target.batch, avatar.latent) if smooth else None
             result = fit(avatar, target, config, previous=previous)
