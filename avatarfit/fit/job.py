@@ -113,11 +113,12 @@ class FitJob:
 
     def __post_init__(self) -> None:
         if self.capture is None and self.hmc_dir is None:
-            raise ValueError("capture: give the capture whose frames are fitted, or recorded HMC views (hmc_dir)")
+            raise ValueError("capture (--capture): give the capture whose frames are fitted, or recorded HMC views "
+                             "(hmc_dir, --hmc-dir)")
         if self.hmc_dir is not None and self.target != "hmc":
-            raise ValueError(f"hmc_dir: recorded HMC views are fitted with target hmc, not {self.target}")
+            raise ValueError(f"hmc_dir (--hmc-dir): recorded HMC views are fitted with target hmc, not {self.target}")
         if self.rig is not None and self.hmc_dir is None:
-            raise ValueError("rig: a rig file goes with recorded HMC views (hmc_dir)")
+            raise ValueError("rig (--rig): a rig file goes with recorded HMC views (hmc_dir, --hmc-dir)")
         if self.target in TARGET_KINDS:  # the resolved lambda_L is what config.yaml records
             object.__setattr__(self, "fit", self.fit.for_target(self.target))
         if self.grid is not None:

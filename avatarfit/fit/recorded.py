@@ -82,7 +82,7 @@ class RecordedHmc:
 
     def check(self, refs: list[FrameRef]) -> None:
         """Raise :class:`FormatError` naming the first missing or wrongly sized image of
-        ``refs`` (and how many), before any work."""
+        ``refs`` (and how many), or a headset file that is not a 3x4 pose, before any work."""
         missing = [self.layout.hmc_view(r.segment, v, r.frame) for r in refs for v in HMC_VIEWS
                    if not self.layout.hmc_view(r.segment, v, r.frame).is_file()]
         if missing:
@@ -96,6 +96,7 @@ class RecordedHmc:
                     raise FormatError(path, f"expected a {self.image_size[0]}x{self.image_size[1]} image like "
                                       f"the recording's first (the rig's K is for that size), found "
                                       f"{size[0]}x{size[1]}")
+            self.headset(r)
 
     def views(self, ref: FrameRef) -> torch.Tensor:
         """``(3, 1, h, w)`` grey views in [0, 1], in :data:`~avatarfit.data.layout.HMC_VIEWS` order."""

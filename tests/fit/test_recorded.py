@@ -165,7 +165,17 @@ def test_fit_cli_on_a_recording_alone_writes_nulls_where_truth_is_needed(dam_run
 def test_fit_cli_refuses_a_recording_for_another_target(dam_run, clean_rec, tmp_path, capsys):
     assert main(["fit", "--run", str(dam_run), "--target", "frontal", "--hmc-dir", str(clean_rec), "--out",
                  str(tmp_path / "x")]) == 2
-    assert "hmc_dir: recorded HMC views are fitted with target hmc, not frontal" in capsys.readouterr().err
+    assert "--hmc-dir): recorded HMC views are fitted with target hmc, not frontal" in capsys.readouterr().err
     assert main(["fit", "--run", str(dam_run), "--target", "hmc", "--out", str(tmp_path / "y")]) == 2
     assert "--capture: give the capture" in capsys.readouterr().err
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
+def test_a_damaged_headset_file_is_named_before_any_work(clean_rec, tmp_path):
+    rec_dir = tmp_path / "rec"
+    shutil.copytree(clean_rec / "hmc", rec_dir / "hmc")
+    rec = RecordedHmc(rec_dir)
+    ref = rec.frames()[0]
+    rec.layout.hmc_headset(ref.segment, ref.frame).write_text("1 2 3\n")
+    with pytest.raises(FormatError, match="_headset.txt: expected 3 rows of 4 numbers"):
+        rec.check([ref])
