@@ -247,6 +247,20 @@ def saved_job(out: Path) -> dict[str, Any] | None:
     return job
 
 
+def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
+    """Keys in which a saved job differs from ``new``; a setting newer than the saved job
+    (absent from it) counts only when ``new`` gives it another value than its default."""
+    defaults = {**job_dict(FitJob(run="", capture="")), "fit": to_dict(FitConfig())}
+    differ = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, defaults.get(k)), new.get(k)
+        if k == "fit" and isinstance(a, dict) and isinstance(b, dict):
+            a = {**{f: v for f, v in defaults["fit"].items() if f not in a}, **a}
+        if a != b:
+            differ.append(k)
+    return differ
+
+
 def _prepare_out(out: Path, job: FitJob, overwrite: bool) -> None:
     """Create ``out``, or check that it holds this job's partial results (resume)."""
     saved = out / "config.yaml"
@@ -266,8 +280,7 @@ def _prepare_out(out: Path, job: FitJob, overwrite: bool) -> None:
             (out / name).unlink(missing_ok=True)
     old = saved_job(out)
     if old is not None:
-        new = job_dict(job)
-        differ = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+        differ = _differences(old, job_dict(job))
         if differ:
             raise FileExistsError(f"--out {out}: holds a fit with other settings (differs in {', '.join(differ)}; "
                                   f"see {saved}); use another --out, or --overwrite to start again")

@@ -8,6 +8,7 @@ import math
 import numpy as np
 import pytest
 import torch
+import yaml
 
 from avatarfit.avatar import Avatar
 from avatarfit.cli import main
@@ -89,6 +90,25 @@ def test_an_interrupted_fit_finishes_where_it_stopped(dam_run, tiny_capture, tmp
         assert a["name"] == b["name"] and a["psnr"] == pytest.approx(b["psnr"], abs=1e-4)
     with np.load(tmp_path / "whole" / "fits.npz") as w, np.load(tmp_path / "cut" / "fits.npz") as c:
         np.testing.assert_allclose(w["z"], c["z"], atol=1e-5)
+
+
+def test_a_folder_saved_before_newer_settings_existed_resumes(dam_run, tiny_capture, tmp_path):
+    """A fit folder written by an earlier version (its config.yaml lacks settings added
+    since, which this job leaves at their defaults) is resumed, not refused."""
+    job = FitJob(run=str(dam_run), capture=str(tiny_capture), target="frontal", frames="0:2", batch=2,
+                 fit=FitConfig(steps=3))
+    out = tmp_path / "old"
+    run_fit_job(job, out, progress=False, log=lambda m: None)
+    doc = yaml.safe_load((out / "config.yaml").read_text())
+    for key in ("hmc_dir", "rig"):
+        del doc["job"][key]
+    for key in ("photometric", "hmc_pixels", "face_margin"):
+        del doc["job"]["fit"][key]
+    (out / "config.yaml").write_text(yaml.safe_dump(doc))
+    assert run_fit_job(job, out, progress=False, log=lambda m: None).fitted_now == 0
+    other = dataclasses.replace(job, fit=dataclasses.replace(job.fit, hmc_pixels="face"))
+    with pytest.raises(FileExistsError, match="differs in fit"):
+        run_fit_job(other, out, progress=False, log=lambda m: None)
 
 
 def test_other_settings_in_the_same_folder_are_refused(dam_run, tiny_capture, tmp_path, capsys):
