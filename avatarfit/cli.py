@@ -174,11 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
                     help="frontal: the frontal photo; masked: only its eye and mouth regions (seed 003, Fig. 10); "
                     "hmc: the three head-mounted views; keypoints: 274 2D keypoints in the frontal camera")
     ft.add_argument("--out", type=Path, required=True, help="output folder (see outputs below)")
-    ft.add_argument("--frames", default="test", metavar="SPLIT|SPEC",
+    ft.add_argument("--frames", metavar="SPLIT|SPEC",
                     help="test (default: the avatar's test frames, the last block of each segment, never used to "
                     "choose anything), validation (the block before them: what early stopping and --search use), "
                     "train, each also as NAME:N (N of them, spread evenly; heldout = test); or positions N, A:B and "
-                    "segment names, comma-separated; '' for every frame")
+                    "segment names, comma-separated; '' for every frame. With --hmc-dir they are the recording's "
+                    "frames (default without --capture: every recorded frame)")
     ft.add_argument("--batch", type=int, default=8, metavar="N", help="frames fitted together (default 8)")
     ft.add_argument("--lr", type=float, help="Adam learning rate of the codes (default 0.1)")
     ft.add_argument("--lambda-latent", type=float, metavar="Y", help="weight of the latent NLL; 0 = the paper's "
@@ -196,9 +197,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "outlines (default: antialiased silhouettes, so the fit moves outlines onto the target's)")
     ft.add_argument("--hmc-dir", type=Path, metavar="DIR", help="fit recorded HMC views (--target hmc): "
                     "DIR/hmc/SEG/{left_eye,right_eye,mouth}/FRAME.png, the rig DIR/hmc/rig.txt and optional "
-                    "DIR/hmc/SEG/FRAME_headset.txt starting poses, as avatarfit hmc --out DIR writes and the README "
-                    "describes for a headset of your own; no ground truth needed. Without --capture every recorded "
-                    "frame (or --frames among them) is fitted")
+                    "DIR/hmc/SEG/FRAME_headset.txt starting poses, as avatarfit hmc --out DIR writes (its "
+                    "FRAME_cameras.txt are not read: the rig's K is used) and the README describes for a headset of "
+                    "your own; no ground truth needed. --frames selects among the recorded frames (default without "
+                    "--capture: all); --capture adds ground truth for those it lists")
     ft.add_argument("--rig", type=Path, metavar="FILE", help="with --hmc-dir: the headset's rig file (KRT) instead of "
                     "DIR/hmc/rig.txt")
     ft.add_argument("--photometric", action=argparse.BooleanOptionalAction, default=None,
@@ -499,7 +501,8 @@ def _cmd_fit(args) -> None:
         settings["antialias"] = False
     config = dataclasses.replace(FitConfig(), **settings)
     optional = lambda path: None if path is None else str(path)  # noqa: E731
-    job = FitJob(run=str(args.run), capture=optional(args.capture), target=args.target, frames=args.frames,
+    frames = args.frames if args.frames is not None else ("" if args.hmc_dir and args.capture is None else "test")
+    job = FitJob(run=str(args.run), capture=optional(args.capture), target=args.target, frames=frames,
                  batch=args.batch, sequence=args.sequence, search=args.search, pose_noise_rot=args.pose_noise_rot,
                  pose_noise_trans=args.pose_noise_trans, seed=args.seed, device=args.device, fit=config,
                  hmc_dir=optional(args.hmc_dir), rig=optional(args.rig))

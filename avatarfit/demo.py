@@ -186,10 +186,10 @@ def run_demo(out: str | Path = "avatarfit-demo", *, subject: str = "procedural",
 
 def _same_job(folder: Path, job) -> bool:
     """Whether ``folder`` holds this fit job already, or nothing (else the demo starts it afresh)."""
-    from .fit.job import job_dict, saved_job
+    from .fit.job import job_differences, saved_job
 
     old = saved_job(folder)
-    return old is None or old == job_dict(job)
+    return old is None or not job_differences(old, job)
 
 
 def demo_table(summaries: dict[str, dict]) -> str:

@@ -177,7 +177,7 @@ def _decode_cell(args: dict[str, Any]) -> dict[str, Any]:
 def _fit_cell(args: dict[str, Any]) -> dict[str, Any]:
     """A fit job (search on the first frames, then every evaluation frame) in the cell's folder."""
     from ..fit import FitConfig
-    from ..fit.job import FitJob, job_dict, run_fit_job, saved_job
+    from ..fit.job import FitJob, job_differences, run_fit_job, saved_job
 
     fit = FitConfig(steps=args["steps"], patience=args["patience"], lambda_latent=args["grid"][1][0],
                     fit_headset=args["pose"])
@@ -187,7 +187,7 @@ def _fit_cell(args: dict[str, Any]) -> dict[str, Any]:
                  pose_noise_trans=args["pose_noise_trans"] if args["pose"] else 0.0, device=args["device"], fit=fit)
     folder = Path(args["folder"])
     old = saved_job(folder)
-    report = run_fit_job(job, folder, overwrite=old is not None and old != job_dict(job), progress=False,
+    report = run_fit_job(job, folder, overwrite=old is not None and bool(job_differences(old, job)), progress=False,
                          log=lambda m: None)
     return {"summary": report.summary, "frames": report.frames, "lr": report.config.lr,
             "lambda_latent": report.config.lambda_latent}

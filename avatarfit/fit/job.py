@@ -51,7 +51,8 @@ from .sources import TargetSource
 from .strips import fit_strip
 from .targets import TARGET_KINDS
 
-__all__ = ["FitJob", "FitReport", "RECORDED_FIT", "run_fit_job", "heldout_frames", "split_frames_of", "job_dict", "json_safe", "saved_job", "spread",
+__all__ = ["FitJob", "FitReport", "RECORDED_FIT", "run_fit_job", "heldout_frames", "split_frames_of", "job_dict",
+           "job_differences", "json_safe", "saved_job", "spread",
            "resolve_device", "SUMMARY_KEYS"]
 
 #: The fit settings ``avatarfit fit --hmc-dir`` uses unless told otherwise: a recording's
@@ -119,6 +120,9 @@ class FitJob:
             raise ValueError(f"hmc_dir (--hmc-dir): recorded HMC views are fitted with target hmc, not {self.target}")
         if self.rig is not None and self.hmc_dir is None:
             raise ValueError("rig (--rig): a rig file goes with recorded HMC views (hmc_dir, --hmc-dir)")
+        if (self.fit.photometric or self.fit.hmc_pixels != "all") and self.target != "hmc":
+            raise ValueError(f"photometric, hmc_pixels (--photometric, --hmc-pixels): settings of HMC fits, not of "
+                             f"{self.target} targets")
         if self.target in TARGET_KINDS:  # the resolved lambda_L is what config.yaml records
             object.__setattr__(self, "fit", self.fit.for_target(self.target))
         if self.grid is not None:
@@ -247,9 +251,12 @@ def saved_job(out: Path) -> dict[str, Any] | None:
     return job
 
 
-def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
-    """Keys in which a saved job differs from ``new``; a setting newer than the saved job
-    (absent from it) counts only when ``new`` gives it another value than its default."""
+def job_differences(old: dict[str, Any], new: dict[str, Any] | FitJob) -> list[str]:
+    """Keys in which a saved job (:func:`saved_job`) differs from ``new`` (a job or its
+    :func:`job_dict`); a setting newer than the saved job (absent from it) counts only when
+    ``new`` gives it another value than its default, so folders of earlier versions resume."""
+    if isinstance(new, FitJob):
+        new = job_dict(new)
     defaults = {**job_dict(FitJob(run="", capture="")), "fit": to_dict(FitConfig())}
     differ = []
     for k in sorted(set(old) | set(new)):
@@ -280,7 +287,7 @@ def _prepare_out(out: Path, job: FitJob, overwrite: bool) -> None:
             (out / name).unlink(missing_ok=True)
     old = saved_job(out)
     if old is not None:
-        differ = _differences(old, job_dict(job))
+        differ = job_differences(old, job)
         if differ:
             raise FileExistsError(f"--out {out}: holds a fit with other settings (differs in {', '.join(differ)}; "
                                   f"see {saved}); use another --out, or --overwrite to start again")
@@ -314,13 +321,22 @@ def _write_config(out: Path, job: FitJob, config: FitConfig, avatar: Avatar, fra
     write_text_atomic(out / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
 
 
-def _units(refs: list[FrameRef], batch: int, sequence: bool) -> list[list[FrameRef]]:
-    """Batches of frames; in sequence mode chunks of one segment, in order."""
-    if not sequence:
-        return [refs[i:i + batch] for i in range(0, len(refs), batch)]
+def _units(refs: list[FrameRef], batch: int, sequence: bool,
+           group: Callable[[FrameRef], Any] | None = None) -> list[list[FrameRef]]:
+    """Batches of frames; in sequence mode chunks of one segment, in order. ``group``: a
+    batch holds consecutive frames of one value of it only (recorded frames with and without
+    ground truth, which is attached to a whole batch or not at all)."""
+    if sequence:  # each segment's frames together, in order
+        refs = [r for seg in dict.fromkeys(r.segment for r in refs) for r in refs if r.segment == seg]
+    runs: list[tuple[Any, list[FrameRef]]] = []
+    for r in refs:
+        key = (r.segment if sequence else None, group(r) if group is not None else None)
+        if runs and runs[-1][0] == key:
+            runs[-1][1].append(r)
+        else:
+            runs.append((key, [r]))
     units = []
-    for seg in dict.fromkeys(r.segment for r in refs):
-        frames = [r for r in refs if r.segment == seg]
+    for _, frames in runs:
         units += [frames[i:i + batch] for i in range(0, len(frames), batch)]
     return units
 
@@ -383,6 +399,10 @@ def _load_part(path: Path) -> dict[str, np.ndarray]:
 def _merge(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     keys = [k for k in parts[0] if k != "objective" and all(k in p for p in parts)]
     merged = {k: np.concatenate([p[k] for p in parts]) for k in keys}
+    # a metric some batches lack (no ground truth for their frames) is NaN for their frames
+    metrics = dict.fromkeys(k for p in parts for k in p if k.startswith("metric_") and k not in merged)
+    for k in metrics:
+        merged[k] = np.concatenate([p[k] if k in p else np.full(len(p["names"]), np.nan) for p in parts])
     steps = max(p["objective"].shape[0] for p in parts)
     obj = np.zeros((steps, len(merged["names"])), dtype=np.float32)
     col = 0
@@ -517,13 +537,13 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
     recorded = RecordedHmc(job.hmc_dir, job.rig) if job.hmc_dir is not None else None
     if capture is not None:
         _check_capture(avatar, capture, job)
-    pool = capture if capture is not None else recorded  # where frames are looked up
+    pool = recorded if recorded is not None else capture  # where frames are looked up (a capture adds truth)
     name, _, count = job.frames.partition(":")
     if name in SPLIT_WORDS:
         refs = split_frames_of(avatar, run_path, pool, name)
         if count:
             refs = spread(refs, int(count))
-    elif capture is not None:
+    elif recorded is None:
         refs = select_frames(capture, job.frames)
     else:
         refs = select_refs(recorded.frames(), job.frames, "--frames", "the recording", str(recorded.layout.hmc_dir))
@@ -538,7 +558,7 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
                             pose_noise_trans=job.pose_noise_trans, seed=job.seed).to(device)
 
     _prepare_out(out, job, overwrite)
-    units = _units(refs, job.batch, job.sequence)
+    units = _units(refs, job.batch, job.sequence, source.has_truth if recorded is not None else None)
     # Finished batches are read (and checked) before anything new is computed or written.
     finished: dict[int, dict[str, np.ndarray]] = {}
     for k, unit in enumerate(units):

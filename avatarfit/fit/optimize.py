@@ -50,6 +50,9 @@ __all__ = ["DEFAULT_LAMBDA_LATENT", "FitConfig", "FitResult", "fit", "prior_star
 #: What the data term of an HMC fit scores (:attr:`FitConfig.hmc_pixels`).
 HMC_PIXELS = ("all", "face")
 
+#: Fewest pixels of a view the starting face must cover with ``hmc_pixels: face``.
+MIN_FACE_PIXELS = 16
+
 #: lambda_L of a fit that does not set it, per target kind: the middle of the paper's grid
 #: for that kind (:data:`~avatarfit.fit.search.PAPER_GRIDS`); the CLI uses the same.
 DEFAULT_LAMBDA_LATENT: dict[str, float] = {"frontal": 0.001, "masked": 0.001, "hmc": 0.01, "keypoints": 0.01}
@@ -184,7 +187,8 @@ class FitResult:
         gain, bias: ``(B, C)`` the photometric model's gain and bias per HMC view at the best
             code (``FitConfig.photometric``; ``render`` includes them), else ``None``.
         scored: ``(B, C, 1, H, W)`` the HMC pixels the data term scored with
-            ``hmc_pixels: face``, else ``None``.
+            ``hmc_pixels: face`` (the starting face's, within the target's ``valid`` mask),
+            else ``None``.
     """
 
     names: tuple[str, ...]
@@ -420,6 +424,14 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
                                               channel_weights=torch.tensor(target.ir_weights, dtype=start.dtype,
                                                                            device=start.device))
         face = _face_pixels(start_views.mask, config.face_margin)
+        counts = face.flatten(2).sum(-1)  # (B, C)
+        few = (counts < MIN_FACE_PIXELS).nonzero().tolist()
+        if few:
+            views = ("left_eye", "right_eye", "mouth")
+            where = ", ".join(f"{target.names[b]} {views[v] if v < 3 else v}" for b, v in few[:4])
+            raise ValueError(f"hmc_pixels 'face': the starting face covers fewer than {MIN_FACE_PIXELS} pixels of "
+                             f"{len(few)} view(s) ({where}): is the headset pose right (the rig's nominal pose, or "
+                             "the frame's _headset.txt)? Fit those with hmc_pixels 'all', or fix the pose")
     scored = _scored_hmc(target, face) if hmc else None
     sub_scored = scored
     # The frames still being fitted, and the target, prior parameters and previous codes of
@@ -530,7 +542,8 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
         headset_R=pose[0].detach() if pose is not None else None,
         headset_t=pose[1].detach() if pose is not None else None,
         objective=torch.stack(history), data_term=best_data, steps=steps, failed=failed, render=pred.detach(),
-        frontal=None, frontal_init=None, verts=verts.detach(), gain=gain, bias=bias, scored=face)
+        frontal=None, frontal_init=None, verts=verts.detach(), gain=gain, bias=bias,
+        scored=None if face is None else scored)
     _score(avatar, target, result, init_pred)
     result.seconds = time.perf_counter() - t0
     return result

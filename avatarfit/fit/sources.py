@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import zlib
+from pathlib import Path
 from typing import Sequence
 
 import torch
@@ -66,11 +67,11 @@ class TargetSource:
             raise ValueError("capture: targets need a capture, or recorded HMC views (recorded=...)")
         self.capture = capture
         self.recorded = recorded
-        self._observed_size = None
-        if observation is not None and isinstance(observation.get("hmc"), dict):
-            size = observation["hmc"].get("views_size")
-            self._observed_size = tuple(int(x) for x in size) if isinstance(size, (list, tuple)) else None
         self.hmc_config = hmc if hmc is not None else HmcConfig(views_size=(120, 160), augment=False)
+        # recorded views are observed at the size training observed (avatars without a record
+        # of it were observed with the data term's views); unknown: as recorded
+        self._observed_size: tuple[int, int] | None = (_observed_size(observation, capture) if observation
+                                                        is not None else tuple(self.hmc_config.views_size))
         if condition not in (None, "hmc", "kpt"):
             raise ValueError(f"condition: expected 'hmc', 'kpt' or None, got {condition!r}")
         self.condition = condition
@@ -178,18 +179,19 @@ class TargetSource:
                          rig_t=rig_t.expand(B, 3, 3).clone(), headset_R=hR, headset_t=ht,
                          ir_weights=tuple(self.hmc_config.ir_weights), **common)
 
-    def _known_truth(self, refs: Sequence[FrameRef]) -> GroundTruth | None:
-        """Ground truth of recorded frames: the capture's, when it lists every frame of
-        ``refs`` with its tracked mesh, head pose and frontal photo; else ``None``."""
+    def has_truth(self, ref: FrameRef) -> bool:
+        """Whether the capture lists ``ref`` with its tracked mesh, head pose and frontal photo."""
         cap = self.capture
-        if cap is None:
-            return None
+        if cap is None or not cap.has_frame(ref.segment, ref.frame):
+            return False
         lay = cap.layout
-        for r in refs:
-            if not (cap.has_frame(r.segment, r.frame) and lay.mesh_bin(r.segment, r.frame).is_file() and lay.transform(r.segment, r.frame).is_file()
-                    and lay.image(r.segment, self.frontal, r.frame).is_file()):
-                return None
-        return self.truth(refs)
+        return (lay.mesh_bin(ref.segment, ref.frame).is_file() and lay.transform(ref.segment, ref.frame).is_file()
+                and lay.image(ref.segment, self.frontal, ref.frame).is_file())
+
+    def _known_truth(self, refs: Sequence[FrameRef]) -> GroundTruth | None:
+        """Ground truth of recorded frames: the capture's, when it has it for every frame of
+        ``refs`` (:meth:`has_truth`); else ``None`` (the job batches such frames apart)."""
+        return self.truth(refs) if all(self.has_truth(r) for r in refs) else None
 
     def _recorded_target(self, refs: Sequence[FrameRef], pose_noise_rot: float, pose_noise_trans: float,
                          seed: int) -> HMCTarget:
@@ -208,7 +210,7 @@ class TargetSource:
             truth = dataclasses.replace(truth, headset_R=file_R, headset_t=file_t)
         observation = None
         if self.condition == "hmc":
-            observation = prepare_views(views, self._observed_size or tuple(self.hmc_config.views_size))
+            observation = prepare_views(views, self._observed_size)
         elif self.condition is not None:
             if self.capture is None:
                 raise ValueError(f"condition: a {self.condition}-conditioned avatar observes keypoints, which a "
@@ -221,6 +223,26 @@ class TargetSource:
         return HMCTarget(views=views, K=K.expand(B, 3, 3, 3).clone(), rig_R=rig_R.expand(B, 3, 3, 3).clone(),
                          rig_t=rig_t.expand(B, 3, 3).clone(), headset_R=hR, headset_t=ht, names=names,
                          observation=observation, truth=truth, ir_weights=tuple(self.hmc_config.ir_weights))
+
+
+def _observed_size(record: dict | None, capture: Capture | None) -> tuple[int, int] | None:
+    """The HMC view size a prior's training observed (its observation record): the HMC
+    tool's ``views_size``, or the size of the files it read; ``None`` when unknown."""
+    if not isinstance(record, dict):
+        return None
+    hmc = record.get("hmc")
+    if isinstance(hmc, dict) and isinstance(hmc.get("views_size"), (list, tuple)):
+        return tuple(int(x) for x in hmc["views_size"])
+    if record.get("source") == "files":
+        from .._io import png_size
+        from ..data.layout import HMC_VIEWS, Layout
+
+        root = record.get("hmc_dir") or (capture.root if capture is not None else None)
+        if root is not None:
+            first = next(Layout(Path(root)).hmc_dir.glob(f"*/{HMC_VIEWS[0]}/*.png"), None)
+            if first is not None:
+                return png_size(first)
+    return None
 
 
 def _perturbed(R: torch.Tensor, t: torch.Tensor, names: Sequence[str], rot: float, trans: float,

@@ -245,9 +245,10 @@ class HMCTarget(_Batch):
     """Three head-mounted-camera views (left eye, right eye, mouth).
 
     Attributes:
-        views: ``(B, 3, 1, h, w)`` grey images in [0, 1]. Every pixel is scored against the
-            avatar rendered over ``background``: with antialiased outlines the fit moves the
-            silhouette onto the views' (no face mask needed, which a recording lacks).
+        views: ``(B, 3, 1, h, w)`` grey images in [0, 1]. By default every pixel is scored
+            against the avatar rendered over ``background``: with antialiased outlines the fit
+            moves the silhouette onto the views' (no face mask needed, which a recording
+            lacks); ``FitConfig.hmc_pixels = "face"`` scores the starting face's pixels only.
         K: ``(B, 3, 3, 3)`` intrinsics per view.
         rig_R, rig_t: ``(B, 3, 3, 3)``, ``(B, 3, 3)`` headset -> camera per view.
         headset_R, headset_t: ``(B, 3, 3)``, ``(B, 3)`` head-local -> headset (the start of a

@@ -268,8 +268,9 @@ def test_fit_returns_finite_results_or_a_named_value_error(setup):
            how=st.sampled_from(["none", "nan_pixel", "wrong_shape", "empty_mask", "shifted_camera"]))
     def check(kind, lr, lam, smooth, steps, headset, photometric, pixels, how):
         try:
+            hmc = kind == "hmc"  # the photometric model and face pixels are settings of HMC fits
             config = FitConfig(lr=lr, lambda_latent=lam, smoothness=smooth, steps=steps, fit_headset=headset,
-                               photometric=photometric, hmc_pixels=pixels)
+                               photometric=photometric and hmc, hmc_pixels=pixels if hmc else "all")
             target = _perturb(targets[kind], how)
             previous = torch.zeros(target.batch, avatar.latent) if smooth else None
             result = fit(avatar, target, config, previous=previous)

@@ -94,18 +94,44 @@ def test_recording_errors_name_the_file(clean_rec, tmp_path):
         rec.check([first])
 
 
-def test_the_photometric_model_recovers_gain_and_bias_and_keeps_the_gradient():
+def test_the_photometric_model_recovers_gain_and_bias():
     torch.manual_seed(1)
-    pred = torch.rand(2, 3, 1, 12, 16, requires_grad=True)
+    pred = torch.rand(2, 3, 1, 12, 16)
     gain = torch.tensor([[0.6, 1.0, 1.4], [0.8, 1.2, 2.0]])
     bias = torch.tensor([[0.1, -0.05, 0.0], [0.2, 0.0, -0.1]])
-    image = pred.detach() * gain[..., None, None, None] + bias[..., None, None, None]
+    image = pred * gain[..., None, None, None] + bias[..., None, None, None]
     mapped, g, b = _photometric(pred, image, None)
     torch.testing.assert_close(g, gain, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(b, bias, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(mapped, image, rtol=1e-4, atol=1e-4)
-    mapped.sum().backward()
-    torch.testing.assert_close(pred.grad, gain[..., None, None, None].expand_as(pred))
+
+
+@pytest.mark.parametrize("true_gain", [0.7, 9.0])  # 9: the gain clamps at 5
+def test_the_photometric_gradient_is_that_of_the_best_gain_and_bias(true_gain):
+    """Gain and bias are held constant in the gradient; at the least-squares optimum (also
+    with the gain clamped, the bias re-solved for it) that is the exact gradient of the
+    data term minimised over them, which autograd through the solution gives."""
+    torch.manual_seed(2)
+    pred = torch.rand(1, 3, 1, 10, 12, dtype=torch.float64, requires_grad=True)
+    image = (true_gain * pred.detach() + 0.1 + 0.05 * torch.randn(pred.shape, dtype=torch.float64)).clamp(0, 1)
+    scored = (torch.rand(1, 3, 1, 10, 12, dtype=torch.float64) > 0.3).to(torch.float64)
+
+    def data(mapped):
+        return (((mapped - image) ** 2) * scored).sum()
+
+    data(_photometric(pred, image, scored)[0]).backward()
+    ours, pred.grad = pred.grad.clone(), None
+
+    def solved(x):  # the same least squares, differentiated through
+        n = scored.flatten(2).sum(-1)
+        mx, my = (x * scored).flatten(2).sum(-1) / n, (image * scored).flatten(2).sum(-1) / n
+        dx = x - mx[..., None, None, None]
+        cov = (dx * (image - my[..., None, None, None]) * scored).flatten(2).sum(-1) / n
+        g = (cov / ((dx * dx * scored).flatten(2).sum(-1) / n)).clamp(0.2, 5.0)
+        return x * g[..., None, None, None] + (my - g * mx)[..., None, None, None]
+
+    data(solved(pred)).backward()
+    torch.testing.assert_close(ours, pred.grad, rtol=1e-6, atol=1e-9)
 
 
 def test_face_pixels_make_a_fit_blind_to_the_background(dam_run, tiny_capture):
@@ -131,35 +157,77 @@ def test_face_pixels_make_a_fit_blind_to_the_background(dam_run, tiny_capture):
         fit(avatar, TargetSource(cap).build("frontal", cap.frames()[:1]), config)
 
 
-def test_the_prior_observes_recorded_views_at_the_size_it_was_trained_on(lip_hmc_run, tiny_capture, clean_rec):
+def test_the_prior_observes_a_recording_as_its_training_observed_the_frame(lip_hmc_run, tiny_capture, tmp_path):
+    """Recorded at the settings training observed with, a frame's views are the very tensor
+    the prior saw in training; recorded at another size, they are resized to that size."""
     from avatarfit.avatar import Avatar
+    from avatarfit.config import from_dict
+    from avatarfit.synth.observe import Observer
 
     avatar = Avatar.load(lip_hmc_run)
-    size = tuple(avatar.info["observation"]["hmc"]["views_size"])
-    rec = RecordedHmc(clean_rec)
-    target = TargetSource.for_avatar(Capture(tiny_capture), avatar, recorded=rec).build("hmc", rec.frames()[:2])
-    assert target.observation.shape[-2:] == size != target.views.shape[-2:]
-    torch.testing.assert_close(target.observation, prepare_views(target.views, size))
+    record = avatar.info["observation"]
+    cap = Capture(tiny_capture)
+    refs = cap.frames()[:2]
+    write_hmc(cap, tmp_path / "same", from_dict(HmcConfig, record["hmc"]), frames=refs, progress=False)
+    rec = RecordedHmc(tmp_path / "same")
+    target = TargetSource.for_avatar(None, avatar, recorded=rec).build("hmc", refs)
+    training = Observer.from_record(cap, record)
+    torch.testing.assert_close(target.observation, torch.stack([training.observe(r) for r in refs]))
+
+    big = dataclasses.replace(from_dict(HmcConfig, record["hmc"]), views_size=(120, 160))
+    write_hmc(cap, tmp_path / "big", big, frames=refs, progress=False)
+    target = TargetSource.for_avatar(None, avatar, recorded=RecordedHmc(tmp_path / "big")).build("hmc", refs)
+    assert target.views.shape[-2:] == (120, 160)
+    assert target.observation.shape[-2:] == tuple(record["hmc"]["views_size"])
     result = fit(avatar, target, FitConfig(steps=2, photometric=True, hmc_pixels="face"))
     assert bool(torch.isfinite(result.z).all())
 
 
 def test_fit_cli_on_a_recording_alone_writes_nulls_where_truth_is_needed(dam_run, clean_rec, tmp_path, capsys):
     out = tmp_path / "fit"
-    main(["fit", "--run", str(dam_run), "--target", "hmc", "--hmc-dir", str(clean_rec), "--frames", "0:2",
-          "--steps", "3", "--out", str(out), "--no-progress"])
+    main(["fit", "--run", str(dam_run), "--target", "hmc", "--hmc-dir", str(clean_rec), "--steps", "3", "--out",
+          str(out), "--no-progress"])
     doc = json.loads((out / "metrics.json").read_text())
-    assert doc["summary"]["frames"] == 2
+    assert doc["summary"]["frames"] == len(RecordedHmc(clean_rec).frames())  # every recorded frame by default
     assert doc["summary"]["psnr"] is None and doc["summary"]["geom_mm"] is None
     assert all("psnr" not in f and "geom_mm" not in f for f in doc["frames"])
     fits = np.load(out / "fits.npz")
-    assert fits["gain"].shape == (2, 3) and fits["bias"].shape == (2, 3)
+    assert fits["gain"].shape == fits["bias"].shape == (doc["summary"]["frames"], 3)
     resolved = yaml.safe_load((out / "config.yaml").read_text())["resolved_fit"]
     assert resolved["photometric"] is True and resolved["hmc_pixels"] == "face"
     strip = next((out / "strips").glob("*.png"))
     h, w = png_size(strip)
     assert w < 2 * h  # two columns (views, fit), each three views high: no ground-truth columns
-    assert "fitted 2 frames" in capsys.readouterr().out
+    assert f"fitted {doc['summary']['frames']} frames" in capsys.readouterr().out
+
+
+def test_recorded_frames_the_capture_lacks_are_fitted_and_left_unscored(dam_run, tiny_capture, clean_rec, tmp_path):
+    rec_dir = tmp_path / "rec"
+    shutil.copytree(clean_rec / "hmc", rec_dir / "hmc")
+    seg = Capture(tiny_capture).frames()[0].segment
+    shutil.copytree(rec_dir / "hmc" / seg, rec_dir / "hmc" / "ZZ_elsewhere")  # a session the capture does not list
+    from avatarfit.fit.job import FitJob, run_fit_job
+
+    job = FitJob(run=str(dam_run), capture=str(tiny_capture), target="hmc", frames="", hmc_dir=str(rec_dir),
+                 batch=8, fit=FitConfig(steps=2, photometric=True, hmc_pixels="face"))
+    report = run_fit_job(job, tmp_path / "fit", progress=False, log=lambda m: None)
+    scored = {f["name"]: f["psnr"] for f in report.frames}
+    assert len(scored) == len(RecordedHmc(rec_dir).frames())
+    assert all((v is None or v != v) == name.startswith("ZZ_elsewhere/") for name, v in scored.items())
+    assert report.summary["psnr"] == pytest.approx(
+        sum(v for n, v in scored.items() if not n.startswith("ZZ")) / sum(not n.startswith("ZZ") for n in scored))
+
+
+def test_a_view_the_starting_face_misses_is_a_named_error(dam_run, tiny_capture):
+    from avatarfit.avatar import Avatar
+
+    cap = Capture(tiny_capture)
+    target = TargetSource(cap).build("hmc", cap.frames()[:1])
+    shift = torch.zeros_like(target.rig_t)
+    shift[:, 0, 0] = 400.0  # the first view looks past the face
+    away = dataclasses.replace(target, rig_t=target.rig_t + shift)
+    with pytest.raises(ValueError, match=r"fewer than 16 pixels of 1 view\(s\) \(.* left_eye\)"):
+        fit(Avatar.load(dam_run), away, FitConfig(steps=1, hmc_pixels="face"))
 
 
 def test_fit_cli_refuses_a_recording_for_another_target(dam_run, clean_rec, tmp_path, capsys):
