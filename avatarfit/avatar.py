@@ -31,7 +31,7 @@ from .errors import FormatError, ShapeError
 from .models.config import ModelConfig
 from .models.variants import AvatarModel, build_model
 from .render.cameras import camera_centers, project_points
-from .render.mesh_ops import surface_points
+from .render.mesh_ops import surface_points, vertex_normals
 from .render.renderer import FaceCache, coverage, render_textured
 
 __all__ = ["Avatar", "AvatarViews", "AVATAR_FILE", "AVATAR_FORMAT"]
@@ -50,11 +50,14 @@ class AvatarViews:
         image: ``(B, C, ch, H, W)`` renderings in [0, 1] (``ch`` = 3), background where empty.
         mask: ``(B, C, 1, H, W)`` 1 where the avatar covers the pixel, the covered fraction
             on its antialiased outline.
+        normals: ``(B, C, 3, H, W)`` unit surface normals in each camera's coordinates on
+            the covered pixels (0 elsewhere; constants, without gradient), when asked for.
     """
 
     verts: torch.Tensor
     image: torch.Tensor
     mask: torch.Tensor
+    normals: torch.Tensor | None = None
 
 
 def _identity_pose(B: int, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -194,7 +197,7 @@ class Avatar(nn.Module):
                      image_size: tuple[int, int], head_R: torch.Tensor | None = None,
                      head_t: torch.Tensor | None = None, view: torch.Tensor | None = None, *,
                      channel_weights: torch.Tensor | None = None, background: float | None = None,
-                     antialias: bool = True, cache: FaceCache | None = None) -> AvatarViews:
+                     antialias: bool = True, cache: FaceCache | None = None, normals: bool = False) -> AvatarViews:
         """Decode each code once for its geometry and once per camera for its texture,
         and render it in its C cameras.
 
@@ -214,6 +217,8 @@ class Avatar(nn.Module):
                 :func:`~avatarfit.render.renderer.render_textured`).
             cache: a :class:`~avatarfit.render.renderer.FaceCache` kept across calls on the
                 same frames and cameras (the steps of a fit).
+            normals: also return each covered pixel's surface normal in camera coordinates
+                (interpolated vertex normals, without gradient: for a shading model).
 
         Returns:
             :class:`AvatarViews`, frames by cameras (``ch`` = 1 with ``channel_weights``).
@@ -245,7 +250,20 @@ class Avatar(nn.Module):
                               K.flatten(0, 1), R.flatten(0, 1), t.flatten(0, 1), image_size, backend=self.backend,
                               background=self.background if background is None else background,
                               antialias=antialias, cache=cache)
-        return AvatarViews(verts_n, out.image.view(B, C, *out.image.shape[1:]), out.mask.view(B, C, *out.mask.shape[1:]))
+        shading = None
+        if normals:
+            with torch.no_grad():
+                n = vertex_normals(world, self.faces.long())  # (B, V, 3) world
+                pf = out.pixels
+                item = pf.index // (image_size[0] * image_size[1])  # rendered image (frame x camera) of each pixel
+                corners = (item // C)[:, None] * n.shape[1] + self.faces.long()[pf.face]  # (N, 3) into (B V)
+                pix = (n.flatten(0, 1)[corners] * pf.bary[..., None]).sum(1)
+                pix = torch.nn.functional.normalize((R.flatten(0, 1)[item] @ pix[..., None])[..., 0], dim=-1, eps=1e-12)
+                flat = torch.zeros(B * C * image_size[0] * image_size[1], 3, dtype=pix.dtype, device=pix.device)
+                flat[pf.index] = pix
+                shading = flat.view(B, C, image_size[0], image_size[1], 3).permute(0, 1, 4, 2, 3).contiguous()
+        return AvatarViews(verts_n, out.image.view(B, C, *out.image.shape[1:]), out.mask.view(B, C, *out.mask.shape[1:]),
+                           shading)
 
     def render(self, z: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, image_size: tuple[int, int],
                head_R: torch.Tensor | None = None, head_t: torch.Tensor | None = None) -> AvatarViews:

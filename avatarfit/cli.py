@@ -206,6 +206,9 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--photometric", action=argparse.BooleanOptionalAction, default=None,
                     help="map each rendered HMC view by the gain and bias that fit it best at every step (a camera's "
                     "exposure and black level; default: on with --hmc-dir, off for the clean views made in memory)")
+    ft.add_argument("--shading", action=argparse.BooleanOptionalAction, default=None,
+                    help="with --photometric: also a Lambertian light per view (rendering x light . normal, solved "
+                    "with gain and bias): IR LEDs light a face unevenly (default: on with --hmc-dir)")
     ft.add_argument("--hmc-pixels", choices=("all", "face"), help="HMC pixels the data term scores: all, or face: "
                     "those the starting face covers, 2 pixels in from its outline (a recording's background is not "
                     "the avatar's; default: face with --hmc-dir, all for the clean views made in memory)")
@@ -331,7 +334,7 @@ outputs (in --out):
   metrics.json        summary (frames, psnr_init, psnr, ssim, geom_mm_init, geom_mm, steps_mean,
                       seconds_per_frame, ...) and one record per frame; null where a value is undefined
   fits.npz            names, z, z_init (prior mean), z_start, headset_R/headset_t (with --fit-headset),
-                      gain/bias per HMC view (with --photometric), steps, failed, objective
+                      photometric: gain, bias[, light x y z] per HMC view (with --photometric), steps, failed, objective
                       (steps x frames; the last value repeats after a frame stopped), objective_steps,
                       metric_* per frame; never NaN (a frame whose objective turned NaN is marked failed)
   strips/SEG_FRAME.png   target | fit in the target's view | frontal before | frontal fit | photo | error x4
@@ -494,9 +497,12 @@ def _cmd_fit(args) -> None:
         raise ValueError("--capture: give the capture whose frames are fitted, or recorded HMC views with --hmc-dir")
     settings = dict(RECORDED_FIT) if args.hmc_dir is not None else {}
     settings["fit_headset"] = args.fit_headset
-    for key in ("lr", "lambda_latent", "steps", "patience", "smoothness", "raster_every", "photometric", "hmc_pixels"):
+    for key in ("lr", "lambda_latent", "steps", "patience", "smoothness", "raster_every", "photometric", "shading",
+                "hmc_pixels"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
+    if not settings.get("photometric") and args.shading is None:
+        settings["shading"] = False  # shading is part of the photometric model: off with it
     if args.no_antialias:
         settings["antialias"] = False
     config = dataclasses.replace(FitConfig(), **settings)

@@ -10,7 +10,9 @@ written to ``DIR/recorded``. Protocol: the ways of fitting a recording (with or 
 gain and bias per view; every pixel or the starting face's pixels; the headset pose too) are
 compared on ``--validation`` of each avatar's validation frames; the clean views, the naive
 recorded fit, the CLI's default and the recorded fit chosen there (its PSNR, summed over
-models) are then reported on every test frame, with 95 % bootstrap intervals of the means and of the paired differences to the
+models) are then reported on every test frame (the tool's headset files hold the true
+poses, so fits start from them, clean or recorded; fitting the headset then absorbs the
+recording's camera jitter only), with 95 % bootstrap intervals of the means and of the paired differences to the
 clean fit. lr and lambda_L are the fitting defaults, never tuned here. Writes
 ``DIR/table.md`` and ``DIR/results.json``; fits go to ``DIR/fits`` (re-running reuses them).
 """
@@ -28,7 +30,7 @@ from avatarfit.config import from_dict
 from avatarfit.data import Capture
 from avatarfit.eval.compare import paired_difference
 from avatarfit.fit import FitConfig
-from avatarfit.fit.job import FitJob, run_fit_job, split_frames_of
+from avatarfit.fit.job import RECORDED_FIT, FitJob, run_fit_job, split_frames_of
 from avatarfit.synth.hmc import HmcConfig
 from avatarfit.synth.hmc_write import write_hmc
 
@@ -38,7 +40,10 @@ RECORDED = {"recorded, as if clean": {},
             "recorded, face pixels": {"hmc_pixels": "face"},
             "recorded, gain+bias, face pixels": {"photometric": True, "hmc_pixels": "face"},
             "recorded, gain+bias, face pixels, headset": {"photometric": True, "hmc_pixels": "face",
-                                                          "fit_headset": True}}
+                                                          "fit_headset": True},
+            "recorded, gain+bias+shading, face pixels": {"photometric": True, "shading": True, "hmc_pixels": "face"},
+            "recorded, gain+bias+shading, face pixels, headset": {"photometric": True, "shading": True,
+                                                                  "hmc_pixels": "face", "fit_headset": True}}
 CLEAN = "clean views (in memory)"
 
 
@@ -82,9 +87,8 @@ def main() -> None:
     cap = Capture(args.capture)
     config = _recording_config(avatars)
     rec = args.out / "recorded"
-    first = next(iter(avatars.values()))
-    needed = split_frames_of(first, Path(runs[next(iter(runs))]), cap, "validation") + \
-        split_frames_of(first, Path(runs[next(iter(runs))]), cap, "test")
+    needed = list(dict.fromkeys(r for name, avatar in avatars.items() for split in ("validation", "test")
+                                for r in split_frames_of(avatar, Path(runs[name]), cap, split)))
     t0 = time.perf_counter()
     write_hmc(cap, rec, config, frames=needed, progress=False, log=lambda m: None)
     print(f"recording: {len(needed)} frames, {config.views_size[0]}x{config.views_size[1]}, augmented, seed "
@@ -105,7 +109,7 @@ def main() -> None:
     chosen = max(score, key=score.get)
     naive = "recorded, as if clean"
     print(f"chosen on validation frames: {chosen}", flush=True)
-    default = "recorded, gain+bias, face pixels"  # what avatarfit fit --hmc-dir does (RECORDED_FIT)
+    default = next(c for c, v in RECORDED.items() if v == RECORDED_FIT)  # what avatarfit fit --hmc-dir does
     report = list(dict.fromkeys([CLEAN, naive, default, chosen]))
     for name, run in runs.items():
         for condition in report:

@@ -11,7 +11,7 @@ Output folder::
     tb/                TensorBoard: objective curves, per-frame metrics, strips (slider = frame)
     fits.npz           every frame: names, z, z_init (the prior's mean), z_start (where the fit began:
                        z_init, or in sequence mode the previous frame's z), headset pose, the
-                       photometric model's gain and bias per HMC view (with it), steps,
+                       photometric model per HMC view (with it: gain, bias[, light x, y, z]), steps,
                        failed, metrics, objective
                        curves (the last value repeats after a frame stopped; objective_steps counts
                        the values recorded). Never NaN: a frame whose objective became NaN is
@@ -56,9 +56,10 @@ __all__ = ["FitJob", "FitReport", "RECORDED_FIT", "run_fit_job", "heldout_frames
            "resolve_device", "SUMMARY_KEYS"]
 
 #: The fit settings ``avatarfit fit --hmc-dir`` uses unless told otherwise: a recording's
-#: exposure and black level differ per camera (gain and bias per view), and what is behind
-#: the face is no rendering's background (only the starting face's pixels are scored).
-RECORDED_FIT = {"photometric": True, "hmc_pixels": "face"}
+#: exposure and black level differ per camera (gain and bias per view), its IR light shades
+#: the face (a Lambertian light per view), and what is behind the face is no rendering's
+#: background (only the starting face's pixels are scored).
+RECORDED_FIT = {"photometric": True, "shading": True, "hmc_pixels": "face"}
 
 #: Keys every ``metrics.json`` summary has (NaN, written as null, where they do not apply).
 SUMMARY_KEYS = ("frames", "psnr_init", "psnr", "ssim", "geom_mm_init", "geom_mm", "steps_mean", "seconds_per_frame")
@@ -363,8 +364,8 @@ def _save_part(path: Path, result: FitResult, seconds: float) -> dict[str, np.nd
     if result.headset_R is not None:
         arrays["headset_R"] = result.headset_R.cpu().numpy()
         arrays["headset_t"] = result.headset_t.cpu().numpy()
-    if result.gain is not None:
-        arrays["gain"], arrays["bias"] = result.gain.cpu().numpy(), result.bias.cpu().numpy()
+    if result.photometric is not None:
+        arrays["photometric"] = result.photometric.cpu().numpy()
     for k, v in result.metrics.items():
         arrays[f"metric_{k}"] = v.numpy()
     with atomic_path(path) as tmp:

@@ -88,6 +88,10 @@ class FitConfig:
             rendering of each view is mapped by the gain and bias that fit it best (least
             squares over the scored pixels, gain clamped to [0.2, 5]), so the data term
             scores what an affine change of brightness cannot explain. HMC targets only.
+        shading: with ``photometric``, also a Lambertian light per view (the rendering times
+            ``light . normal``, normals in camera coordinates: first-order spherical
+            harmonics, solved with gain and bias in closed form): a headset's IR LEDs light
+            the face unevenly, which one gain per view cannot explain.
         hmc_pixels: which HMC pixels the data term scores: ``all`` (clean renderings, whose
             background is the target's ``background``) or ``face``: only the pixels the
             face covers in the starting rendering, shrunk by ``face_margin`` pixels (a
@@ -109,6 +113,7 @@ class FitConfig:
     raster_shift: float = 0.5
     antialias: bool = True
     photometric: bool = False
+    shading: bool = False
     hmc_pixels: str = "all"
     face_margin: int = 2
 
@@ -138,9 +143,11 @@ class FitConfig:
             raise ValueError(f"raster_shift: expected a positive number of pixels, got {self.raster_shift}")
         if self.hmc_pixels not in HMC_PIXELS:
             raise ValueError(f"hmc_pixels: expected one of {', '.join(HMC_PIXELS)}, got {self.hmc_pixels!r}")
+        if self.shading and not self.photometric:
+            raise ValueError("shading: a part of the photometric model; set photometric too")
         if self.face_margin < 0:
             raise ValueError(f"face_margin: expected a number of pixels >= 0, got {self.face_margin}")
-        for key in ("photometric", "fit_headset", "antialias"):
+        for key in ("photometric", "shading", "fit_headset", "antialias"):
             if not isinstance(getattr(self, key), bool):
                 raise ValueError(f"{key}: expected true or false, got {getattr(self, key)!r}")
 
@@ -184,8 +191,9 @@ class FitResult:
             ``hmc_spill_px``, ``hmc_psnr``, ``hmc_psnr_face`` with their ``_init`` (HMC
             targets whose truth has the views' face masks: :func:`hmc_metrics`).
         seconds: wall-clock time of the fit.
-        gain, bias: ``(B, C)`` the photometric model's gain and bias per HMC view at the best
-            code (``FitConfig.photometric``; ``render`` includes them), else ``None``.
+        photometric: ``(B, C, 2)`` the photometric model per HMC view at the best code
+            (``FitConfig.photometric``; ``render`` includes it): gain and bias, and with
+            ``shading`` ``(B, C, 5)``: also the light's x, y, z; else ``None``.
         scored: ``(B, C, 1, H, W)`` the HMC pixels the data term scored with
             ``hmc_pixels: face`` (the starting face's, within the target's ``valid`` mask),
             else ``None``.
@@ -207,8 +215,7 @@ class FitResult:
     verts: torch.Tensor
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
     seconds: float = 0.0
-    gain: torch.Tensor | None = None
-    bias: torch.Tensor | None = None
+    photometric: torch.Tensor | None = None
     scored: torch.Tensor | None = None
 
     @property
@@ -270,6 +277,16 @@ def _hmc_cameras(target: HMCTarget, pose: tuple[torch.Tensor, torch.Tensor] | No
     return compose_headset(target.rig_R, target.rig_t, hR, ht)
 
 
+def _render_hmc(avatar: Avatar, target: HMCTarget, z: torch.Tensor, pose=None, cache: FaceCache | None = None,
+                antialias: bool = True, normals: bool = False):
+    """The target's HMC views of codes ``z`` (:class:`~avatarfit.avatar.AvatarViews`, with
+    camera-space normals when asked for)."""
+    R, t = _hmc_cameras(target, pose)
+    w = torch.tensor(target.ir_weights, dtype=z.dtype, device=z.device)
+    return avatar.render_views(z, target.K, R, t, target.image_size, channel_weights=w, background=target.background,
+                               antialias=antialias, cache=cache, normals=normals)
+
+
 def _predict(avatar: Avatar, target, z: torch.Tensor, pose=None, cache: FaceCache | None = None,
              antialias: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
     """The target's view of codes ``z``: images ``(B, C, ch, H, W)`` or keypoints ``(B, N, 2)``,
@@ -277,10 +294,7 @@ def _predict(avatar: Avatar, target, z: torch.Tensor, pose=None, cache: FaceCach
     if isinstance(target, KeypointTarget):
         return avatar.keypoints(z, target.K, target.R, target.t, target.image_size, target.head_R, target.head_t), None
     if isinstance(target, HMCTarget):
-        R, t = _hmc_cameras(target, pose)
-        w = torch.tensor(target.ir_weights, dtype=z.dtype, device=z.device)
-        out = avatar.render_views(z, target.K, R, t, target.image_size, channel_weights=w,
-                                  background=target.background, antialias=antialias, cache=cache)
+        out = _render_hmc(avatar, target, z, pose, cache, antialias)
         return out.image, out.verts
     out = avatar.render_views(z, target.K[:, None], target.R[:, None], target.t[:, None], target.image_size,
                               target.head_R, target.head_t, antialias=antialias, cache=cache)
@@ -306,23 +320,43 @@ def _face_pixels(cover: torch.Tensor, margin: int) -> torch.Tensor:
     return inside
 
 
-def _photometric(pred: torch.Tensor, image: torch.Tensor, scored: torch.Tensor | None
-                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The per-view gain and bias that map ``pred (B, C, 1, H, W)`` best onto ``image`` over
-    the ``scored`` pixels (least squares, gain clamped to [0.2, 5]): the mapped prediction,
-    ``gain (B, C)`` and ``bias (B, C)``. Gain and bias are constants of the gradient: at the
-    least-squares optimum the data term does not change with them to first order."""
+def _photometric(pred: torch.Tensor, image: torch.Tensor, scored: torch.Tensor | None,
+                 normals: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """The per-view photometric model that maps ``pred (B, C, 1, H, W)`` best onto ``image``
+    over the ``scored`` pixels (least squares): ``gain * pred + bias``, and with ``normals``
+    ``(B, C, 3, H, W)`` also ``pred * (light . normal)`` (a Lambertian light per view, the
+    first-order spherical-harmonics shading of face fitting).
+
+    Returns:
+        the mapped prediction, and the coefficients ``(B, C, 2)`` (gain, bias) or
+        ``(B, C, 5)`` (gain, bias, light x, y, z). The coefficients are constants of the
+        gradient: at the least-squares optimum the data term does not change with them to
+        first order (the normals are held constant too). Without normals the gain is
+        clamped to [0.2, 5] (the bias solved for the clamped gain).
+    """
     with torch.no_grad():
         m = torch.ones_like(pred) if scored is None else scored.expand_as(pred)
         n = m.flatten(2).sum(-1).clamp_min(1.0)
         x, y = pred.detach(), image
         mx, my = (x * m).flatten(2).sum(-1) / n, (y * m).flatten(2).sum(-1) / n
-        dx, dy = x - mx[..., None, None, None], y - my[..., None, None, None]
-        var = (dx * dx * m).flatten(2).sum(-1) / n
-        cov = (dx * dy * m).flatten(2).sum(-1) / n
-        gain = torch.where(var > 1e-8, cov / var.clamp_min(1e-8), torch.ones_like(var)).clamp(0.2, 5.0)
-        bias = my - gain * mx
-    return pred * gain[..., None, None, None] + bias[..., None, None, None], gain, bias
+        if normals is None:
+            dx, dy = x - mx[..., None, None, None], y - my[..., None, None, None]
+            var = (dx * dx * m).flatten(2).sum(-1) / n
+            cov = (dx * dy * m).flatten(2).sum(-1) / n
+            gain = torch.where(var > 1e-8, cov / var.clamp_min(1e-8), torch.ones_like(var)).clamp(0.2, 5.0)
+            coef = torch.stack([gain, my - gain * mx], -1)
+        else:
+            basis = torch.cat([x, torch.ones_like(x), x * normals], 2).flatten(3)  # (B, C, 5, HW)
+            w = m.flatten(3)
+            A = (basis * w) @ basis.transpose(-1, -2)  # (B, C, 5, 5)
+            rhs = ((basis * w) @ y.flatten(3).transpose(-1, -2))[..., 0]  # (B, C, 5)
+            ridge = 1e-6 * A.diagonal(dim1=-2, dim2=-1).mean(-1).clamp_min(1e-8)
+            A = A + ridge[..., None, None] * torch.eye(5, dtype=A.dtype, device=A.device)
+            coef = torch.linalg.solve(A, rhs[..., None])[..., 0]
+    out = pred * coef[..., 0, None, None, None] + coef[..., 1, None, None, None]
+    if normals is not None:
+        out = out + pred * (normals * coef[..., 2:, None, None]).sum(2, keepdim=True)
+    return out, coef
 
 
 def _data_term(avatar: Avatar, target, pred: torch.Tensor, scored: torch.Tensor | None = None) -> torch.Tensor:
@@ -459,9 +493,13 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
         pose = None
         if aa is not None:
             pose = params_to_pose(aa, tt) if rows is None else params_to_pose(aa[rows], tt[rows])
-        pred, _ = _predict(avatar, sub_target, zz, pose, cache, config.antialias)
-        if config.photometric:
-            pred = _photometric(pred, sub_target.views, sub_scored)[0]
+        if config.photometric and config.shading:
+            out = _render_hmc(avatar, sub_target, zz, pose, cache, config.antialias, normals=True)
+            pred = _photometric(out.image, sub_target.views, sub_scored, out.normals)[0]
+        else:
+            pred, _ = _predict(avatar, sub_target, zz, pose, cache, config.antialias)
+            if config.photometric:
+                pred = _photometric(pred, sub_target.views, sub_scored)[0]
         data = _data_term(avatar, sub_target, pred, sub_scored)
         total = data
         if config.lambda_latent > 0:
@@ -530,19 +568,24 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
             progress(step + 1, int(active.sum()))
     pose = params_to_pose(best_aa, best_tt) if best_aa is not None else None
     with torch.no_grad():
-        pred, verts_n = _predict(avatar, target, best_z, pose, antialias=config.antialias)
-        init_pred, _ = _predict(avatar, target, z0, antialias=config.antialias)
-        gain = bias = None
+        coef = None
         if config.photometric:
-            pred, gain, bias = _photometric(pred, target.views, scored)
-            init_pred = _photometric(init_pred, target.views, scored)[0]
+            shade = config.shading
+            out = _render_hmc(avatar, target, best_z, pose, antialias=config.antialias, normals=shade)
+            first = _render_hmc(avatar, target, z0, antialias=config.antialias, normals=shade)
+            verts_n = out.verts
+            pred, coef = _photometric(out.image, target.views, scored, out.normals)
+            init_pred = _photometric(first.image, target.views, scored, first.normals)[0]
+        else:
+            pred, verts_n = _predict(avatar, target, best_z, pose, antialias=config.antialias)
+            init_pred, _ = _predict(avatar, target, z0, antialias=config.antialias)
         verts = avatar.geometry(best_z) if verts_n is None else verts_n * avatar.vert_std + avatar.vert_mean
     result = FitResult(
         names=target.names, z=best_z.detach(), z_init=z0.detach(), z_start=start.detach(),
         headset_R=pose[0].detach() if pose is not None else None,
         headset_t=pose[1].detach() if pose is not None else None,
         objective=torch.stack(history), data_term=best_data, steps=steps, failed=failed, render=pred.detach(),
-        frontal=None, frontal_init=None, verts=verts.detach(), gain=gain, bias=bias,
+        frontal=None, frontal_init=None, verts=verts.detach(), photometric=coef,
         scored=None if face is None else scored)
     _score(avatar, target, result, init_pred)
     result.seconds = time.perf_counter() - t0

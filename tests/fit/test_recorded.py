@@ -100,10 +100,28 @@ def test_the_photometric_model_recovers_gain_and_bias():
     gain = torch.tensor([[0.6, 1.0, 1.4], [0.8, 1.2, 2.0]])
     bias = torch.tensor([[0.1, -0.05, 0.0], [0.2, 0.0, -0.1]])
     image = pred * gain[..., None, None, None] + bias[..., None, None, None]
-    mapped, g, b = _photometric(pred, image, None)
-    torch.testing.assert_close(g, gain, rtol=1e-4, atol=1e-4)
-    torch.testing.assert_close(b, bias, rtol=1e-4, atol=1e-4)
+    mapped, coef = _photometric(pred, image, None)
+    torch.testing.assert_close(coef[..., 0], gain, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(coef[..., 1], bias, rtol=1e-4, atol=1e-4)
     torch.testing.assert_close(mapped, image, rtol=1e-4, atol=1e-4)
+
+
+def test_the_shading_model_recovers_a_lambertian_light():
+    """Views lit by a light per view (gain * albedo * (ambient + light . normal) + bias) are
+    explained exactly by the shading model, and not by gain and bias alone."""
+    torch.manual_seed(3)
+    albedo = torch.rand(2, 3, 1, 12, 16, dtype=torch.float64)
+    normals = torch.nn.functional.normalize(torch.randn(2, 3, 3, 12, 16, dtype=torch.float64) + torch.tensor(
+        [0.0, 0.0, -2.0], dtype=torch.float64)[:, None, None], dim=2)
+    light = torch.randn(2, 3, 3, dtype=torch.float64) * 0.3
+    image = albedo * (0.7 + (normals * light[..., None, None]).sum(2, keepdim=True)) + 0.05
+    mapped, coef = _photometric(albedo, image, None, normals)
+    assert coef.shape == (2, 3, 5)
+    torch.testing.assert_close(coef[..., 2:], light, rtol=0, atol=1e-3)  # ambient and light z are near-collinear
+    torch.testing.assert_close(coef[..., :2], torch.tensor([0.7, 0.05], dtype=torch.float64).expand(2, 3, 2),
+                               rtol=0, atol=1e-3)
+    torch.testing.assert_close(mapped, image, rtol=0, atol=1e-4)
+    assert float((_photometric(albedo, image, None)[0] - image).abs().max()) > 0.01
 
 
 @pytest.mark.parametrize("true_gain", [0.7, 9.0])  # 9: the gain clamps at 5
@@ -152,7 +170,7 @@ def test_face_pixels_make_a_fit_blind_to_the_background(dam_run, tiny_capture):
     torch.testing.assert_close(noisy_fit.data_term, clean_fit.data_term, rtol=0.05, atol=1e-3)
     everything = fit(avatar, noisy, FitConfig(steps=1))
     assert bool((everything.data_term > 2 * clean_fit.data_term).all())  # scored, the noise dominates
-    assert noisy_fit.gain.shape == (2, 3) and bool((noisy_fit.gain > 0).all())
+    assert noisy_fit.photometric.shape == (2, 3, 2) and bool((noisy_fit.photometric[..., 0] > 0).all())
     with pytest.raises(ValueError, match="settings of HMC fits"):
         fit(avatar, TargetSource(cap).build("frontal", cap.frames()[:1]), config)
 
@@ -192,7 +210,7 @@ def test_fit_cli_on_a_recording_alone_writes_nulls_where_truth_is_needed(dam_run
     assert doc["summary"]["psnr"] is None and doc["summary"]["geom_mm"] is None
     assert all("psnr" not in f and "geom_mm" not in f for f in doc["frames"])
     fits = np.load(out / "fits.npz")
-    assert fits["gain"].shape == fits["bias"].shape == (doc["summary"]["frames"], 3)
+    assert fits["photometric"].shape == (doc["summary"]["frames"], 3, 5)  # gain, bias, light (shading)
     resolved = yaml.safe_load((out / "config.yaml").read_text())["resolved_fit"]
     assert resolved["photometric"] is True and resolved["hmc_pixels"] == "face"
     strip = next((out / "strips").glob("*.png"))
