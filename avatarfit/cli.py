@@ -164,8 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "clean 120x160 views, the prior observes each frame as the avatar's training did; the "
                         "frontal photo and tracked mesh score the fit (PSNR, SSIM, L1 of the frontal rendering; mean "
                         "vertex error in mm). With --hmc-dir the HMC views are recorded ones read from files (the "
-                        "prior observes them too), fitted with a gain and bias per view on the face's pixels; scores "
-                        "that need ground truth are null without it. Interrupted? Run the same command again: finished batches are kept.",
+                        "prior observes them too), fitted by default with a gain, bias and Lambertian light per view "
+                        "on the starting face's pixels, and the headset pose; scores that need ground truth are null "
+                        "without it. Interrupted? Run the same command again: finished batches are kept.",
                         epilog=_FIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     ft.add_argument("--run", type=Path, required=True, help="run folder of avatarfit train (its avatar.pt) or an avatar file")
     ft.add_argument("--capture", type=Path, help="capture folder of the same subject (Multiface layout); optional with "
@@ -212,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--hmc-pixels", choices=("all", "face"), help="HMC pixels the data term scores: all, or face: "
                     "those the starting face covers, 2 pixels in from its outline (a recording's background is not "
                     "the avatar's; default: face with --hmc-dir, all for the clean views made in memory)")
-    ft.add_argument("--fit-headset", action="store_true", help="also fit the 6-DoF headset pose (hmc; seed 003, Table 9)")
+    ft.add_argument("--fit-headset", action=argparse.BooleanOptionalAction, default=None,
+                    help="also fit the 6-DoF headset pose (hmc; seed 003, Table 9; default: on with --hmc-dir, "
+                    "off otherwise)")
     ft.add_argument("--pose-noise-rot", type=float, default=0.0, metavar="DEG",
                     help="perturb the headset pose the fit starts from (per-axis std, degrees; hmc)")
     ft.add_argument("--pose-noise-trans", type=float, default=0.0, metavar="MM",
@@ -496,9 +499,8 @@ def _cmd_fit(args) -> None:
     if args.capture is None and args.hmc_dir is None:
         raise ValueError("--capture: give the capture whose frames are fitted, or recorded HMC views with --hmc-dir")
     settings = dict(RECORDED_FIT) if args.hmc_dir is not None else {}
-    settings["fit_headset"] = args.fit_headset
-    for key in ("lr", "lambda_latent", "steps", "patience", "smoothness", "raster_every", "photometric", "shading",
-                "hmc_pixels"):
+    for key in ("fit_headset", "lr", "lambda_latent", "steps", "patience", "smoothness", "raster_every", "photometric",
+                "shading", "hmc_pixels"):
         if getattr(args, key) is not None:
             settings[key] = getattr(args, key)
     if not settings.get("photometric") and args.shading is None:

@@ -95,14 +95,14 @@ def test_an_interrupted_fit_finishes_where_it_stopped(dam_run, tiny_capture, tmp
 def test_a_folder_saved_before_newer_settings_existed_resumes(dam_run, tiny_capture, tmp_path):
     """A fit folder written by an earlier version (its config.yaml lacks settings added
     since, which this job leaves at their defaults) is resumed, not refused."""
-    job = FitJob(run=str(dam_run), capture=str(tiny_capture), target="frontal", frames="0:2", batch=2,
+    job = FitJob(run=str(dam_run), capture=str(tiny_capture), target="hmc", frames="0:2", batch=2,
                  fit=FitConfig(steps=3))
     out = tmp_path / "old"
     run_fit_job(job, out, progress=False, log=lambda m: None)
     doc = yaml.safe_load((out / "config.yaml").read_text())
     for key in ("hmc_dir", "rig"):
         del doc["job"][key]
-    for key in ("photometric", "hmc_pixels", "face_margin"):
+    for key in ("photometric", "shading", "hmc_pixels", "face_margin"):
         del doc["job"]["fit"][key]
     (out / "config.yaml").write_text(yaml.safe_dump(doc))
     assert run_fit_job(job, out, progress=False, log=lambda m: None).fitted_now == 0

@@ -212,7 +212,8 @@ def test_fit_cli_on_a_recording_alone_writes_nulls_where_truth_is_needed(dam_run
     fits = np.load(out / "fits.npz")
     assert fits["photometric"].shape == (doc["summary"]["frames"], 3, 5)  # gain, bias, light (shading)
     resolved = yaml.safe_load((out / "config.yaml").read_text())["resolved_fit"]
-    assert resolved["photometric"] is True and resolved["hmc_pixels"] == "face"
+    assert (resolved["photometric"], resolved["shading"], resolved["hmc_pixels"], resolved["fit_headset"]) == (
+        True, True, "face", True)  # RECORDED_FIT, chosen on validation frames
     strip = next((out / "strips").glob("*.png"))
     h, w = png_size(strip)
     assert w < 2 * h  # two columns (views, fit), each three views high: no ground-truth columns
@@ -248,12 +249,16 @@ def test_a_view_the_starting_face_misses_is_a_named_error(dam_run, tiny_capture)
         fit(Avatar.load(dam_run), away, FitConfig(steps=1, hmc_pixels="face"))
 
 
-def test_fit_cli_refuses_a_recording_for_another_target(dam_run, clean_rec, tmp_path, capsys):
+def test_fit_cli_recording_arguments_are_checked_and_its_defaults_can_be_turned_off(dam_run, clean_rec, tmp_path, capsys):
     assert main(["fit", "--run", str(dam_run), "--target", "frontal", "--hmc-dir", str(clean_rec), "--out",
                  str(tmp_path / "x")]) == 2
     assert "--hmc-dir): recorded HMC views are fitted with target hmc, not frontal" in capsys.readouterr().err
     assert main(["fit", "--run", str(dam_run), "--target", "hmc", "--out", str(tmp_path / "y")]) == 2
     assert "--capture: give the capture" in capsys.readouterr().err
+    assert main(["fit", "--run", str(dam_run), "--target", "hmc", "--hmc-dir", str(clean_rec), "--no-photometric",
+                 "--no-fit-headset", "--steps", "1", "--out", str(tmp_path / "z"), "--no-progress"]) == 0
+    resolved = yaml.safe_load((tmp_path / "z" / "config.yaml").read_text())["resolved_fit"]
+    assert (resolved["photometric"], resolved["shading"], resolved["fit_headset"]) == (False, False, False)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
 
 
