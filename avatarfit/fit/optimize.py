@@ -453,10 +453,7 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
     face = None
     if hmc and config.hmc_pixels == "face":  # the starting face's pixels, fixed for the whole fit
         with torch.no_grad():
-            cam_R, cam_t = _hmc_cameras(target, None)
-            start_views = avatar.render_views(start, target.K, cam_R, cam_t, target.image_size, antialias=False,
-                                              channel_weights=torch.tensor(target.ir_weights, dtype=start.dtype,
-                                                                           device=start.device))
+            start_views = _render_hmc(avatar, target, start, antialias=False)
         face = _face_pixels(start_views.mask, config.face_margin)
         counts = face.flatten(2).sum(-1)  # (B, C)
         few = (counts < MIN_FACE_PIXELS).nonzero().tolist()
