@@ -18,10 +18,14 @@ def check_segment_names(capture: Capture) -> None:
     Raises:
         ValueError: naming the frame list and the segment.
     """
-    clash = [s for s in capture.segments if s in SPLIT_WORDS]
+    _refuse_split_names(capture.segments, str(capture.layout.frame_list), " (its folders and its frame_list.txt rows)")
+
+
+def _refuse_split_names(segments: list[str], where: str, how: str = "") -> None:
+    clash = [s for s in segments if s in SPLIT_WORDS]
     if clash:
-        raise ValueError(f"{capture.layout.frame_list}: segment name {clash[0]!r} is reserved for the frame splits "
-                         f"({', '.join(SPLIT_WORDS)}); rename the segment (its folders and its frame_list.txt rows)")
+        raise ValueError(f"{where}: segment name {clash[0]!r} is reserved for the frame splits "
+                         f"({', '.join(SPLIT_WORDS)}); rename the segment{how}")
 
 
 def select_frames(capture: Capture, spec: str | None, argument: str = "--frames") -> list[FrameRef]:
@@ -35,7 +39,7 @@ def select_frames(capture: Capture, spec: str | None, argument: str = "--frames"
         ValueError: naming ``argument``, the item and the capture's frame count when an
             item is malformed or outside the capture.
     """
-    check_segment_names(capture)
+    check_segment_names(capture)  # named with the frame list's remedy; select_refs finds nothing more
     return select_refs(capture.frames(), spec, argument, "the capture", str(capture.layout.frame_list))
 
 
@@ -45,10 +49,7 @@ def select_refs(frames: list[FrameRef], spec: str | None, argument: str = "--fra
     them ``source``'s frames, listed in ``where``."""
     n = len(frames)
     segments = list(dict.fromkeys(f.segment for f in frames))
-    clash = [s for s in segments if s in SPLIT_WORDS]
-    if clash:
-        raise ValueError(f"{where}: segment name {clash[0]!r} is reserved for the frame splits "
-                         f"({', '.join(SPLIT_WORDS)}); rename the segment")
+    _refuse_split_names(segments, where)
     if not spec:
         return list(frames)
     picked: set[int] = set()

@@ -123,9 +123,6 @@ class FitJob:
             raise ValueError(f"hmc_dir (--hmc-dir): recorded HMC views are fitted with target hmc, not {self.target}")
         if self.rig is not None and self.hmc_dir is None:
             raise ValueError("rig (--rig): a rig file goes with recorded HMC views (hmc_dir, --hmc-dir)")
-        if (self.fit.photometric or self.fit.hmc_pixels != "all") and self.target != "hmc":
-            raise ValueError(f"photometric, hmc_pixels (--photometric, --hmc-pixels): settings of HMC fits, not of "
-                             f"{self.target} targets")
         if self.target in TARGET_KINDS:  # the resolved lambda_L is what config.yaml records
             object.__setattr__(self, "fit", self.fit.for_target(self.target))
         if self.grid is not None:

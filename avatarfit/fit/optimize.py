@@ -36,6 +36,7 @@ from numbers import Integral, Real
 import torch
 
 from ..avatar import Avatar
+from ..data.layout import HMC_VIEWS
 from ..errors import ShapeError
 from ..render.renderer import FaceCache
 from ..eval.metrics import geometry_error, keypoint_distance, l1, psnr, ssim
@@ -153,11 +154,19 @@ class FitConfig:
 
     def for_target(self, kind: str) -> "FitConfig":
         """These settings with ``lambda_latent`` resolved for a target ``kind`` (``frontal``,
-        ``masked``, ``hmc``, ``keypoints``): unchanged when set, else the kind's default."""
-        if self.lambda_latent is not None:
-            return self
+        ``masked``, ``hmc``, ``keypoints``): unchanged when set, else the kind's default.
+
+        Raises:
+            ValueError: an unknown kind, or settings of HMC fits (the photometric model,
+                face pixels) for another kind.
+        """
         if kind not in DEFAULT_LAMBDA_LATENT:
             raise ValueError(f"kind: expected one of {', '.join(DEFAULT_LAMBDA_LATENT)}, got {kind!r}")
+        if (self.photometric or self.hmc_pixels != "all") and kind != "hmc":
+            raise ValueError(f"photometric, shading, hmc_pixels (--photometric, --shading, --hmc-pixels): settings "
+                             f"of HMC fits, not of {kind} targets")
+        if self.lambda_latent is not None:
+            return self
         return dataclasses.replace(self, lambda_latent=DEFAULT_LAMBDA_LATENT[kind])
 
 
@@ -359,6 +368,15 @@ def _photometric(pred: torch.Tensor, image: torch.Tensor, scored: torch.Tensor |
     return out, coef
 
 
+def _photometric_prediction(avatar: Avatar, target: HMCTarget, z: torch.Tensor, config: "FitConfig",
+                            scored: torch.Tensor | None, pose=None, cache: FaceCache | None = None):
+    """The target's HMC views of ``z`` through the photometric model (with shading when
+    ``config.shading``): ``(pred (B, C, 1, H, W), coefficients (B, C, 2 or 5), verts_n)``."""
+    out = _render_hmc(avatar, target, z, pose, cache, config.antialias, normals=config.shading)
+    pred, coef = _photometric(out.image, target.views, scored, out.normals)
+    return pred, coef, out.verts
+
+
 def _data_term(avatar: Avatar, target, pred: torch.Tensor, scored: torch.Tensor | None = None) -> torch.Tensor:
     """D per frame: ``(B,)``; ``scored``: the HMC pixels scored (:func:`_scored_hmc`;
     default the target's ``valid`` mask)."""
@@ -403,8 +421,6 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
         raise ValueError(f"fit_headset: only HMC targets have a headset pose, not {target.kind} targets")
     if config.smoothness > 0 and previous is None:
         raise ValueError("smoothness: needs the previous frames' codes (previous=...)")
-    if (config.photometric or config.hmc_pixels != "all") and not isinstance(target, HMCTarget):
-        raise ValueError(f"photometric, hmc_pixels: settings of HMC fits, not of {target.kind} targets")
     device = avatar.vert_mean.device
     elsewhere = sorted(str(d) for d in target.devices() if d != device)
     if elsewhere:
@@ -458,8 +474,7 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
         counts = face.flatten(2).sum(-1)  # (B, C)
         few = (counts < MIN_FACE_PIXELS).nonzero().tolist()
         if few:
-            views = ("left_eye", "right_eye", "mouth")
-            where = ", ".join(f"{target.names[b]} {views[v] if v < 3 else v}" for b, v in few[:4])
+            where = ", ".join(f"{target.names[b]} {HMC_VIEWS[v] if v < len(HMC_VIEWS) else v}" for b, v in few[:4])
             raise ValueError(f"hmc_pixels 'face': the starting face covers fewer than {MIN_FACE_PIXELS} pixels of "
                              f"{len(few)} view(s) ({where}): is the headset pose right (the rig's nominal pose, or "
                              "the frame's _headset.txt)? Fit those with hmc_pixels 'all', or fix the pose")
@@ -490,13 +505,10 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
         pose = None
         if aa is not None:
             pose = params_to_pose(aa, tt) if rows is None else params_to_pose(aa[rows], tt[rows])
-        if config.photometric and config.shading:
-            out = _render_hmc(avatar, sub_target, zz, pose, cache, config.antialias, normals=True)
-            pred = _photometric(out.image, sub_target.views, sub_scored, out.normals)[0]
+        if config.photometric:
+            pred = _photometric_prediction(avatar, sub_target, zz, config, sub_scored, pose, cache)[0]
         else:
             pred, _ = _predict(avatar, sub_target, zz, pose, cache, config.antialias)
-            if config.photometric:
-                pred = _photometric(pred, sub_target.views, sub_scored)[0]
         data = _data_term(avatar, sub_target, pred, sub_scored)
         total = data
         if config.lambda_latent > 0:
@@ -567,12 +579,8 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
     with torch.no_grad():
         coef = None
         if config.photometric:
-            shade = config.shading
-            out = _render_hmc(avatar, target, best_z, pose, antialias=config.antialias, normals=shade)
-            first = _render_hmc(avatar, target, z0, antialias=config.antialias, normals=shade)
-            verts_n = out.verts
-            pred, coef = _photometric(out.image, target.views, scored, out.normals)
-            init_pred = _photometric(first.image, target.views, scored, first.normals)[0]
+            pred, coef, verts_n = _photometric_prediction(avatar, target, best_z, config, scored, pose)
+            init_pred = _photometric_prediction(avatar, target, z0, config, scored)[0]
         else:
             pred, verts_n = _predict(avatar, target, best_z, pose, antialias=config.antialias)
             init_pred, _ = _predict(avatar, target, z0, antialias=config.antialias)

@@ -60,7 +60,6 @@ class RecordedHmc:
             raise FileNotFoundError(f"--hmc-dir {root}: no recorded frame in {hmc} (expected "
                                     f"{hmc}/SEG/{HMC_VIEWS[0]}/FRAME.png)")
         self._frames = frames
-        self._known = {(f.segment, f.frame) for f in frames}
         first = frames[0]
         self.image_size = png_size(self.layout.hmc_view(first.segment, HMC_VIEWS[0], first.frame))
         self.rig_path = Path(rig) if rig is not None else self.layout.hmc_rig
@@ -76,9 +75,6 @@ class RecordedHmc:
     def frames(self) -> list[FrameRef]:
         """Recorded frames (those with a ``left_eye`` image), segments and frames in natural order."""
         return list(self._frames)
-
-    def has(self, ref: FrameRef) -> bool:
-        return (ref.segment, ref.frame) in self._known
 
     def check(self, refs: list[FrameRef]) -> None:
         """Raise :class:`FormatError` naming the first missing or wrongly sized image of

@@ -17,8 +17,10 @@ from typing import Sequence
 
 import torch
 
+from .._io import png_size
 from ..data.capture import Capture, FrameRef
 from ..data.keypoints import normalise_keypoints
+from ..data.layout import HMC_VIEWS, Layout
 from ..synth.hmc import HmcConfig, SyntheticHmc
 from .pose import perturb_headset
 from .recorded import RecordedHmc, prepare_views
@@ -234,9 +236,6 @@ def _observed_size(record: dict | None, capture: Capture | None) -> tuple[int, i
     if isinstance(hmc, dict) and isinstance(hmc.get("views_size"), (list, tuple)):
         return tuple(int(x) for x in hmc["views_size"])
     if record.get("source") == "files":
-        from .._io import png_size
-        from ..data.layout import HMC_VIEWS, Layout
-
         root = record.get("hmc_dir") or (capture.root if capture is not None else None)
         if root is not None:
             first = next(Layout(Path(root)).hmc_dir.glob(f"*/{HMC_VIEWS[0]}/*.png"), None)
