@@ -88,17 +88,23 @@ class KptEncoderConfig:
         blocks: residual blocks (paper: 4).
         features: size of the context h (paper: 1024).
         dropout: dropout probability inside the blocks.
+        normalise: ``none`` (the keypoints as observed, in [-1, 1] of the image) or
+            ``eyes`` (translation, roll and scale of the head removed by the eyes' frame,
+            :func:`~avatarfit.models.kpt_encoder.align_keypoints`).
     """
 
     hidden: int = 256
     blocks: int = 4
     features: int = 128
     dropout: float = 0.1
+    normalise: str = "none"
 
     def __post_init__(self) -> None:
         _positive(self, "hidden", "blocks", "features")
         if not 0 <= self.dropout < 1:
             raise ValueError(f"KptEncoderConfig.dropout: expected a value in [0, 1), got {self.dropout}")
+        if self.normalise not in ("none", "eyes"):
+            raise ValueError(f"KptEncoderConfig.normalise: expected 'none' or 'eyes', got {self.normalise!r}")
 
 
 @dataclass(frozen=True)

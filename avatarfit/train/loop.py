@@ -1,7 +1,8 @@
 """The training loop behind ``avatarfit train``.
 
 A run folder holds ``config.yaml`` (the resolved config), ``last.pt`` (every
-``checkpoint_every`` steps and at the end), ``best.pt`` (lowest validation loss),
+``checkpoint_every`` steps and at the end), ``best.pt`` (the best validation evaluation: lowest
+loss, or highest prior R^2, ``train.select``),
 ``avatar.pt`` (the best weights as a self-contained :class:`~avatarfit.avatar.Avatar`),
 ``metrics.yaml`` and TensorBoard logs in ``tb/``. Batches and noise are functions of
 ``(seed, step)`` and the optimiser state is checkpointed, so ``--resume`` continues
@@ -272,11 +273,14 @@ def _build(config: TrainConfig, cap: Capture, payload: dict | None, info: DistIn
         model.freeze_dam()
     objective = Objective(model, data, config).to(info.device)
     optimizer = build_optimizer(objective, cfg.lr)
-    state = {"best_loss": math.inf, "best_step": 0, "psnr": math.nan, "psnr_face": math.nan, "seconds": 0.0}
+    state = {"best_loss": math.inf, "best_score": math.inf, "best_step": 0, "psnr": math.nan, "psnr_face": math.nan,
+             "seconds": 0.0}
     start = 0
     if payload is not None:
         optimizer.load_state_dict(payload["optimizer"])
         start, state = int(payload["step"]), dict(payload["state"])
+        # Checkpoints written before train.select chose by the validation loss.
+        state.setdefault("best_score", state["best_loss"] if config.selection == "loss" else math.inf)
     return _Run(config, model, data, objective, optimizer, state, start)
 
 
@@ -323,7 +327,7 @@ def _log_terms(writer, terms: dict[str, torch.Tensor], lr: float, step: int) -> 
 
 
 def _evaluate(run: _Run, writer, step: int, info: DistInfo) -> bool:
-    """Validation-frame evaluation at ``step``; returns whether the validation loss improved."""
+    """Validation-frame evaluation at ``step``; returns whether its score (``train.select``) improved."""
     _broadcast_buffers(run.objective, info)
     ev = evaluate(run.objective, run.data, info.device, max(2, run.config.train.batch // info.world))
     run.state["psnr"], run.state["psnr_face"] = ev["psnr"], ev["psnr_face"]
@@ -341,8 +345,10 @@ def _evaluate(run: _Run, writer, step: int, info: DistInfo) -> bool:
                 writer.add_scalar(f"prior/r2_{split}", ev[f"prior_r2_{split}"], step)
         writer.add_image("validation/photo_render_error", ev["grid"], step)
         writer.add_scalar("data/cache_mb", run.data.cache_bytes / 2**20, step)
-    if ev["loss"] < run.state["best_loss"]:
-        run.state["best_loss"], run.state["best_step"] = ev["loss"], step
+    # Lower is better: the validation loss, or minus the prior's R^2 (train.select).
+    score = ev["loss"] if run.config.selection == "loss" else -ev["prior_r2_validation"]
+    if score < run.state["best_score"]:
+        run.state["best_loss"], run.state["best_score"], run.state["best_step"] = ev["loss"], score, step
         return True
     return False
 
@@ -434,7 +440,7 @@ def _finish(run: _Run, out: Path, step: int, stopped: str, info: DistInfo) -> Tr
                          state["seconds"], state.get("initial_psnr", math.nan), state.get("initial_psnr_face", math.nan))
     if info.main:
         metrics = {"steps": step, "stopped": stopped, "best_validation_loss": state["best_loss"],
-                   "best_step": state["best_step"], "validation_psnr_frontal": state["psnr"],
+                   "best_step": state["best_step"], "selected_by": run.config.selection, "validation_psnr_frontal": state["psnr"],
                    "validation_psnr_frontal_face": state["psnr_face"],
                    "initial_psnr_frontal": state.get("initial_psnr", math.nan),
                    "initial_psnr_frontal_face": state.get("initial_psnr_face", math.nan),

@@ -7,7 +7,8 @@
   deviation; summed over the frame's views, averaged over frames;
 - L_G: squared error of the decoded normalised vertices;
 - L_L: the variant's latent term (see :mod:`avatarfit.models.catalog`), and H the
-  entropy of the predicted prior (keypoint setting). Both are sums over the L latent
+  entropy of the predicted prior in the decoder's latent space (keypoint setting; see
+  :meth:`Objective.prior_entropy`). Both are sums over the L latent
   dimensions per frame, averaged over frames, and with ``loss.latent_reduction: mean``
   also divided by L (see :class:`~avatarfit.train.config.LossConfig`).
 """
@@ -119,6 +120,24 @@ class Objective(nn.Module):
             raise ValueError(f"latent_loss: unknown kind {kind!r}")
         return per.mean() * self.latent_scale
 
+    def prior_entropy(self, c: dict) -> torch.Tensor:
+        """Entropy of the prior in the decoder's latent space, per frame ``(B,)``.
+
+        For a Gaussian prior it is ``H(N(mu_p, sigma_p))``. A conditional flow's prior is
+        ``N(mu_p, sigma_p)`` pushed through ``F^-1``, whose entropy is
+        ``H(N(mu_p, sigma_p)) - E[log |det dF/dz_q|]``; the expectation is taken at the
+        frame's code z (held constant, so the penalty does not move the encoder Q). Penalising
+        the Gaussian's entropy alone would reward the flow for shrinking its output space: a
+        factor s on F costs nothing in -log p (sigma_p and the log-determinant move
+        together) but lowers H(N) by L log s without bound.
+        """
+        params: PriorParams = c["params"]
+        entropy = gaussian_entropy(params.log_sigma)
+        flow = self.model.prior.flow
+        if flow is not None:
+            entropy = entropy - flow(c["z"].detach(), params.h)[1]
+        return entropy
+
     def render(self, z: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Decode ``z (B, L)`` and render it in the batch's cameras (:meth:`Avatar.render_views`).
 
@@ -150,7 +169,7 @@ class Objective(nn.Module):
         terms["latent"] = self.latent_term(c)
         params: PriorParams = c["params"]
         if self.model.conditional:
-            terms["entropy"] = gaussian_entropy(params.log_sigma).mean() * self.latent_scale
+            terms["entropy"] = self.prior_entropy(c).mean() * self.latent_scale
         total = self.w_latent * terms["latent"] + self.w_entropy * terms["entropy"]
         if self.variant.latent_loss != "regress":  # DAM-HMC-Reg's decoder is frozen: no image terms
             total = total + self.w_image * terms["image"] + self.w_geometry * terms["geometry"]

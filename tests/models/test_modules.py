@@ -74,6 +74,52 @@ def test_kpt_encoder():
         enc(torch.rand(5, 68, 2))
 
 
+def _similar(kp: torch.Tensor, angle: float, scale: float, shift: tuple[float, float]) -> torch.Tensor:
+    c, s = torch.cos(torch.tensor(angle)), torch.sin(torch.tensor(angle))
+    rot = torch.stack([torch.stack([c, -s]), torch.stack([s, c])])
+    return kp @ rot.T * scale + torch.tensor(shift)
+
+
+def test_aligned_keypoints_ignore_the_head_s_translation_roll_and_scale_but_not_the_expression():
+    from avatarfit.models.kpt_encoder import align_keypoints
+
+    g = torch.Generator().manual_seed(0)
+    face = torch.rand(1, 274, 2, generator=g) * 0.6 - 0.3
+    face[:, 36:42] += torch.tensor([-0.2, 0.0])  # two eyes apart
+    face[:, 42:48] += torch.tensor([0.2, 0.0])
+    moved = _similar(face, 0.15, 1.3, (0.1, -0.05))
+    torch.testing.assert_close(align_keypoints(moved), align_keypoints(face), atol=1e-5, rtol=1e-5)
+    mouth = face.clone()
+    mouth[:, 48:68, 1] += 0.05  # the jaw opens: the aligned mouth moves, the eyes do not
+    diff = (align_keypoints(mouth) - align_keypoints(face)).abs()
+    assert float(diff[:, 48:68].min()) > 0.01 and float(diff[:, :48].max()) < 1e-6
+    a = align_keypoints(face)[0]
+    left, right = a[36:42].mean(0), a[42:48].mean(0)
+    torch.testing.assert_close(torch.stack([left, right]), torch.tensor([[-0.5, 0.0], [0.5, 0.0]]),
+                               atol=1e-5, rtol=0)
+    hidden = face.clone()
+    hidden[:, 100] = 0  # hidden keypoints stay 0 and do not move the frame
+    hidden_moved = _similar(hidden, 0.15, 1.3, (0.1, -0.05))
+    hidden_moved[:, 100] = 0
+    out = align_keypoints(hidden_moved)
+    assert float(out[0, 100].abs().max()) == 0
+    torch.testing.assert_close(out, align_keypoints(hidden), atol=1e-5, rtol=1e-5)
+    blind = face.clone()
+    blind[:, 36:42] = 0  # an eye fully hidden: no frame to align to, the input unchanged
+    torch.testing.assert_close(align_keypoints(blind), blind)
+
+
+def test_kpt_encoder_normalise_option():
+    enc = KptEncoder(KptEncoderConfig(hidden=32, blocks=2, features=16, dropout=0.0, normalise="eyes"), latent=8)
+    enc.eval()
+    face = torch.rand(3, 274, 2) * 0.6 - 0.3
+    face[:, 36:42, 0] -= 0.2
+    face[:, 42:48, 0] += 0.2
+    torch.testing.assert_close(enc(_similar(face, -0.1, 0.8, (0.05, 0.02)))[0], enc(face)[0], atol=1e-5, rtol=1e-5)
+    with pytest.raises(ValueError, match="KptEncoderConfig.normalise"):
+        KptEncoderConfig(normalise="procrustes")
+
+
 def test_flow_config_validation():
     with pytest.raises(ValueError, match="layers"):
         FlowConfig(layers=0)

@@ -108,3 +108,37 @@ def test_a_cosine_run_resumes_only_with_its_own_length(tiny_capture, tmp_path):
     resumed = train(tiny_config("dam", steps=3, lr_schedule="cosine"), tiny_capture, tmp_path / "c", resume=True,
                     progress=False)
     assert resumed.steps == 3
+
+
+@pytest.mark.parametrize("select, best", [("loss", 4), ("prior_r2", 2), ("auto", 2)])
+def test_best_checkpoint_is_chosen_by_train_select(select, best, tiny_capture, dam_run, tmp_path, monkeypatch):
+    """A regressing prior whose validation loss keeps falling while its R^2 peaks at step 2:
+    ``loss`` keeps the last evaluation, ``prior_r2`` (and ``auto`` for DAM-HMC-Reg) the peak."""
+    import avatarfit.train.loop as loop
+
+    real, calls = loop.evaluate, []
+
+    def scripted(objective, data, device, batch):
+        out = real(objective, data, device, batch)
+        calls.append(len(calls))
+        step = len(calls) - 1  # 0: the untrained model's baseline
+        out["loss"] = 10.0 - step
+        out["prior_r2_validation"] = {1: 0.2, 2: 0.6, 3: 0.4, 4: 0.3}.get(step, -1.0)
+        return out
+
+    monkeypatch.setattr(loop, "evaluate", scripted)
+    config = tiny_config("dam_hmc_reg", steps=4, eval_every=1, pretrained=str(dam_run), select=select)
+    result = train(config, tiny_capture, tmp_path / "r", progress=False)
+    assert result.best_step == best
+    assert load_checkpoint(tmp_path / "r" / "best.pt")["step"] == best
+    metrics = yaml.safe_load((tmp_path / "r" / "metrics.yaml").read_text())
+    assert metrics["selected_by"] == ("prior_r2" if select == "auto" else select)
+
+
+def test_prior_r2_selection_needs_a_conditional_prior_and_an_encoder():
+    for variant, condition in (("dam", "hmc"), ("dam_hmc_enc", "hmc")):
+        with pytest.raises(ValueError, match="train.select: prior_r2"):
+            tiny_config(variant, condition, select="prior_r2")
+    with pytest.raises(ValueError, match="train.select: expected one of"):
+        tiny_config("dam", select="r2")
+    assert tiny_config("lip_flow", "kpt").selection == "loss"
