@@ -28,17 +28,19 @@ __all__ = ["DEMO_SYNTH", "DEMO_TRAIN", "DEMO_MODELS", "DemoResult", "run_demo", 
 #: The demo capture (``avatarfit synth`` settings; ``subject`` and ``seed`` come from the command).
 DEMO_SYNTH = {"segments": 3, "frames": 24, "cameras": 6, "image_size": (128, 96), "texture_size": 128}
 
-#: Training settings shared by the demo's models (``configs/train/small.yaml`` with a higher
-#: learning rate, a time budget instead of a step count, and 10% of the frames for validation, 10% for test).
+#: Training settings shared by the demo's models (``configs/train/small.yaml``: a cosine
+#: learning rate from 1e-3, gradient clipping, lambda_G 10; the steps per model instead of its
+#: step count, a time budget, and 10% of the frames for validation, 10% for test).
 DEMO_TRAIN = {
     "model": {"dam": {"latent": 64, "texture_size": 128, "channels": [16, 32, 64, 64, 64], "geometry_hidden": 256,
                       "view_features": 8},
               "hmc": {"input_size": [60, 80], "channels": [16, 32, 64, 64], "features": 128},
               "flow": {"layers": 4, "hidden": 128, "blocks_per_layer": 2, "batch_norm": True, "dropout": 0.0}},
     "data": {"views_per_frame": 2, "validation": 0.1, "test": 0.1, "hmc_source": "memory", "hmc": {"views_size": [120, 160]}},
-    "loss": {"image": 10.0, "geometry": 1.0},
+    "loss": {"image": 10.0, "geometry": 10.0},
     "train": {"batch": 4, "lr": 0.001, "steps": 100000, "patience": 100000, "eval_every": 100, "log_every": 25,
-              "checkpoint_every": 100, "max_minutes": 8.0},
+              "checkpoint_every": 100, "max_minutes": 8.0, "lr_schedule": "cosine", "lr_final": 0.05,
+              "grad_clip": 10.0},
 }
 
 #: ``name -> (label, model settings, lambda_L (seed 003, H.1), training steps)`` of the demo's
