@@ -73,7 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.required = True
 
     demo = sub.add_parser("demo", help="train a small DAM and LiP-Flow-HMC on a synthetic subject and fit both to "
-                          "head-mounted-camera views (about 6 minutes on 2 CPU cores; cached)",
+                          "head-mounted-camera views (3-7 minutes on 2 CPU cores; cached)",
                           description="The library's main job end to end, offline: generate a small synthetic capture, "
                           "train a DAM and a LiP-Flow-HMC on it side by side (900 and 750 steps), fit both to the clean "
                           "synthetic HMC views of its test frames, and print frontal PSNR and geometry "

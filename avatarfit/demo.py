@@ -2,7 +2,7 @@
 
 1. a small synthetic capture (3 segments x 24 frames, 6 cameras, 128x96);
 2. a DAM and a LiP-Flow-HMC trained on it side by side for a fixed number of steps (900
-   and 750: about 4.5 minutes each on 2 cores; one process per model, one thread each, which
+   and 750: 2.5-4.5 minutes each on 2 cores; one process per model, one thread each, which
    on a 2-core CPU is faster than one after the other), each capped at ``minutes`` so that
    a slow machine still finishes (then with fewer steps, which it says);
 3. HMC targets of the test frames (clean synthetic head-mounted views);
