@@ -473,8 +473,9 @@ def _cmd_train(args) -> None:
                    progress=not args.no_progress)
     why = {"steps": "step budget reached", "early": "stopped early (no validation improvement)",
            "time": "time budget reached"}.get(result.stopped, result.stopped)
-    print(f"{why} after {result.steps} steps ({result.seconds / 60:.1f} min): best validation loss "
-          f"{result.best_loss:.4f} at step {result.best_step}; validation frontal PSNR {result.psnr:.2f} dB "
+    best = (f"best validation loss {result.best_loss:.4f} at step {result.best_step}" if result.selected_by == "loss"
+            else f"best prior R^2 on validation frames at step {result.best_step} (validation loss {result.best_loss:.4f})")
+    print(f"{why} after {result.steps} steps ({result.seconds / 60:.1f} min): {best}; validation frontal PSNR {result.psnr:.2f} dB "
           f"(face pixels {result.psnr_face:.2f} dB; untrained {result.initial_psnr:.2f} / {result.initial_psnr_face:.2f} dB); "
           f"run folder {result.out} (tensorboard --logdir {result.out / 'tb'})")
 

@@ -27,8 +27,8 @@ def align_keypoints(keypoints: torch.Tensor) -> torch.Tensor:
         keypoints: ``(B, 274, 2)`` as :class:`KptEncoder` takes them (hidden ones at 0).
 
     Returns:
-        ``(B, 274, 2)``, hidden keypoints still 0; a frame with an eye fully hidden is
-        returned unchanged.
+        ``(B, 274, 2)``, hidden keypoints still 0; a frame with a hidden eye landmark
+        (36-47) is returned unchanged (its eye's centre would move with what is hidden).
     """
     check_shape("keypoints", keypoints, (None, NUM_KEYPOINTS, 2))
     visible = keypoints.ne(0).any(-1, keepdim=True).to(keypoints.dtype)  # (B, K, 1)
@@ -37,7 +37,7 @@ def align_keypoints(keypoints: torch.Tensor) -> torch.Tensor:
         w = visible[:, eye]
         n = w.sum(1)  # (B, 1)
         centres.append((keypoints[:, eye] * w).sum(1) / n.clamp_min(1))
-        seen.append(n[:, 0] > 0)
+        seen.append(n[:, 0] == eye.stop - eye.start)  # an eye's centre from all its landmarks
     axis = centres[1] - centres[0]  # (B, 2)
     distance = axis.norm(dim=-1, keepdim=True)  # (B, 1)
     ok = seen[0] & seen[1] & (distance[:, 0] > 1e-6)

@@ -128,8 +128,8 @@ class ScheduleConfig:
         batch: frames per step over all processes (paper: 16).
         lr: Adam learning rate (paper: 5e-4).
         steps: maximum steps (paper: 200k).
-        patience: stop when the validation loss has not improved for this many steps
-            (paper: 20k).
+        patience: stop when the validation score (see ``select``) has not improved for
+            this many steps (paper: 20k).
         eval_every: steps between validation evaluations (and best checkpoints).
         log_every: steps between TensorBoard scalars.
         checkpoint_every: steps between ``last.pt`` checkpoints.
@@ -152,9 +152,11 @@ class ScheduleConfig:
             validation frames), ``prior_r2`` (the R^2 of the prior's mean against the DAM
             encoder's codes of the validation frames: variants with a conditional prior and
             an encoder Q), or ``auto``: ``prior_r2`` for DAM-*-Reg, whose only trained part is
-            the prior (its regression likelihood keeps falling as sigma_p shrinks, also
-            while the mean stops improving: measured on proc101, the lowest validation NLL
-            at step 1000 had R^2 0.44, the last step 0.49), ``loss`` for the others.
+            the prior (its validation NLL worsens as sigma_p shrinks while the mean's R^2
+            still improves: measured on proc101, the lowest validation NLL, at step 1000, had
+            R^2 0.44, the last step 0.49), ``loss`` for the others. With fewer than two
+            validation frames there is no R^2: ``auto`` then chooses by the loss, an explicit
+            ``prior_r2`` is refused.
     """
 
     batch: int = 4

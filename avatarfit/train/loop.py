@@ -43,9 +43,10 @@ RESUMABLE = ("steps", "patience", "max_minutes", "eval_every", "log_every", "che
 @dataclass(frozen=True)
 class TrainResult:
     """Outcome of a run: folder, steps done, why it stopped (``steps``, ``early`` or
-    ``time``), the best validation loss and its step, the validation frontal PSNR (whole image
-    and face pixels, dB) at the last evaluation, seconds spent training, and the PSNR
-    of the untrained model (about the mean avatar) for comparison."""
+    ``time``), the best evaluation's validation loss and step, the validation frontal PSNR
+    (whole image and face pixels, dB) at the last evaluation, seconds spent training, the
+    PSNR of the untrained model (about the mean avatar) for comparison, and what chose the
+    best evaluation (``loss`` or ``prior_r2``, :attr:`TrainConfig.selection`)."""
 
     out: Path
     steps: int
@@ -57,6 +58,7 @@ class TrainResult:
     seconds: float
     initial_psnr: float = math.nan
     initial_psnr_face: float = math.nan
+    selected_by: str = "loss"
 
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
@@ -248,6 +250,21 @@ class _Run:
     optimizer: torch.optim.Optimizer
     state: dict
     start: int
+    #: ``loss`` or ``prior_r2``: what chooses the best evaluation (see :func:`_selection`).
+    selection: str = "loss"
+
+
+def _selection(config: TrainConfig, data: TrainingData) -> str:
+    """:attr:`TrainConfig.selection`, or ``loss`` where ``auto`` asked for the prior's R^2
+    and fewer than two validation frames give none; an explicit ``prior_r2`` then raises."""
+    selection = config.selection
+    if selection == "prior_r2" and len(data.validation_frames) < 2:
+        if config.train.select == "prior_r2":
+            raise ValueError(f"train.select: prior_r2 needs at least 2 validation frames for an R^2, the split gives "
+                             f"{len(data.validation_frames)} (data.validation {config.data.validation}); raise "
+                             f"data.validation or use train.select: loss")
+        selection = "loss"
+    return selection
 
 
 def build_optimizer(objective: torch.nn.Module, lr: float) -> torch.optim.Optimizer:
@@ -279,9 +296,11 @@ def _build(config: TrainConfig, cap: Capture, payload: dict | None, info: DistIn
     if payload is not None:
         optimizer.load_state_dict(payload["optimizer"])
         start, state = int(payload["step"]), dict(payload["state"])
+    selection = _selection(config, data)
+    if payload is not None:
         # Checkpoints written before train.select chose by the validation loss.
-        state.setdefault("best_score", state["best_loss"] if config.selection == "loss" else math.inf)
-    return _Run(config, model, data, objective, optimizer, state, start)
+        state.setdefault("best_score", state["best_loss"] if selection == "loss" else math.inf)
+    return _Run(config, model, data, objective, optimizer, state, start, selection)
 
 
 def _initialise(run: _Run, info: DistInfo) -> None:
@@ -345,9 +364,12 @@ def _evaluate(run: _Run, writer, step: int, info: DistInfo) -> bool:
                 writer.add_scalar(f"prior/r2_{split}", ev[f"prior_r2_{split}"], step)
         writer.add_image("validation/photo_render_error", ev["grid"], step)
         writer.add_scalar("data/cache_mb", run.data.cache_bytes / 2**20, step)
-    # Lower is better: the validation loss, or minus the prior's R^2 (train.select).
-    score = ev["loss"] if run.config.selection == "loss" else -ev["prior_r2_validation"]
-    if score < run.state["best_score"]:
+    # Lower is better: the validation loss, or minus the prior's R^2 (train.select). A
+    # non-finite score is the worst; the first evaluation is kept whatever it scores, so a
+    # run always has a best checkpoint and avatar file.
+    score = ev["loss"] if run.selection == "loss" else -ev["prior_r2_validation"]
+    score = score if math.isfinite(score) else math.inf
+    if score < run.state["best_score"] or not math.isfinite(run.state["best_loss"]):
         run.state["best_loss"], run.state["best_score"], run.state["best_step"] = ev["loss"], score, step
         return True
     return False
@@ -417,7 +439,8 @@ def _train(config: TrainConfig, cap: Capture, out: Path, payload: dict | None, i
             checkpoint("best.pt", step)
             if info.main:  # the self-contained avatar of the best weights, for fitting
                 avatar = run.data.avatar(run.model)
-                avatar.info.update(run=str(out), step=step, validation_loss=run.state["best_loss"])
+                avatar.info.update(run=str(out), step=step, validation_loss=run.state["best_loss"],
+                                   selected_by=run.selection)
                 avatar.save(out / AVATAR_FILE)
         stopped = _agree(_stop_reason(run, step, improved, evaluated), info)
         if stopped != "steps" or step % cfg.checkpoint_every == 0 or step == cfg.steps:
@@ -437,10 +460,13 @@ def _finish(run: _Run, out: Path, step: int, stopped: str, info: DistInfo) -> Tr
     """The run's result, and ``metrics.yaml`` (main process)."""
     state = run.state
     result = TrainResult(out, step, stopped, state["best_loss"], state["best_step"], state["psnr"], state["psnr_face"],
-                         state["seconds"], state.get("initial_psnr", math.nan), state.get("initial_psnr_face", math.nan))
+                         state["seconds"], state.get("initial_psnr", math.nan), state.get("initial_psnr_face", math.nan),
+                         run.selection)
     if info.main:
         metrics = {"steps": step, "stopped": stopped, "best_validation_loss": state["best_loss"],
-                   "best_step": state["best_step"], "selected_by": run.config.selection, "validation_psnr_frontal": state["psnr"],
+                   "best_step": state["best_step"], "selected_by": run.selection,
+                   "best_validation_prior_r2": -state["best_score"] if run.selection == "prior_r2" else None,
+                   "validation_psnr_frontal": state["psnr"],
                    "validation_psnr_frontal_face": state["psnr_face"],
                    "initial_psnr_frontal": state.get("initial_psnr", math.nan),
                    "initial_psnr_frontal_face": state.get("initial_psnr_face", math.nan),

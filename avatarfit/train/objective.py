@@ -1,6 +1,6 @@
 """The training objective of every variant, as one module (so DDP sees one forward).
 
-``L = sum_v lambda_I L_I + lambda_G L_G + lambda_L L_L [+ lambda_E H(N(mu_p, sigma_p))]``
+``L = sum_v lambda_I L_I + lambda_G L_G + lambda_L L_L [+ lambda_E H(p(z_q | observation))]``
 
 - L_I: squared error between the rendering of the decoded avatar and the photo, over
   the face pixels (the tracked mesh's coverage), in units of the texture standard
@@ -94,6 +94,8 @@ class Objective(nn.Module):
             out["z"] = out["mu_q"] + torch.exp(out["log_sigma_q"]) * noise
         else:  # the prior encoder is the encoder (DAM-HMC-Enc), or DAM-HMC-Reg decodes its mean
             out["z"] = params.mu + params.sigma * noise
+        if model.prior.flow is not None:  # F(z_q; h) and its log-determinant, once per step
+            out["flow"] = model.prior.flow(out["z"], params.h)
         return out
 
     def latent_term(self, c: dict) -> torch.Tensor:
@@ -109,7 +111,8 @@ class Objective(nn.Module):
             # Not beta-weighted: the flow's log-determinant is not, and down-weighting the
             # density against it lets the flow expand without bound (measured: the prior
             # mean mapped back through F^-1 exploded within 1000 steps).
-            per = -self.model.prior.log_prob(c["z"], params)
+            zp, logdet = c["flow"] if "flow" in c else self.model.prior.flow(c["z"], params.h)
+            per = -(gaussian_log_prob(zp, params.mu, params.log_sigma) + logdet)
         elif kind == "kl_p_normal":
             per = kl_normal(params.mu, params.log_sigma)
         elif kind == "regress":
@@ -121,21 +124,24 @@ class Objective(nn.Module):
         return per.mean() * self.latent_scale
 
     def prior_entropy(self, c: dict) -> torch.Tensor:
-        """Entropy of the prior in the decoder's latent space, per frame ``(B,)``.
+        """Entropy of the prior in the decoder's latent space, per frame: ``(B,)``.
 
-        For a Gaussian prior it is ``H(N(mu_p, sigma_p))``. A conditional flow's prior is
-        ``N(mu_p, sigma_p)`` pushed through ``F^-1``, whose entropy is
-        ``H(N(mu_p, sigma_p)) - E[log |det dF/dz_q|]``; the expectation is taken at the
-        frame's code z (held constant, so the penalty does not move the encoder Q). Penalising
-        the Gaussian's entropy alone would reward the flow for shrinking its output space: a
-        factor s on F costs nothing in -log p (sigma_p and the log-determinant move
-        together) but lowers H(N) by L log s without bound.
+        ``c`` is :meth:`codes`' output: ``params`` (``mu``, ``log_sigma (B, L)``, ``h (B, D)``)
+        and, for a flow prior, ``flow`` = ``(F(z), log |det dF/dz_q| (B,))`` at the codes
+        ``z (B, L)``. For a Gaussian prior this is ``H(N(mu_p, sigma_p))``. A conditional
+        flow's prior is ``N(mu_p, sigma_p)`` pushed through ``F^-1``, whose entropy is
+        ``H(N(mu_p, sigma_p)) - E[log |det dF/dz_q|]``: the flows here (ActNorm, LU-linear,
+        additive coupling) have a log-determinant that depends on neither z nor h, so the
+        one at the frame's code is the expectation. Penalising the Gaussian's entropy alone
+        would reward the flow for shrinking its output space: a factor s on F costs nothing
+        in -log p (sigma_p and the log-determinant move together) but lowers H(N) by L log s
+        without bound.
         """
         params: PriorParams = c["params"]
         entropy = gaussian_entropy(params.log_sigma)
-        flow = self.model.prior.flow
-        if flow is not None:
-            entropy = entropy - flow(c["z"].detach(), params.h)[1]
+        if self.model.prior.flow is not None:
+            logdet = c["flow"][1] if "flow" in c else self.model.prior.flow(c["z"], params.h)[1]
+            entropy = entropy - logdet
         return entropy
 
     def render(self, z: torch.Tensor, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -1,5 +1,6 @@
 """Resuming every variant, resuming with changed schedules, and why a run stops."""
 
+import dataclasses
 import socket
 
 import pytest
@@ -39,7 +40,7 @@ def test_every_variant_resumes_exactly(variant, condition, tiny_capture, dam_run
 def test_plain_resume_keeps_a_longer_schedule(tiny_capture, tmp_path, capsys):
     out = tmp_path / "run"
     base = ["train", "--capture", str(tiny_capture), "--out", str(out), "--no-progress"]
-    assert main(base + ["--config", "configs/train/small/dam_hmc.yaml"] + [f"--set={k}" for k in tiny_sets()] + ["--set=train.steps=2"]) == 0
+    assert main(base + ["--config", "configs/train/small/dam_hmc.yaml"] + [f"--set={k}" for k in tiny_sets()] + ["--set=train.steps=2", "--set=train.lr_schedule=constant"]) == 0
     # Extend the run: --resume with --set, no --config.
     assert main(base + ["--resume", "--set=train.steps=4"]) == 0
     assert yaml.safe_load((out / "config.yaml").read_text())["train"]["steps"] == 4
@@ -128,6 +129,7 @@ def test_best_checkpoint_is_chosen_by_train_select(select, best, tiny_capture, d
 
     monkeypatch.setattr(loop, "evaluate", scripted)
     config = tiny_config("dam_hmc_reg", steps=4, eval_every=1, pretrained=str(dam_run), select=select)
+    config = dataclasses.replace(config, data=dataclasses.replace(config.data, validation=0.67, test=0.0))
     result = train(config, tiny_capture, tmp_path / "r", progress=False)
     assert result.best_step == best
     assert load_checkpoint(tmp_path / "r" / "best.pt")["step"] == best
@@ -142,3 +144,29 @@ def test_prior_r2_selection_needs_a_conditional_prior_and_an_encoder():
     with pytest.raises(ValueError, match="train.select: expected one of"):
         tiny_config("dam", select="r2")
     assert tiny_config("lip_flow", "kpt").selection == "loss"
+
+
+def test_prior_r2_without_two_validation_frames(tiny_capture, dam_run, tmp_path):
+    """The tiny capture's split leaves one validation frame, so no R^2: ``auto`` chooses
+    DAM-HMC-Reg by the loss, an explicit ``prior_r2`` is refused by name."""
+    result = train(tiny_config("dam_hmc_reg", steps=2, pretrained=str(dam_run)), tiny_capture, tmp_path / "a",
+                   progress=False)
+    assert result.selected_by == "loss" and (tmp_path / "a" / "avatar.pt").is_file()
+    with pytest.raises(ValueError, match="train.select: prior_r2 needs at least 2 validation frames"):
+        train(tiny_config("dam_hmc_reg", steps=2, pretrained=str(dam_run), select="prior_r2"), tiny_capture,
+              tmp_path / "b", progress=False)
+
+
+def test_a_run_whose_scores_are_all_nan_still_keeps_its_first_evaluation(tiny_capture, tmp_path, monkeypatch):
+    import avatarfit.train.loop as loop
+
+    real = loop.evaluate
+
+    def nan_loss(*args):
+        out = real(*args)
+        out["loss"] = float("nan")
+        return out
+
+    monkeypatch.setattr(loop, "evaluate", nan_loss)
+    result = train(tiny_config("dam", steps=4, eval_every=2), tiny_capture, tmp_path / "r", progress=False)
+    assert result.best_step >= 2 and (tmp_path / "r" / "avatar.pt").is_file()
