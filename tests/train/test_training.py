@@ -125,7 +125,7 @@ def test_ddp_on_gloo_equals_one_process_with_the_same_global_batch(tiny_capture,
     """
     root = Path(__file__).resolve().parents[2]
     out = tmp_path / "ddp"
-    sets = tiny_sets() + ["train.batch=4"]
+    sets = tiny_sets() + ["train.batch=4", "train.lr_schedule=constant", "train.grad_clip=null"]
     _torchrun_train(root, tiny_capture, out, sets + ["train.steps=1"])
     ddp1 = load_checkpoint(out / "last.pt")
     assert ddp1["step"] == 1
