@@ -91,12 +91,14 @@ class Prior(nn.Module):
         """Prior parameters for ``observation`` (conditional priors) or for ``batch`` codes."""
         raise NotImplementedError
 
-    def log_prob(self, z: torch.Tensor, params: PriorParams) -> torch.Tensor:
-        """``log p(z_q)``: ``(B, L)`` -> ``(B,)``."""
+    def log_prob(self, z: torch.Tensor, params: PriorParams,
+                 flowed: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """``log p(z_q)``: ``(B, L)`` -> ``(B,)``. ``flowed``: ``(F(z), log |det dF/dz|)``,
+        ``(B, L)`` and ``(B,)``, when the caller already ran the flow on ``z``."""
         check_shape("z", z, (params.batch, self.latent))
         if self.flow is None:
             return gaussian_log_prob(z, params.mu, params.log_sigma)
-        zp, logdet = self.flow(z, params.h)
+        zp, logdet = flowed if flowed is not None else self.flow(z, params.h)
         return gaussian_log_prob(zp, params.mu, params.log_sigma) + logdet
 
     def mean(self, params: PriorParams) -> torch.Tensor:

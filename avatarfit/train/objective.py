@@ -111,8 +111,7 @@ class Objective(nn.Module):
             # Not beta-weighted: the flow's log-determinant is not, and down-weighting the
             # density against it lets the flow expand without bound (measured: the prior
             # mean mapped back through F^-1 exploded within 1000 steps).
-            zp, logdet = c["flow"] if "flow" in c else self.model.prior.flow(c["z"], params.h)
-            per = -(gaussian_log_prob(zp, params.mu, params.log_sigma) + logdet)
+            per = -self.model.prior.log_prob(c["z"], params, flowed=c.get("flow"))
         elif kind == "kl_p_normal":
             per = kl_normal(params.mu, params.log_sigma)
         elif kind == "regress":
