@@ -19,6 +19,7 @@ import torch
 
 from avatarfit.data.capture import Capture
 from avatarfit.render.mesh_ops import surface_points
+from avatarfit.synth.rig import landmark_groups
 
 CHIN, LOWER_LIP = 8, 57
 
@@ -32,7 +33,8 @@ def capture_motion(path: str) -> dict:
     lm = cap.landmarks
     faces = cap.topology.faces
     points = surface_points(torch.cat([mean, verts]), faces, lm.faces, lm.bary)  # (1 + N, 68, 3)
-    iod = float((points[0, 36:42].mean(0) - points[0, 42:48].mean(0)).norm())
+    g = landmark_groups(points[0])
+    iod = float((g["eye_left"] - g["eye_right"]).norm())
     dist = (verts - mean).norm(dim=-1)  # (N, V)
     travel = (points[1:] - points[:1]).norm(dim=-1)  # (N, 68)
     by_segment = defaultdict(list)
