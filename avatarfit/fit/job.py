@@ -323,22 +323,57 @@ def _write_config(out: Path, job: FitJob, config: FitConfig, avatar: Avatar, fra
 
 def _units(refs: list[FrameRef], batch: int, sequence: bool,
            group: Callable[[FrameRef], Any] | None = None) -> list[list[FrameRef]]:
-    """Batches of frames; in sequence mode chunks of one segment, in order. ``group``: a
-    batch holds consecutive frames of one value of it only (recorded frames with and without
-    ground truth, which is attached to a whole batch or not at all)."""
-    if sequence:  # each segment's frames together, in order
-        refs = [r for seg in dict.fromkeys(r.segment for r in refs) for r in refs if r.segment == seg]
-    runs: list[tuple[Any, list[FrameRef]]] = []
-    for r in refs:
-        key = (r.segment if sequence else None, group(r) if group is not None else None)
-        if runs and runs[-1][0] == key:
-            runs[-1][1].append(r)
-        else:
-            runs.append((key, [r]))
+    """Batches of frames. ``group``: a batch holds frames of one value of it only (recorded
+    frames with and without ground truth, which is attached to a whole batch or not at all).
+
+    In sequence mode a track is a run of one segment's consecutive frames of one group
+    value; a batch holds the next ``batch`` frames of up to ``batch`` tracks, which are
+    fitted in lockstep (:func:`~avatarfit.fit.sequence.fit_sequence`), track-major. A
+    segment's later tracks (where its group value changes) come in later waves, so every
+    segment is fitted in order."""
+    if not sequence:
+        runs: list[tuple[Any, list[FrameRef]]] = []
+        for r in refs:
+            key = group(r) if group is not None else None
+            if runs and runs[-1][0] == key:
+                runs[-1][1].append(r)
+            else:
+                runs.append((key, [r]))
+        return [frames[i:i + batch] for _, frames in runs for i in range(0, len(frames), batch)]
+    waves: list[list[tuple[Any, list[FrameRef]]]] = []  # wave w: the w-th track of every segment
+    for seg in dict.fromkeys(r.segment for r in refs):
+        tracks: list[tuple[Any, list[FrameRef]]] = []
+        for r in (r for r in refs if r.segment == seg):
+            key = group(r) if group is not None else None
+            if tracks and tracks[-1][0] == key:
+                tracks[-1][1].append(r)
+            else:
+                tracks.append((key, [r]))
+        for w, track in enumerate(tracks):
+            if w == len(waves):
+                waves.append([])
+            waves[w].append(track)
     units = []
-    for _, frames in runs:
-        units += [frames[i:i + batch] for i in range(0, len(frames), batch)]
+    for wave in waves:
+        for key in dict.fromkeys(k for k, _ in wave):
+            same = [frames for k, frames in wave if k == key]
+            for first in range(0, len(same), batch):
+                sets = same[first:first + batch]
+                for i in range(0, max(len(f) for f in sets), batch):
+                    units.append([r for frames in sets for r in frames[i:i + batch]])
     return units
+
+
+def _in_sequence_order(merged: dict[str, np.ndarray], refs: list[FrameRef]) -> dict[str, np.ndarray]:
+    """A sequence job's merged outputs (batches of several segments) in the frames' order:
+    segment by segment, each in order."""
+    order = [f"{r.segment}/{r.frame}" for seg in dict.fromkeys(r.segment for r in refs) for r in refs
+             if r.segment == seg]
+    where = {name: i for i, name in enumerate(order)}
+    perm = np.argsort([where[str(n)] for n in merged["names"]], kind="stable")
+    frames = len(merged["names"])
+    return {k: (v[:, perm] if k == "objective" else v[perm] if v.ndim and v.shape[0] == frames else v)
+            for k, v in merged.items()}
 
 
 def _fill_forward(curves: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -521,8 +556,8 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
         return _run_fit_job(job, Path(out), overwrite, progress, log)
     except torch.cuda.OutOfMemoryError:
         kept = sorted((Path(out) / "parts").glob("*.npz"))
-        where = "each frame is fitted alone in --sequence mode, but a batch's targets are built together" \
-            if job.sequence else f"the search and every batch fit {job.batch} frames together"
+        where = f"--sequence fits a frame of up to {job.batch} segments together, and builds {job.batch} frames " \
+            "of each" if job.sequence else f"every batch fits {job.batch} frames together, the search up to as many (one setting's frames at least)"
         raise FitFailedError(f"--device {job.device}: the GPU ran out of memory ({where}); lower --batch (now "
                              f"{job.batch}), with another --out or --overwrite: the {len(kept)} finished batches in "
                              f"{Path(out) / 'parts'} are kept, but another --batch cannot reuse them") from None
@@ -587,8 +622,10 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
             label = "frontal PSNR (dB)" if batch.truth is not None else "data term"
             which = "the paper's grid" if job.grid is None else f"lr {list(job.grid[0])} x lambda_L {list(job.grid[1])}"
             log(f"search: {which} for {job.target} targets on {len(first)} validation frames, judged by {label}")
+            # Several settings in one fit, at most --batch frames (and at least one setting's).
             res = search_hyperparameters(avatar, batch, job.target, base=config, grid=job.grid,
-                                         progress=lambda lr, lam, s: log(f"  lr {lr:g}, lambda_L {lam:g}: {s:.4f}"))
+                                         progress=lambda lr, lam, s: log(f"  lr {lr:g}, lambda_L {lam:g}: {s:.4f}"),
+                                         max_batch=job.batch)
             search_doc = {"lr": res.lr, "lambda_latent": res.lambda_latent, "criterion": res.criterion,
                           "frames": [f"{r.segment}/{r.frame}" for r in first],
                           "table": [{"lr": a, "lambda_latent": b, "score": c} for a, b, c in res.table]}
@@ -607,26 +644,28 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
     parts: list[dict[str, np.ndarray]] = []
     fitted_now = 0
     position = 0
-    prev_z: torch.Tensor | None = None
+    last_z: dict[str, torch.Tensor] = {}  # sequence mode: each segment's last fitted code
     try:
         for k, unit in enumerate(units):
             path = out / "parts" / f"{k:05d}.npz"
-            if job.sequence and k > 0 and units[k - 1][0].segment != unit[0].segment:
-                prev_z = None
             if k in finished:
                 part = finished[k]
                 parts.append(part)
-                prev_z = torch.from_numpy(part["z"][-1:]).to(device)
+                for i, r in enumerate(unit):
+                    last_z[r.segment] = torch.from_numpy(part["z"][i:i + 1]).to(device)
                 position += len(unit)
                 continue
             target = build(unit)
             t0 = time.perf_counter()
             if job.sequence:
-                result, _ = fit_sequence(avatar, target, config, init=prev_z)
+                segments = [r.segment for r in unit]
+                result, _ = fit_sequence(avatar, target, config, segments=segments,
+                                         init={s: last_z[s] for s in segments if s in last_z})
             else:
                 result = fit(avatar, target, config)
             seconds = time.perf_counter() - t0
-            prev_z = result.z[-1:]
+            for i, r in enumerate(unit):
+                last_z[r.segment] = result.z[i:i + 1]
             _write_outputs(out, writer, target, result, position)
             parts.append(_save_part(path, result, seconds))
             position += len(unit)
@@ -639,6 +678,8 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
         bar.close()
         writer.flush()
     merged = _merge(parts)
+    if job.sequence:
+        merged = _in_sequence_order(merged, refs)
     summary = _summary(merged)
     if job.sequence:
         summary.update(_sequence_jitter(avatar, capture, merged))

@@ -400,7 +400,8 @@ def _data_term(avatar: Avatar, target, pred: torch.Tensor, scored: torch.Tensor 
 
 # -- the optimiser -----------------------------------------------------------------------------
 def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.Tensor | None = None,
-        previous: torch.Tensor | None = None, progress=None) -> FitResult:
+        previous: torch.Tensor | None = None, progress=None, frame_lr: torch.Tensor | None = None,
+        frame_lambda: torch.Tensor | None = None) -> FitResult:
     """Fit one code per frame of ``target`` (and the headset pose with ``config.fit_headset``).
 
     Args:
@@ -411,6 +412,11 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
         init: ``(B, L)`` start instead of the prior's mean (sequence warm starts).
         previous: ``(B, L)`` codes the smoothness term pulls towards.
         progress: called as ``progress(step, active_frames)`` after every step.
+        frame_lr: ``(B,)`` a learning rate of the codes per frame instead of ``config.lr``
+            (several settings in one batched fit, as :func:`~avatarfit.fit.search_hyperparameters`
+            does: Adam's step is linear in its rate, so each frame moves as with its own
+            rate alone, up to rounding).
+        frame_lambda: ``(B,)`` a latent weight per frame instead of ``config.lambda_latent``.
 
     Returns:
         :class:`FitResult`.
@@ -427,6 +433,16 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
         raise ValueError(f"target: its tensors are on {', '.join(elsewhere)}, the avatar on {device}; move one "
                          f"(target.to(device) or avatar.to(device))")
     B, L = target.batch, avatar.latent
+    for name, values in (("frame_lr", frame_lr), ("frame_lambda", frame_lambda)):
+        if values is None:
+            continue
+        if not isinstance(values, torch.Tensor) or tuple(values.shape) != (B,):
+            found = tuple(values.shape) if isinstance(values, torch.Tensor) else type(values).__name__
+            raise ShapeError(f"{name}: expected one value per frame, shape ({B},), got {found}")
+        low = values > 0 if name == "frame_lr" else values >= 0
+        if not bool((torch.isfinite(values) & low).all()):
+            raise ValueError(f"{name}: expected finite values {'> 0' if name == 'frame_lr' else '>= 0'}, "
+                             f"got {values.tolist()}")
     for name, codes in (("init", init), ("previous", previous)):
         if codes is not None and (not isinstance(codes, torch.Tensor) or tuple(codes.shape) != (B, L)):
             found = tuple(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
@@ -440,7 +456,7 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
     for p in avatar.parameters():
         p.requires_grad_(False)
     try:
-        return _fit(avatar, target, config, init, previous, progress)
+        return _fit(avatar, target, config, init, previous, progress, frame_lr, frame_lambda)
     finally:
         avatar.train(was_training)
         for p, flag in zip(avatar.parameters(), flags):
@@ -448,7 +464,7 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
 
 
 def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, previous: torch.Tensor | None,
-         progress) -> FitResult:
+         progress, frame_lr: torch.Tensor | None = None, frame_lambda: torch.Tensor | None = None) -> FitResult:
     t0 = time.perf_counter()
     B, L = target.batch, avatar.latent
     z0, params = prior_start(avatar, target)
@@ -456,7 +472,11 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
     if previous is not None:
         previous = previous.detach().to(z0)
     z = start.clone().requires_grad_(True)
-    groups = [{"params": [z], "lr": config.lr}]
+    # Per-frame rates: Adam steps at rate 1 and each frame's step is scaled by its own rate.
+    row_lr = None if frame_lr is None else frame_lr.detach().to(z0)[:, None]
+    lam = None if frame_lambda is None else frame_lambda.detach().to(z0)
+    latent_term = bool((lam > 0).any()) if lam is not None else config.lambda_latent > 0
+    groups = [{"params": [z], "lr": config.lr if row_lr is None else 1.0}]
     aa = tt = None
     if config.fit_headset:
         aa0, tt0 = pose_to_params(target.headset_R, target.headset_t)
@@ -511,8 +531,13 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
             pred, _ = _predict(avatar, sub_target, zz, pose, cache, config.antialias)
         data = _data_term(avatar, sub_target, pred, sub_scored)
         total = data
-        if config.lambda_latent > 0:
-            total = total + config.lambda_latent * (-prior.log_prob(zz, sub_params)) / L
+        if latent_term:
+            nll = -prior.log_prob(zz, sub_params) / L
+            if lam is None:
+                total = total + config.lambda_latent * nll
+            else:  # a weight of 0 drops the term (also where it is not finite)
+                w = lam if rows is None else lam[rows]
+                total = total + torch.where(w > 0, w * nll, torch.zeros_like(nll))
         if config.smoothness > 0:
             total = total + config.smoothness * ((zz - sub_previous) ** 2).sum(-1) / L
         return total, data
@@ -562,7 +587,11 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
         loss = sub_total.masked_fill(~keep, 0.0).sum()
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        before = None if row_lr is None else z.detach().clone()
         opt.step()
+        if before is not None:
+            with torch.no_grad():
+                z.copy_(before + row_lr * (z - before))
         steps += active.long()
         with torch.no_grad():  # stopped frames stay where they were (Adam's momentum would move them)
             frozen = (~active).nonzero()[:, 0].to(z.device)

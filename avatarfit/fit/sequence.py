@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import torch
 
@@ -20,34 +21,82 @@ def jitter(verts: torch.Tensor) -> float:
 
 
 def fit_sequence(avatar: Avatar, target, config: FitConfig = FitConfig(), progress=None,
-                 init: torch.Tensor | None = None) -> tuple[FitResult, dict]:
-    """Fit the target's frames in order (one segment), each warm-started from the previous
-    frame's code; with ``config.smoothness`` > 0 also pulled towards it.
+                 init: torch.Tensor | dict[str, torch.Tensor] | None = None,
+                 segments: Sequence[str] | None = None) -> tuple[FitResult, dict]:
+    """Fit the target's frames in order, each warm-started from the previous frame of its
+    segment; with ``config.smoothness`` > 0 also pulled towards it.
 
-    ``init`` ``(1, L)``: the code of the frame before the first one (a segment fitted in
-    chunks); without it the first frame starts from the prior's mean. The result's
-    ``z_start`` holds the warm starts; its ``z_init`` and ``_init`` metrics are the prior's
-    mean for every frame (what the frame would start from alone).
+    ``segments`` labels each frame (``None``: all one segment). Several segments are fitted
+    in lockstep: the t-th frame of every segment in one batch, so a batch of sequences
+    costs about what one does on hardware that batches (frames are independent in a fit,
+    so each segment's result equals its fit alone, up to rounding).
+
+    ``init``: the code ``(1, L)`` of the frame before the first one (a segment fitted in
+    chunks), or ``{segment: (1, L)}`` for several; a segment without one starts from the
+    prior's mean. The result's ``z_start`` holds the warm starts; its ``z_init`` and
+    ``_init`` metrics are the prior's mean for every frame (what the frame would start
+    from alone).
 
     Returns:
-        The results of all frames (as one :class:`FitResult`) and ``{"jitter_mm": fitted,
-        "jitter_mm_truth": of the tracked meshes (with ground truth)}``.
+        The results of all frames (as one :class:`FitResult`, in the target's order) and
+        ``{"jitter_mm": fitted, "jitter_mm_truth": of the tracked meshes (with ground
+        truth)}``, each the mean over segments of two frames or more.
     """
-    results = []
-    prev = None if init is None else init.detach()
-    for i in range(target.batch):
-        one = target.select([i])
-        cfg = config if prev is not None else dataclasses.replace(config, smoothness=0.0)
-        r = fit(avatar, one, cfg, init=prev, previous=prev)
-        results.append(r)
-        prev = r.z
-        if progress is not None:
-            progress(i + 1)
-    merged = _concat(results)
-    stats = {"jitter_mm": jitter(merged.verts) if target.batch > 1 else float("nan")}
+    labels = [""] * target.batch if segments is None else [str(s) for s in segments]
+    if len(labels) != target.batch:
+        raise ValueError(f"segments: expected one label per frame ({target.batch}), got {len(labels)}")
+    tracks: dict[str, list[int]] = {}
+    for i, label in enumerate(labels):
+        tracks.setdefault(label, []).append(i)
+    if isinstance(init, dict):
+        unknown = sorted(set(init) - set(tracks))
+        if unknown:
+            raise ValueError(f"init: codes for segments the target does not hold: {unknown}")
+        prev = {k: v.detach() for k, v in init.items()}
+    elif init is not None:
+        if len(tracks) != 1:
+            raise ValueError(f"init: one code (1, L) is for one segment; this target holds {len(tracks)}: pass "
+                             "{segment: code}")
+        prev = {labels[0]: init.detach()}
+    else:
+        prev = {}
+    slots: list[tuple[FitResult, int] | None] = [None] * target.batch
+    done = 0
+    for t in range(max(len(rows) for rows in tracks.values())):
+        now = [(label, rows[t]) for label, rows in tracks.items() if len(rows) > t]
+        # frames with a previous code and frames without (no smoothness) fit apart
+        for warm in (True, False):
+            group = [(label, i) for label, i in now if (label in prev) == warm]
+            if not group:
+                continue
+            cfg = config if warm else dataclasses.replace(config, smoothness=0.0)
+            start = torch.cat([prev[label] for label, _ in group]) if warm else None
+            r = fit(avatar, target.select([i for _, i in group]), cfg, init=start, previous=start)
+            for j, (label, i) in enumerate(group):
+                slots[i] = (r, j)
+                prev[label] = r.z[j:j + 1]
+            done += len(group)
+            if progress is not None:
+                progress(done)
+    merged = _concat([_take(r, j) for r, j in slots])
+    stats = {"jitter_mm": _mean([jitter(merged.verts[rows]) for rows in tracks.values() if len(rows) > 1])}
     if target.truth is not None and target.batch > 1:
-        stats["jitter_mm_truth"] = jitter(target.truth.verts)
+        stats["jitter_mm_truth"] = _mean([jitter(target.truth.verts[rows]) for rows in tracks.values()
+                                          if len(rows) > 1])
     return merged, stats
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def _take(result: FitResult, j: int) -> FitResult:
+    """Frame ``j`` of a result, as a result of its own."""
+    tensors = {f.name: (None if getattr(result, f.name) is None else getattr(result, f.name)[j:j + 1])
+               for f in dataclasses.fields(FitResult) if f.name not in ("names", "objective", "metrics", "seconds")}
+    return FitResult(names=(result.names[j],), objective=result.objective[:, j:j + 1],
+                     metrics={k: v[j:j + 1] for k, v in result.metrics.items()},
+                     seconds=result.seconds / result.batch, **tensors)
 
 
 def _concat(results: list[FitResult]) -> FitResult:

@@ -69,6 +69,41 @@ def test_early_stopping_and_the_search_picks_the_better_setting(setup):
     assert (found.lr, found.criterion) == (0.05, "data")
 
 
+def test_per_frame_rates_and_weights_fit_each_frame_as_its_own_setting_would(setup):
+    avatar, source, refs = setup
+    _, target = _synthetic_target(avatar, source, refs, seed=3)
+    config = FitConfig(steps=25, patience=5, raster_every=1)
+    rows = target.select([0, 1, 0, 1])
+    both = fit(avatar, rows, config, frame_lr=torch.tensor([0.05, 0.05, 0.01, 0.01]),
+               frame_lambda=torch.tensor([0.0, 0.0, 0.1, 0.1]))
+    for k, (lr, lam) in enumerate(((0.05, 0.0), (0.01, 0.1))):
+        alone = fit(avatar, target, dataclasses.replace(config, lr=lr, lambda_latent=lam))
+        torch.testing.assert_close(both.z[2 * k: 2 * k + 2], alone.z, atol=1e-4, rtol=1e-4)
+        assert both.steps[2 * k: 2 * k + 2].tolist() == alone.steps.tolist()
+    assert not torch.allclose(both.z[0], both.z[2], atol=1e-3)  # the settings did differ
+    with pytest.raises(ShapeError, match=r"frame_lr: expected one value per frame, shape \(2,\), got \(3,\)"):
+        fit(avatar, target, config, frame_lr=torch.ones(3))
+    with pytest.raises(ValueError, match=r"frame_lambda: expected finite values >= 0"):
+        fit(avatar, target, config, frame_lambda=torch.tensor([0.1, -1.0]))
+
+
+def test_the_batched_search_scores_every_pair_as_the_serial_one(setup):
+    avatar, source, refs = setup
+    _, target = _synthetic_target(avatar, source, refs, seed=4)
+    grid, base = ((0.01, 0.05), (0.0, 0.1)), FitConfig(steps=20, patience=5, raster_every=1)
+    cells = []
+    found = search_hyperparameters(avatar, target, grid=grid, base=base, progress=lambda *c: cells.append(c))
+    serial = search_hyperparameters(avatar, target, grid=grid, base=base, max_batch=target.batch)
+    assert [c[:2] for c in found.table] == [(0.01, 0.0), (0.01, 0.1), (0.05, 0.0), (0.05, 0.1)]
+    assert tuple(cells) == found.table
+    for a, b in zip(found.table, serial.table):
+        assert a[2] == pytest.approx(b[2], rel=1e-4), (found.table, serial.table)
+    assert (found.lr, found.lambda_latent) == (serial.lr, serial.lambda_latent)
+    assert len({round(c[2], 6) for c in found.table}) > 1  # the pairs scored differently
+    with pytest.raises(ValueError, match=r"max_batch: expected a number of frames >= 1 or None, got 0"):
+        search_hyperparameters(avatar, target, grid=grid, base=base, max_batch=0)
+
+
 def test_bad_input_is_refused_before_fitting(setup, dam_run):
     avatar, source, refs = setup
     _, target = _synthetic_target(avatar, source, refs)

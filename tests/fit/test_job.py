@@ -411,8 +411,8 @@ def test_running_out_of_device_memory_names_the_batch(dam_run, tiny_capture, tmp
             "--batch", "64", "--no-progress", "--out", str(tmp_path / "f")]
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert "the GPU ran out of memory (the search and every batch fit 64 frames together); lower --batch (now 64)" \
-        in err and "Traceback" not in err
+    assert "the GPU ran out of memory (every batch fits 64 frames together, the search up to as many (one setting's " \
+        "frames at least)); lower --batch (now 64)" in err and "Traceback" not in err
 
 
 def test_a_job_records_its_resolved_latent_weight():
@@ -424,3 +424,27 @@ def test_a_job_records_its_resolved_latent_weight():
     assert job_module.job_dict(implicit) == job_module.job_dict(
         FitJob(run="r", capture="c", target="hmc", fit=FitConfig(lambda_latent=0.01)))
     assert FitJob(run="r", capture="c", target="masked").fit.lambda_latent == 0.001
+
+
+def test_sequence_batches_hold_several_segments_and_keep_each_in_order():
+    from avatarfit.data.capture import FrameRef
+
+    refs = [FrameRef("A", f"{i:06d}") for i in range(5)] + [FrameRef("B", f"{i:06d}") for i in range(3)] + \
+        [FrameRef("C", f"{i:06d}") for i in range(2)]
+    names = [[f"{r.segment}{int(r.frame)}" for r in unit] for unit in job_module._units(refs, 2, True)]
+    # up to 2 segments per batch, their next 2 frames each, track-major
+    assert names == [["A0", "A1", "B0", "B1"], ["A2", "A3", "B2"], ["A4"], ["C0", "C1"]]
+    # a segment whose frames change group (ground truth or not) continues in a later wave
+    group = {"A": lambda r: int(r.frame) >= 3, "B": lambda r: False, "C": lambda r: False}
+    units = job_module._units(refs, 2, True, group=lambda r: group[r.segment](r))
+    names = [[f"{r.segment}{int(r.frame)}" for r in unit] for unit in units]
+    assert names == [["A0", "A1", "B0", "B1"], ["A2", "B2"], ["C0", "C1"], ["A3", "A4"]]
+    assert [f"{r.segment}{int(r.frame)}" for unit in job_module._units(refs, 3, False) for r in unit] == \
+        [f"{r.segment}{int(r.frame)}" for r in refs]
+    # fits.npz lists a sequence job's frames segment by segment, whatever the batches
+    merged = {"names": np.array(["A/000000", "B/000000", "A/000001"]), "z": np.arange(3.0)[:, None],
+              "objective": np.array([[0.0, 1.0, 2.0]]), "seed": np.array(7)}
+    ordered = job_module._in_sequence_order(merged, [FrameRef("A", "000000"), FrameRef("A", "000001"),
+                                                     FrameRef("B", "000000")])
+    assert ordered["names"].tolist() == ["A/000000", "A/000001", "B/000000"]
+    assert ordered["z"][:, 0].tolist() == [0.0, 2.0, 1.0] and ordered["objective"].tolist() == [[0.0, 2.0, 1.0]]
