@@ -181,7 +181,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "train, each also as NAME:N (N of them, spread evenly; heldout = test); or positions N, A:B and "
                     "segment names, comma-separated; '' for every frame. With --hmc-dir they are the recording's "
                     "frames (default without --capture: every recorded frame)")
-    ft.add_argument("--batch", type=int, default=8, metavar="N", help="frames fitted together (default 8)")
+    ft.add_argument("--batch", type=int, default=8, metavar="N", help="frames fitted together (default 8); with --sequence: "
+                    "segments fitted together, a frame of each at a time")
     ft.add_argument("--lr", type=float, help="Adam learning rate of the codes (default 0.1)")
     ft.add_argument("--lambda-latent", type=float, metavar="Y", help="weight of the latent NLL; 0 = the paper's "
                     "'w/o L_L' (default: 0.001 for frontal, 0.001 for masked, 0.01 for hmc, 0.01 for keypoints: "

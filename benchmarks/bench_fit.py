@@ -17,6 +17,14 @@
    of the face pixels, geometry error in mm), for both rasterisation schedules: equal
    quality within noise is what makes the faster one the default.
 
+3. The hyper-parameter search (the paper's 3 x 3 HMC grid on ``--search-frames``
+   validation frames): every pair fitted one after another (``max_batch`` = the frames)
+   against all pairs in one batched fit, with the largest difference of their scores and
+   whether they choose the same pair.
+4. Sequence fitting of the test frames (each segment in order, warm starts): one segment
+   after another against all segments in lockstep, with the largest difference of the
+   fitted codes.
+
 Target (issue 20): <= 2 s per frame at 200 steps, batch 8 or more, on 2 CPU cores.
 
 usage: python benchmarks/bench_fit.py --run RUN --capture CAP [--batches 1 8 32] [--device cpu]
@@ -37,7 +45,7 @@ import torch
 
 from avatarfit.avatar import Avatar
 from avatarfit.data import Capture
-from avatarfit.fit import FitConfig, TargetSource, fit
+from avatarfit.fit import FitConfig, TargetSource, fit, fit_sequence, search_hyperparameters
 from avatarfit.fit.job import split_frames_of
 
 PAPER_STEPS = 200
@@ -79,12 +87,71 @@ def main() -> None:
     p.add_argument("--lr", type=float, default=0.1)
     p.add_argument("--lambda-latent", type=float, default=0.01)
     p.add_argument("--device", default="cpu")
+    p.add_argument("--sections", type=int, nargs="+", default=[1, 2, 3, 4], help="which of the four to run")
+    p.add_argument("--search-frames", type=int, default=4)
     args = p.parse_args()
     device = torch.device(args.device)
     cap = Capture(args.capture)
     frames = cap.frames()
     base = FitConfig(lr=args.lr, lambda_latent=args.lambda_latent)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {device}; run {args.run}")
+    if 1 in args.sections:
+        _per_batch(args, cap, frames, base, device)
+    avatar = Avatar.load(args.run).to(device)
+    if 2 in args.sections:
+        _convergence(avatar, cap, base, device, args)
+    if 3 in args.sections:
+        _search(avatar, cap, base, device, args)
+    if 4 in args.sections:
+        _sequences(avatar, cap, base, device, args)
+
+
+def _timed(device, fn):
+    _sync(device)
+    t0 = time.perf_counter()
+    out = fn()
+    _sync(device)
+    return time.perf_counter() - t0, out
+
+
+def _search(avatar, cap, base, device, args) -> None:
+    refs = split_frames_of(avatar, Path(args.run), cap, "validation")[:args.search_frames]
+    target = _target(avatar, cap, refs, device)
+    grid = ((0.01, 0.1, 0.5), (0.1, 0.01, 0.001))
+    serial_s, serial = _timed(device, lambda: search_hyperparameters(avatar, target, grid=grid, base=base,
+                                                                     max_batch=target.batch))
+    batched_s, batched = _timed(device, lambda: search_hyperparameters(avatar, target, grid=grid, base=base))
+    diff = max(abs(a[2] - b[2]) for a, b in zip(serial.table, batched.table))
+    same = (serial.lr, serial.lambda_latent) == (batched.lr, batched.lambda_latent)
+    print(f"\n3. search: 3 x 3 grid on {target.batch} validation frames (early stopping, patience {base.patience})\n")
+    print("| search | seconds | chosen (lr, lambda_L) |\n|---|---|---|")
+    print(f"| pair after pair | {serial_s:.1f} | {serial.lr:g}, {serial.lambda_latent:g} |")
+    print(f"| batched | {batched_s:.1f} | {batched.lr:g}, {batched.lambda_latent:g} |")
+    print(f"\nbatched: {serial_s / batched_s:.2f}x faster; largest score difference {diff:.2e} ({serial.criterion}); "
+          f"same pair chosen: {same}", flush=True)
+
+
+def _sequences(avatar, cap, base, device, args) -> None:
+    refs = split_frames_of(avatar, Path(args.run), cap, "test")
+    segments = list(dict.fromkeys(r.segment for r in refs))
+    refs = [r for seg in segments for r in refs if r.segment == seg]
+    target = _target(avatar, cap, refs, device)
+    labels = [r.segment for r in refs]
+
+    def one_by_one():
+        return [fit_sequence(avatar, target.select([i for i, s in enumerate(labels) if s == seg]), base)[0].z
+                for seg in segments]
+
+    serial_s, parts = _timed(device, one_by_one)
+    batched_s, (together, _) = _timed(device, lambda: fit_sequence(avatar, target, base, segments=labels))
+    diff = float((torch.cat(parts) - together.z).abs().max())
+    print(f"\n4. sequences: the {len(refs)} test frames, {len(segments)} segments in order\n")
+    print(f"one segment after another {serial_s:.1f} s ({serial_s / len(refs):.2f} s/frame); in lockstep "
+          f"{batched_s:.1f} s ({batched_s / len(refs):.2f} s/frame): {serial_s / batched_s:.2f}x; largest code "
+          f"difference {diff:.2e}", flush=True)
+
+
+def _per_batch(args, cap, frames, base, device) -> None:
     print(f"\n1. seconds per frame at {PAPER_STEPS} steps (median of {args.repeats}; {args.steps} timed steps scaled)\n")
     names = list(SCHEDULES) + ["PyTorch3D rasteriser, every step"]
     print("| batch | " + " | ".join(names) + " | every step / kept | antialiased / hard | PyTorch3D / kept |")
@@ -108,7 +175,9 @@ def main() -> None:
         print(f"| {batch} | " + " | ".join(cells) + f" | {row[names[1]] / kept:.2f}x | {kept / row[names[2]]:.2f}x | "
               f"{ratio3} |", flush=True)
 
-    avatar = Avatar.load(args.run).to(device)
+
+
+def _convergence(avatar, cap, base, device, args) -> None:
     refs = split_frames_of(avatar, Path(args.run), cap, "test")
     target = _target(avatar, cap, refs, device)
     print(f"\n2. to convergence (patience {base.patience}, at most {base.steps} steps; lr {base.lr}, lambda_L "

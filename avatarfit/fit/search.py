@@ -50,10 +50,13 @@ def search_hyperparameters(avatar: Avatar, target, kind: str | None = None, base
                            progress=None, max_batch: int | None = None) -> SearchResult:
     """Fit ``target`` (one batch) with every pair of the grid and return the best.
 
-    The pairs are fitted together: the batch is repeated once per pair and fitted once with
-    a learning rate and a latent weight per frame (``fit(frame_lr=..., frame_lambda=...)``).
-    Frames are independent in a fit, so each pair's frames end where a fit of that pair
-    alone ends them (up to rounding), in one pass instead of one per pair.
+    With ``max_batch`` above the batch, pairs are fitted together: the batch is repeated
+    once per pair and fitted once with a learning rate and a latent weight per frame
+    (``fit(frame_lr=..., frame_lambda=...)``). Frames are independent in a fit, so each
+    pair's frames follow a fit of that pair alone up to rounding; over 200 steps with kept
+    faces and antialiased outlines such rounding can grow (a pixel's kept face flips), so a
+    batched search may score a pair differently from a pair-by-pair one (measured:
+    ``benchmarks/bench_fit.py``, section 3).
 
     Args:
         avatar: the trained avatar.
@@ -63,7 +66,8 @@ def search_hyperparameters(avatar: Avatar, target, kind: str | None = None, base
         grid: ``(learning rates, latent weights)`` instead of the paper's.
         progress: called with ``(lr, lambda_latent, score)`` for each pair, in grid order.
         max_batch: at most this many frames per fit (whole pairs: at least one pair's ``B``);
-            ``None``: every pair in one fit; ``B``: one pair at a time.
+            ``None``: every pair in one fit; ``B`` or less: one pair at a time, each a plain
+            :func:`~avatarfit.fit.fit` with its settings.
 
     Raises:
         FitFailedError: every pair failed (a NaN or Inf objective on at least one frame).
@@ -85,11 +89,14 @@ def search_hyperparameters(avatar: Avatar, target, kind: str | None = None, base
     table = []
     for first in range(0, len(pairs), per_fit):
         chunk = pairs[first:first + per_fit]
-        batch = target if len(chunk) == 1 else target.select(list(range(B)) * len(chunk))
-        device = avatar.vert_mean.device
-        frame_lr = torch.tensor([lr for lr, _ in chunk for _ in range(B)], device=device)
-        frame_lambda = torch.tensor([lam for _, lam in chunk for _ in range(B)], device=device)
-        result = fit(avatar, batch, base, frame_lr=frame_lr, frame_lambda=frame_lambda)
+        if len(chunk) == 1:  # one pair: a plain fit with its settings
+            result = fit(avatar, target, dataclasses.replace(base, lr=chunk[0][0], lambda_latent=chunk[0][1]))
+        else:
+            device = avatar.vert_mean.device
+            frame_lr = torch.tensor([lr for lr, _ in chunk for _ in range(B)], device=device)
+            frame_lambda = torch.tensor([lam for _, lam in chunk for _ in range(B)], device=device)
+            result = fit(avatar, target.select(list(range(B)) * len(chunk)), base, frame_lr=frame_lr,
+                         frame_lambda=frame_lambda)
         for k, (lr, lam) in enumerate(chunk):
             rows = slice(k * B, (k + 1) * B)
             if bool(result.failed[rows].any()):  # a setting that diverges on any frame is not chosen

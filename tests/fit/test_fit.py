@@ -90,7 +90,7 @@ def test_per_frame_rates_and_weights_fit_each_frame_as_its_own_setting_would(set
 def test_the_batched_search_scores_every_pair_as_the_serial_one(setup):
     avatar, source, refs = setup
     _, target = _synthetic_target(avatar, source, refs, seed=4)
-    grid, base = ((0.01, 0.05), (0.0, 0.1)), FitConfig(steps=20, patience=5, raster_every=1)
+    grid, base = ((0.01, 0.05), (0.0, 0.1)), FitConfig(steps=20, patience=5)
     cells = []
     found = search_hyperparameters(avatar, target, grid=grid, base=base, progress=lambda *c: cells.append(c))
     serial = search_hyperparameters(avatar, target, grid=grid, base=base, max_batch=target.batch)
