@@ -5,11 +5,12 @@ Images in memory are float32 tensors in [0, 1], channels first: ``(C, H, W)``.
 
 from __future__ import annotations
 
+import math
 import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Any, Iterator
 
 import numpy as np
 import torch
@@ -23,6 +24,7 @@ __all__ = [
     "write_png",
     "read_png",
     "png_size",
+    "json_safe",
 ]
 
 
@@ -160,3 +162,18 @@ def png_size(path: str | os.PathLike) -> tuple[int, int]:
     except (UnidentifiedImageError, OSError) as exc:
         raise FormatError(path, f"not a readable image ({exc})") from exc
     return height, width
+
+
+def json_safe(v: Any) -> Any:
+    """JSON-safe: tensors and arrays to lists, non-finite floats to None."""
+    if isinstance(v, (torch.Tensor, np.ndarray)):
+        return json_safe(v.tolist())
+    if isinstance(v, (list, tuple)):
+        return [json_safe(x) for x in v]
+    if isinstance(v, dict):
+        return {k: json_safe(x) for k, x in v.items()}
+    if isinstance(v, (float, np.floating)):
+        return float(v) if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    return v

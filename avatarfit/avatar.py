@@ -124,7 +124,8 @@ class Avatar(nn.Module):
         return self.model.conditional
 
     @property
-    def latent(self) -> int:
+    def latent_size(self) -> int:
+        """L, the size of a latent code."""
         return self.model.config.dam.latent
 
     @property
@@ -137,7 +138,7 @@ class Avatar(nn.Module):
 
     def __repr__(self) -> str:
         kp = f", {self.kp_faces.shape[0]} keypoints" if self.keypoint_points is not None else ""
-        return (f"Avatar({self.variant}, condition {self.condition}, latent {self.latent}, "
+        return (f"Avatar({self.variant}, condition {self.condition}, latent {self.latent_size}, "
                 f"{self.num_verts} vertices, texture {self.tex_mean.shape[-1]}{kp})")
 
     # -- decoding -----------------------------------------------------------------------------
@@ -178,6 +179,38 @@ class Avatar(nn.Module):
         mu, _ = self.model.encoder((tex - self.tex_mean) / self.tex_std, (verts.to(self.vert_mean) - self.vert_mean)
                                    / self.vert_std)
         return mu
+
+    # -- the prior ----------------------------------------------------------------------------
+    @torch.no_grad()
+    def prior_mean(self, observation: torch.Tensor | None = None, batch: int | None = None):
+        """The prior's parameters for ``batch`` frames and its mean in the decoder's space
+        (where a fit starts).
+
+        Args:
+            observation: what a conditional avatar's prior encoder sees: ``(B, 3, 1, h, w)``
+                HMC views or ``(B, 274, 2)`` normalised keypoints; ignored (may be ``None``)
+                for DAM and DAM-Flow.
+            batch: B, for unconditional avatars without an observation.
+
+        Returns:
+            ``z (B, L)`` and the :class:`~avatarfit.models.priors.PriorParams`.
+
+        Raises:
+            ValueError: a conditional avatar without an observation.
+        """
+        prior = self.model.prior
+        if self.conditional:
+            if observation is None:
+                raise ValueError(f"observation: the {self.variant} avatar's prior is {self.condition.upper()}-"
+                                 "conditioned and needs its observation")
+            params = prior.params(observation.to(self.vert_mean))
+        else:
+            if batch is None:
+                if observation is None:
+                    raise ValueError("batch: give the number of frames (or their observation)")
+                batch = observation.shape[0]
+            params = prior.params(batch=batch)
+        return prior.mean(params), params
 
     @staticmethod
     def view_vectors(R: torch.Tensor, t: torch.Tensor, head_R: torch.Tensor, head_t: torch.Tensor) -> torch.Tensor:

@@ -161,7 +161,8 @@ def run_demo(out: str | Path = "avatarfit-demo", *, subject: str = "procedural",
         fit_config: the fit's :class:`~avatarfit.fit.FitConfig` (default: lr 0.1, lambda_L 0.01).
     """
     from .fit import FitConfig
-    from .fit.job import FitJob, json_safe, run_fit_job
+    from ._io import json_safe
+    from .fit.job import FitJob, run_fit_job
 
     if minutes <= 0:
         raise ValueError(f"--minutes: expected a positive training time, got {minutes}")
@@ -188,7 +189,8 @@ def run_demo(out: str | Path = "avatarfit-demo", *, subject: str = "procedural",
 
 def _same_job(folder: Path, job) -> bool:
     """Whether ``folder`` holds this fit job already, or nothing (else the demo starts it afresh)."""
-    from .fit.job import job_differences, saved_job
+    from .fit.folder import saved_job
+    from .fit.jobspec import job_differences
 
     old = saved_job(folder)
     return old is None or not job_differences(old, job)

@@ -45,8 +45,9 @@ import torch
 
 from avatarfit.avatar import Avatar
 from avatarfit.data import Capture
-from avatarfit.fit import FitConfig, TargetSource, fit, fit_sequence, search_hyperparameters
-from avatarfit.fit.job import split_frames_of
+from avatarfit.data.splits import frames_of_split
+from avatarfit.fit import FitConfig, fit, fit_sequence, score_fit, search_hyperparameters
+from avatarfit.observe import TargetSource
 
 PAPER_STEPS = 200
 SCHEDULES = {"kept faces (raster_every=8)": {}, "every step (raster_every=1)": {"raster_every": 1},
@@ -115,7 +116,7 @@ def _timed(device, fn):
 
 
 def _search(avatar, cap, base, device, args) -> None:
-    refs = split_frames_of(avatar, Path(args.run), cap, "validation")[:args.search_frames]
+    refs = frames_of_split(avatar.info, Path(args.run), cap, "validation")[:args.search_frames]
     target = _target(avatar, cap, refs, device)
     grid = ((0.01, 0.1, 0.5), (0.1, 0.01, 0.001))
     serial_s, serial = _timed(device, lambda: search_hyperparameters(avatar, target, grid=grid, base=base,
@@ -132,7 +133,7 @@ def _search(avatar, cap, base, device, args) -> None:
 
 
 def _sequences(avatar, cap, base, device, args) -> None:
-    refs = split_frames_of(avatar, Path(args.run), cap, "test")
+    refs = frames_of_split(avatar.info, Path(args.run), cap, "test")
     segments = list(dict.fromkeys(r.segment for r in refs))
     refs = [r for seg in segments for r in refs if r.segment == seg]
     target = _target(avatar, cap, refs, device)
@@ -178,7 +179,7 @@ def _per_batch(args, cap, frames, base, device) -> None:
 
 
 def _convergence(avatar, cap, base, device, args) -> None:
-    refs = split_frames_of(avatar, Path(args.run), cap, "test")
+    refs = frames_of_split(avatar.info, Path(args.run), cap, "test")
     target = _target(avatar, cap, refs, device)
     print(f"\n2. to convergence (patience {base.patience}, at most {base.steps} steps; lr {base.lr}, lambda_L "
           f"{base.lambda_latent}) on the {len(refs)} test frames, one batch\n")
@@ -192,7 +193,7 @@ def _convergence(avatar, cap, base, device, args) -> None:
         result = fit(avatar, target, config)
         _sync(device)
         seconds = (time.perf_counter() - t0) / target.batch
-        m = result.metrics
+        m = score_fit(avatar, target, result).metrics
         print(f"| {name} | {seconds:.2f} | {float(result.steps.float().mean()):.0f} | {float(m['psnr'].mean()):.2f} | "
               f"{float(m['psnr_face'].mean()):.2f} | {float(m['geom_mm'].mean()):.4f} |", flush=True)
 

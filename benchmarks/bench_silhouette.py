@@ -31,9 +31,10 @@ import torch
 
 from avatarfit.avatar import Avatar
 from avatarfit.data import Capture
-from avatarfit.fit import FitConfig, TargetSource, fit
-from avatarfit.fit.job import split_frames_of
-from avatarfit.fit.optimize import face_mask
+from avatarfit.data.splits import frames_of_split
+from avatarfit.fit import FitConfig, fit, score_fit
+from avatarfit.fit.score import face_mask
+from avatarfit.observe import TargetSource
 
 CONDITIONS = {
     "hard + true masks": dict(antialias=False, masks=True),
@@ -75,7 +76,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
     for run in args.runs:
         avatar = Avatar.load(run)
-        refs = split_frames_of(avatar, Path(run), cap, "test")
+        refs = frames_of_split(avatar.info, Path(run), cap, "test")
         refs = refs[: args.frames] if args.frames else refs
         source = TargetSource.for_avatar(cap, avatar)
         print(f"\n## {run} ({avatar.variant}), {len(refs)} test frames\n")
@@ -89,7 +90,7 @@ def main() -> None:
             t0 = time.perf_counter()
             r = fit(avatar, target, FitConfig(lr=0.1, lambda_latent=0.01, antialias=c["antialias"]))
             sec = (time.perf_counter() - t0) / len(refs)
-            m = r.metrics
+            m = score_fit(avatar, target, r).metrics
             if first:
                 print(f"| prior mean (start) | {_ci(m['hmc_spill_px_init'], 0)} | {_ci(m['geom_mm_init'], 3)} | "
                       f"{_ci(m['hmc_psnr_init'])} | {_ci(m['hmc_psnr_face_init'])} | {_ci(m['psnr_init'])} | "
@@ -106,7 +107,7 @@ def main() -> None:
             t0 = time.perf_counter()
             r = fit(avatar, frontal, FitConfig(lr=0.1, lambda_latent=0.001, antialias=aa))
             sec = (time.perf_counter() - t0) / len(refs)
-            m = r.metrics
+            m = score_fit(avatar, frontal, r).metrics
             print(f"| {name} | {_ci(_frontal_spill(avatar, frontal.truth, r.verts), 0)} | {_ci(m['geom_mm'], 3)} | "
                   f"{_ci(m['psnr'])} | {_ci(m['psnr_face'])} | {sec:.2f} |", flush=True)
 
@@ -119,7 +120,7 @@ def main() -> None:
                                      seed=args.seed)
                 r = fit(avatar, target, FitConfig(lr=0.1, lambda_latent=0.01, fit_headset=True,
                                                   antialias=c["antialias"]))
-                m = r.metrics
+                m = score_fit(avatar, target, r).metrics
                 print(f"| {rot:g} deg / {trans:g} mm | {name} | {_range(m['headset_deg_init'])} | "
                       f"{_range(m['headset_deg'])} | {_range(m['headset_mm_init'])} | {_range(m['headset_mm'])} | "
                       f"{_ci(m['geom_mm'], 3)} |", flush=True)

@@ -13,8 +13,9 @@ import time
 
 from avatarfit.avatar import Avatar
 from avatarfit.data import Capture
-from avatarfit.fit import FitConfig, TargetSource, fit
-from avatarfit.train.data import split_frames
+from avatarfit.data.splits import split_frames
+from avatarfit.fit import FitConfig, fit, score_fit
+from avatarfit.observe import TargetSource
 
 
 def main() -> None:
@@ -35,7 +36,7 @@ def main() -> None:
         source = TargetSource.for_avatar(cap, avatar)
         target = source.build(args.kind, refs)
         t0 = time.perf_counter()
-        s = fit(avatar, target, FitConfig(lr=args.lr, lambda_latent=args.lambda_latent)).summary()
+        s = score_fit(avatar, target, fit(avatar, target, FitConfig(lr=args.lr, lambda_latent=args.lambda_latent))).summary()
         print(f"| {run} | {args.kind} | {s['psnr_init']:.2f} -> {s['psnr']:.2f} | {s['geom_mm_init']:.3f} -> "
               f"{s['geom_mm']:.3f} | {s['steps_mean']:.1f} | {(time.perf_counter() - t0) / len(refs):.2f} |", flush=True)
 

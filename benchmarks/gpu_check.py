@@ -54,7 +54,8 @@ def _reset(device: torch.device) -> None:
 def smoke(device: torch.device, tmp: Path, tiny: bool) -> None:
     from avatarfit.avatar import Avatar
     from avatarfit.data import Capture
-    from avatarfit.fit import FitConfig, TargetSource, fit
+    from avatarfit.fit import FitConfig, fit, score_fit
+    from avatarfit.observe import TargetSource
     from avatarfit.models import VARIANTS
     from avatarfit.render import look_at, render_textured
     from avatarfit.synth.generate import SynthConfig, generate_capture
@@ -108,7 +109,7 @@ def smoke(device: torch.device, tmp: Path, tiny: bool) -> None:
     for kind in ("frontal", "masked", "hmc", "keypoints"):
         target = source.build(kind, cap.frames()[:2], pose_noise_rot=2.0 if kind == "hmc" else 0.0).to(device)
         config = FitConfig(steps=5, fit_headset=kind == "hmc")
-        r = fit(avatar, target, config)
+        r = score_fit(avatar, target, fit(avatar, target, config))
         print(f"- fit {kind}: {int(r.steps.max())} steps, failed {int(r.failed.sum())}, "
               f"PSNR {float(r.metrics['psnr'].mean()):.2f} dB", flush=True)
 
@@ -186,7 +187,7 @@ def training_speed(device: torch.device, tmp: Path, tiny: bool, steps: int) -> N
 
 def nan_hunt(device: torch.device, tiny: bool, fits: int) -> None:
     from avatarfit.fit import FitConfig, fit
-    from avatarfit.fit.pose import perturb_headset
+    from avatarfit.observe.pose import perturb_headset
 
     print(f"\n## 5. NaN hunt: {fits} HMC fits, 2 degrees / 2 mm headset noise, pose fitted\n", flush=True)
     _, _, _, avatar, target, _ = _setup("small", device.type, fits)

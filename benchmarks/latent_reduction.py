@@ -19,7 +19,7 @@ import time
 import torch
 
 from avatarfit.data import Capture
-from avatarfit.eval.metrics import psnr
+from avatarfit.metrics import psnr
 from avatarfit.models import build_model
 from avatarfit.train.checkpoint import config_of, load_checkpoint
 from avatarfit.train.data import TrainingData

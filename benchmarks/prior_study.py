@@ -27,8 +27,7 @@ import torch
 
 from avatarfit.avatar import Avatar
 from avatarfit.data.capture import Capture, FrameRef
-from avatarfit.eval.metrics import r_squared
-from avatarfit.inspect.interpolate import encoder_codes
+from avatarfit.metrics import r_squared
 from avatarfit.models.config import HmcEncoderConfig
 from avatarfit.models.hmc_encoder import HmcEncoder
 from avatarfit.models.priors import gaussian_log_prob
@@ -68,7 +67,7 @@ def main() -> None:
     avatar = Avatar.load(f"{args.dam}/avatar.pt")
     splits = {k: [FrameRef(*name.split("/")) for name in v] for k, v in avatar.info["splits"].items()}
     with torch.no_grad():
-        codes = {k: encoder_codes(avatar, capture, refs) for k, refs in splits.items()}
+        codes = {k: avatar.encode(*capture.tracked(refs)) for k, refs in splits.items()}
     vh, vw = (int(x) for x in args.views_size.split("x"))
     print(f"capture {args.capture}: " + ", ".join(f"{k} {len(v)}" for k, v in splits.items())
           + f" frames; DAM codes' per-dimension std on train {codes['train'].std(0).mean():.3f}")
@@ -92,7 +91,7 @@ def main() -> None:
         train_views = views("train", list(range(s["draws"])))
         h, w = (int(x) for x in s["size"].split("x"))
         torch.manual_seed(args.seed)
-        enc = HmcEncoder(HmcEncoderConfig(input_size=(h, w), normalise=s["norm"], head=s["head"]), avatar.latent)
+        enc = HmcEncoder(HmcEncoderConfig(input_size=(h, w), normalise=s["norm"], head=s["head"]), avatar.latent_size)
         opt = torch.optim.Adam(enc.parameters(), lr=args.lr)
         gen = torch.Generator().manual_seed(args.seed)
         target = codes["train"]
@@ -101,7 +100,7 @@ def main() -> None:
             i = torch.randint(N, (args.batch,), generator=gen)
             d = torch.randint(K, (args.batch,), generator=gen)
             mu, ls, _ = enc(train_views[i, d])
-            loss = -gaussian_log_prob(target[i], mu, ls, s["beta"]).mean() / avatar.latent
+            loss = -gaussian_log_prob(target[i], mu, ls, s["beta"]).mean() / avatar.latent_size
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -30,7 +30,8 @@ from avatarfit.config import from_dict
 from avatarfit.data import Capture
 from avatarfit.eval.compare import paired_difference
 from avatarfit.fit import FitConfig
-from avatarfit.fit.job import RECORDED_FIT, FitJob, run_fit_job, split_frames_of
+from avatarfit.data.splits import frames_of_split
+from avatarfit.fit.job import RECORDED_FIT, FitJob, run_fit_job
 from avatarfit.synth.hmc import HmcConfig
 from avatarfit.synth.hmc_write import write_hmc
 
@@ -88,7 +89,7 @@ def main() -> None:
     config = _recording_config(avatars)
     rec = args.out / "recorded"
     needed = list(dict.fromkeys(r for name, avatar in avatars.items() for split in ("validation", "test")
-                                for r in split_frames_of(avatar, Path(runs[name]), cap, split)))
+                                for r in frames_of_split(avatar.info, Path(runs[name]), cap, split)))
     t0 = time.perf_counter()
     write_hmc(cap, rec, config, frames=needed, progress=False, log=lambda m: None)
     print(f"recording: {len(needed)} frames, {config.views_size[0]}x{config.views_size[1]}, augmented, seed "

@@ -48,7 +48,7 @@ def _setup(config_name: str, device: str, batch: int):
 
     from avatarfit.avatar import Avatar
     from avatarfit.data.stats import NormStats
-    from avatarfit.fit.targets import HMCTarget
+    from avatarfit.observe.targets import HMCTarget
     from avatarfit.models import build_model
     from avatarfit.synth.procedural import make_procedural_subject
 
@@ -90,7 +90,7 @@ def _setup(config_name: str, device: str, batch: int):
 
 def _stage_fn(stage: str, config_name: str, device: str, batch: int):
     from avatarfit.fit import FitConfig, fit
-    from avatarfit.fit.optimize import _hmc_cameras
+    from avatarfit.fit.optimize import hmc_cameras
 
     cfg, model, model_kpt, avatar, target, x = _setup(config_name, device, batch)
     prior = model.prior
@@ -106,7 +106,7 @@ def _stage_fn(stage: str, config_name: str, device: str, batch: int):
     if stage == "decoder":
         return lambda: model.decoder(x["z"], x["view"]), True
     if stage == "render 3 HMC views":
-        R, t = _hmc_cameras(target, None)
+        R, t = hmc_cameras(target)
         w = torch.tensor([0.6, 0.3, 0.1], device=device)
         return lambda: avatar.render_views(x["z"], target.K, R, t, target.image_size, channel_weights=w), False
     steps = 5 if stage == "fitting step" else 20

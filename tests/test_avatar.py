@@ -36,7 +36,7 @@ def test_decoded_mesh_renders_and_projects_where_the_capture_says(tiny_capture):
     cap = Capture(tiny_capture)
     ref = cap.frames()[1]
     avatar, data, frame = _pinned_avatar(cap, ref)
-    z = torch.randn(1, avatar.latent)
+    z = torch.randn(1, avatar.latent_size)
     verts, tex = avatar.decode(z, torch.tensor([[0.0, 0.0, 1.0]]))
     torch.testing.assert_close(verts[0], cap.vertices(ref.segment, ref.frame), atol=1e-3, rtol=0)
     # In a capture camera, with the head pose: the tracked mesh's coverage.
@@ -72,7 +72,7 @@ def test_render_views_is_frames_by_cameras_and_head_frame_cameras_need_no_pose(t
     avatar, _, _ = _pinned_avatar(cap, cap.frames()[0])
     hmc = SyntheticHmc(cap, tiny_config("lip_flow").data.hmc)
     s0, s1 = hmc[0], hmc[1]
-    z = torch.randn(2, avatar.latent)
+    z = torch.randn(2, avatar.latent_size)
     size = tuple(s0.views.shape[-2:])
     K, R, t = (torch.stack([a, b]) for a, b in ((s0.K, s1.K), (s0.R, s1.R), (s0.t, s1.t)))
     both = avatar.render_views(z, K, R, t, size)
@@ -99,7 +99,7 @@ def test_training_writes_a_self_contained_avatar(dam_run, tiny_capture, tmp_path
     assert avatar.info["step"] >= 1 and "capture" in avatar.info
     # The same decoding as the run's best checkpoint (export_avatar rebuilds it from best.pt + capture).
     rebuilt, path = export_avatar(dam_run, tiny_capture, tmp_path / "again.pt")
-    z, view = torch.randn(2, avatar.latent), torch.nn.functional.normalize(torch.randn(2, 3), dim=-1)
+    z, view = torch.randn(2, avatar.latent_size), torch.nn.functional.normalize(torch.randn(2, 3), dim=-1)
     with torch.no_grad():
         for a, b in zip(avatar.decode(z, view), rebuilt.decode(z, view)):
             torch.testing.assert_close(a, b)

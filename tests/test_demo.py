@@ -5,7 +5,7 @@ import json
 
 from avatarfit.demo import DEMO_MODELS, demo_table, run_demo
 from avatarfit.fit import FitConfig
-from avatarfit.fit.job import SUMMARY_KEYS
+from avatarfit.fit.summary import SUMMARY_KEYS
 
 SMALL = {"segments": 1, "frames": 8, "cameras": 3, "image_size": (64, 48), "texture_size": 64}
 

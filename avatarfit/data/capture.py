@@ -6,6 +6,7 @@ import os
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import torch
@@ -283,6 +284,13 @@ class Capture:
         if tex.shape[1:] != (size, size):
             raise FormatError(path, f"expected a {size}x{size} texture (as tex_mean.png), found {tex.shape[2]}x{tex.shape[1]}")
         return tex
+
+    def tracked(self, refs: Sequence[FrameRef]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The frames' average unwrapped textures ``(B, 3, T, T)`` and tracked meshes
+        ``(B, V, 3)`` head-local mm: what the DAM encoder sees
+        (:meth:`~avatarfit.avatar.Avatar.encode`)."""
+        textures = torch.stack([self.texture(r.segment, r.frame) for r in refs])
+        return textures, torch.stack([self.vertices(r.segment, r.frame) for r in refs])
 
     def image_size(self, camera: str) -> tuple[int, int]:
         """``(H, W)`` of a camera's photos, read from the header of its first photo."""

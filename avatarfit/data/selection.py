@@ -3,30 +3,9 @@
 from __future__ import annotations
 
 from .capture import Capture, FrameRef
+from .splits import SPLIT_WORDS, check_segment_names, refuse_split_names
 
-__all__ = ["SPLITS", "SPLIT_WORDS", "check_segment_names", "select_frames", "select_refs"]
-
-#: A trained avatar's frame splits (``info["splits"]``), and the words ``--frames`` reserves
-#: for them (``heldout`` is ``test``): no segment may be called so.
-SPLITS = ("train", "validation", "test")
-SPLIT_WORDS = SPLITS + ("heldout",)
-
-
-def check_segment_names(capture: Capture) -> None:
-    """Refuse a capture with a segment named like a split (``--frames test`` would be ambiguous).
-
-    Raises:
-        ValueError: naming the frame list and the segment.
-    """
-    _refuse_split_names(capture.segments, str(capture.layout.frame_list), " (its folders and its frame_list.txt rows)")
-
-
-def _refuse_split_names(segments: list[str], where: str, how: str = "") -> None:
-    clash = [s for s in segments if s in SPLIT_WORDS]
-    if clash:
-        raise ValueError(f"{where}: segment name {clash[0]!r} is reserved for the frame splits "
-                         f"({', '.join(SPLIT_WORDS)}); rename the segment{how}")
-
+__all__ = ["select_frames", "select_refs"]
 
 def select_frames(capture: Capture, spec: str | None, argument: str = "--frames") -> list[FrameRef]:
     """Frames picked by ``spec``, in frame-list order, without repeats.
@@ -49,7 +28,7 @@ def select_refs(frames: list[FrameRef], spec: str | None, argument: str = "--fra
     them ``source``'s frames, listed in ``where``."""
     n = len(frames)
     segments = list(dict.fromkeys(f.segment for f in frames))
-    _refuse_split_names(segments, where)
+    refuse_split_names(segments, where)
     if not spec:
         return list(frames)
     picked: set[int] = set()

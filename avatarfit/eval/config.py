@@ -205,3 +205,12 @@ def load_eval_config(path: str | os.PathLike, overrides: dict[str, Any] | None =
     except ValueError as exc:
         raise FormatError(path, str(exc)) from None
     return config
+
+
+def capture_path(config: EvalConfig, subject: SubjectSpec, folder: Path) -> Path:
+    """Where a subject's capture is: its own folder (relative to the config's), or
+    ``folder/capture`` when the evaluation makes it."""
+    if subject.capture is not None:
+        path = Path(subject.capture)
+        return path if path.is_absolute() else (config.folder / path).resolve()
+    return folder / "capture"

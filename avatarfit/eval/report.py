@@ -252,8 +252,8 @@ def fit_grid(config: EvalConfig, number: int, cells_dir: Path, runs: dict[str, P
 
     from ..avatar import Avatar
     from ..data.capture import Capture
-    from ..fit.optimize import render_frontal
-    from ..fit.sources import TargetSource
+    from ..fit.score import render_frontal
+    from ..observe.sources import TargetSource
 
     task = {6: "frontal", 7: "hmc", 8: "keypoints", 9: "hmc_pose"}[number]
     rows = [m for m in TABLES[number].rows if m in config.models and (cells_dir / Cell(m, task, True).key /

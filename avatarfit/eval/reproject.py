@@ -9,7 +9,7 @@ import torch
 from ..data.capture import Capture
 from ..data.layout import AVERAGE
 from ..render.renderer import RenderOutput, render_textured
-from .metrics import psnr
+from ..metrics import psnr
 
 __all__ = ["ViewComparison", "render_capture_view", "compare_view", "comparison_strip"]
 

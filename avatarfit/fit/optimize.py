@@ -39,13 +39,12 @@ from ..avatar import Avatar
 from ..data.layout import HMC_VIEWS
 from ..errors import ShapeError
 from ..render.renderer import FaceCache
-from ..eval.metrics import geometry_error, keypoint_distance, l1, psnr, ssim
 from ..models.priors import PriorParams
-from .pose import params_to_pose, pose_error, pose_to_params
-from .targets import GroundTruth, HMCTarget, KeypointTarget, MaskedFrontalTarget, compose_headset
+from ..observe.pose import params_to_pose, pose_to_params
+from ..observe.targets import HMCTarget, KeypointTarget, MaskedFrontalTarget, compose_headset
+from .summary import summarise
 
-__all__ = ["DEFAULT_LAMBDA_LATENT", "FitConfig", "FitResult", "fit", "prior_start", "check_target_for_avatar", "render_frontal",
-           "frontal_metrics"]
+__all__ = ["DEFAULT_LAMBDA_LATENT", "FitConfig", "FitResult", "fit", "check_target_for_avatar", "hmc_cameras"]
 
 
 #: What the data term of an HMC fit scores (:attr:`FitConfig.hmc_pixels`).
@@ -190,15 +189,8 @@ class FitResult:
         frontal, frontal_init: ``(B, 3, H, W)`` renderings in the ground truth's frontal
             camera after and before fitting (``None`` without ground truth).
         verts: ``(B, V, 3)`` fitted meshes, head-local mm.
-        metrics: per-frame ``(B,)`` tensors: ``psnr``, ``ssim``, ``l1``, ``psnr_face``,
-            ``ssim_face`` (see :func:`frontal_metrics`), ``geom_mm`` and the
-            same with ``_init`` before fitting (with ground truth), ``geom_mm_mean_mesh``
-            (the avatar's mean mesh against the same frames), ``kpt_px`` and
-            ``kpt_px_init`` (keypoint targets), ``headset_deg``/``headset_mm`` and their
-            ``_init`` (HMC targets whose truth has the headset pose: rotation angle and
-            translation distance to the true pose, after and before fitting), and
-            ``hmc_spill_px``, ``hmc_psnr``, ``hmc_psnr_face`` with their ``_init`` (HMC
-            targets whose truth has the views' face masks: :func:`hmc_metrics`).
+        metrics: per-frame ``(B,)`` tensors, empty until a caller scores the fit against
+            ground truth (:func:`~avatarfit.fit.score.score_fit`).
         seconds: wall-clock time of the fit.
         photometric: ``(B, C, 2)`` the photometric model per HMC view at the best code
             (``FitConfig.photometric``; ``render`` includes it): gain and bias, and with
@@ -206,6 +198,8 @@ class FitResult:
         scored: ``(B, C, 1, H, W)`` the HMC pixels the data term scored with
             ``hmc_pixels: face`` (the starting face's, within the target's ``valid`` mask),
             else ``None``.
+        render_init: the target's view of ``z_init`` (as ``render``; with the photometric
+            model fitted at ``z_init``).
     """
 
     names: tuple[str, ...]
@@ -226,21 +220,18 @@ class FitResult:
     seconds: float = 0.0
     photometric: torch.Tensor | None = None
     scored: torch.Tensor | None = None
+    render_init: torch.Tensor | None = None
 
     @property
     def batch(self) -> int:
         return len(self.names)
 
     def summary(self) -> dict[str, float]:
-        """Means over frames of every metric, steps and seconds per frame."""
-        out = {"frames": self.batch}
-        for k, v in self.metrics.items():
-            v = v[torch.isfinite(v)]
-            out[k] = float(v.mean()) if v.numel() else math.nan
-        out["steps_mean"] = float(self.steps.float().mean())
-        out["seconds_per_frame"] = self.seconds / max(self.batch, 1)
-        out["failed"] = int(self.failed.sum())
-        return out
+        """Means over frames of every metric, steps and seconds per frame
+        (:func:`~avatarfit.fit.summary.summarise`)."""
+        per_frame = torch.full((self.batch,), self.seconds / max(self.batch, 1))
+        return summarise({k: v.cpu().numpy() for k, v in self.metrics.items()}, self.steps.numpy(),
+                         self.failed.numpy(), per_frame.numpy())
 
 
 def check_target_for_avatar(avatar: Avatar, target) -> None:
@@ -268,20 +259,10 @@ def check_target_for_avatar(avatar: Avatar, target) -> None:
                          f"and needs {kind}; the {target.kind} target carries {found}")
 
 
-def prior_start(avatar: Avatar, target) -> tuple[torch.Tensor, object]:
-    """The prior's parameters for the target's frames and its mean in the decoder's space
-    (the fit's start): ``z0 (B, L)``, :class:`~avatarfit.models.priors.PriorParams`."""
-    prior = avatar.model.prior
-    with torch.no_grad():
-        if avatar.conditional:
-            params = prior.params(target.observation)
-        else:
-            params = prior.params(batch=target.batch)
-        return prior.mean(params), params
-
-
 # -- rendering the target's view of a code ------------------------------------------------------
-def _hmc_cameras(target: HMCTarget, pose: tuple[torch.Tensor, torch.Tensor] | None):
+def hmc_cameras(target: HMCTarget, pose: tuple[torch.Tensor, torch.Tensor] | None = None):
+    """The target's HMC cameras ``(R (B, C, 3, 3), t (B, C, 3))`` head-local, at the headset pose
+    ``pose`` (``(R (B, 3, 3), t (B, 3))``; default the target's)."""
     hR, ht = pose if pose is not None else (target.headset_R, target.headset_t)
     return compose_headset(target.rig_R, target.rig_t, hR, ht)
 
@@ -290,7 +271,7 @@ def _render_hmc(avatar: Avatar, target: HMCTarget, z: torch.Tensor, pose=None, c
                 antialias: bool = True, normals: bool = False):
     """The target's HMC views of codes ``z`` (:class:`~avatarfit.avatar.AvatarViews`, with
     camera-space normals when asked for)."""
-    R, t = _hmc_cameras(target, pose)
+    R, t = hmc_cameras(target, pose)
     w = torch.tensor(target.ir_weights, dtype=z.dtype, device=z.device)
     return avatar.render_views(z, target.K, R, t, target.image_size, channel_weights=w, background=target.background,
                                antialias=antialias, cache=cache, normals=normals)
@@ -432,7 +413,7 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
     if elsewhere:
         raise ValueError(f"target: its tensors are on {', '.join(elsewhere)}, the avatar on {device}; move one "
                          f"(target.to(device) or avatar.to(device))")
-    B, L = target.batch, avatar.latent
+    B, L = target.batch, avatar.latent_size
     for name, values in (("frame_lr", frame_lr), ("frame_lambda", frame_lambda)):
         if values is None:
             continue
@@ -466,8 +447,8 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
 def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, previous: torch.Tensor | None,
          progress, frame_lr: torch.Tensor | None = None, frame_lambda: torch.Tensor | None = None) -> FitResult:
     t0 = time.perf_counter()
-    B, L = target.batch, avatar.latent
-    z0, params = prior_start(avatar, target)
+    B, L = target.batch, avatar.latent_size
+    z0, params = avatar.prior_mean(target.observation, target.batch)
     start = z0 if init is None else init.detach().to(z0)
     if previous is not None:
         previous = previous.detach().to(z0)
@@ -620,118 +601,6 @@ def _fit(avatar: Avatar, target, config: FitConfig, init: torch.Tensor | None, p
         headset_t=pose[1].detach() if pose is not None else None,
         objective=torch.stack(history), data_term=best_data, steps=steps, failed=failed, render=pred.detach(),
         frontal=None, frontal_init=None, verts=verts.detach(), photometric=coef,
-        scored=None if face is None else scored)
-    _score(avatar, target, result, init_pred)
+        scored=None if face is None else scored, render_init=init_pred.detach())
     result.seconds = time.perf_counter() - t0
     return result
-
-
-@torch.no_grad()
-def render_frontal(avatar: Avatar, truth: GroundTruth, z: torch.Tensor) -> torch.Tensor:
-    """Codes rendered in the ground truth's frontal camera: ``(B, 3, H, W)`` in [0, 1]."""
-    out = avatar.render_views(z, truth.K[:, None], truth.R[:, None], truth.t[:, None], truth.image_size, truth.head_R,
-                              truth.head_t, antialias=False)  # as the photos are rendered: one face per pixel
-    return out.image[:, 0].clamp(0, 1)
-
-
-@torch.no_grad()
-def _score(avatar: Avatar, target, result: FitResult, init_pred: torch.Tensor) -> None:
-    m = result.metrics
-    if isinstance(target, KeypointTarget):
-        m["kpt_px"] = keypoint_distance(result.render, target.points, target.visible).cpu()
-        m["kpt_px_init"] = keypoint_distance(init_pred, target.points, target.visible).cpu()
-    truth = target.truth
-    if truth is None:
-        return
-    moved = isinstance(target, HMCTarget) and truth.headset_R is not None and (
-        result.headset_R is not None or not torch.equal(target.headset_R, truth.headset_R)
-        or not torch.equal(target.headset_t, truth.headset_t))
-    if moved:  # pose noise or a fitted pose: how far from the true headset pose
-        start = pose_error(target.headset_R, target.headset_t, truth.headset_R, truth.headset_t)
-        end = start if result.headset_R is None else pose_error(result.headset_R, result.headset_t,
-                                                                  truth.headset_R, truth.headset_t)
-        m["headset_deg_init"], m["headset_mm_init"] = (v.cpu() for v in start)
-        m["headset_deg"], m["headset_mm"] = (v.cpu() for v in end)
-    if isinstance(target, HMCTarget) and truth.hmc_masks is not None:
-        m.update(hmc_metrics(avatar, target, result, init_pred))
-    face = face_mask(avatar, truth)
-    for suffix, z in (("", result.z), ("_init", result.z_init)):
-        scores, img = frontal_metrics(avatar, truth, z, verts=None if suffix else result.verts, face=face)
-        m.update({f"{k}{suffix}": v for k, v in scores.items()})
-        if suffix:
-            result.frontal_init = img
-        else:
-            result.frontal = img
-    m.pop("geom_mm_mean_mesh_init")  # the same mesh before and after
-
-
-def _views_psnr(pred: torch.Tensor, views: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-    """:func:`~avatarfit.eval.metrics.psnr` over all the grey views of each frame together:
-    ``(B, C, 1, h, w)`` -> ``(B,)`` (the C views stacked as one image of C * h rows)."""
-    B, C, _, h, w = views.shape
-    tall = (B, 1, C * h, w)
-    return psnr(pred.clamp(0, 1).reshape(tall), views.reshape(tall), None if mask is None else mask.reshape(tall))
-
-
-@torch.no_grad()
-def hmc_metrics(avatar: Avatar, target: HMCTarget, result: FitResult, init_pred: torch.Tensor) -> dict:
-    """How an HMC fit explains its views, scored with the views' true face masks (the
-    target's ``truth.hmc_masks``), after and before fitting (``_init``).
-
-    Returns:
-        ``{"hmc_spill_px", "hmc_psnr", "hmc_psnr_face"}`` and the same with ``_init``, each
-        ``(B,)`` on the CPU: pixels of the three views the fitted mesh covers outside the true
-        face (one face per pixel, at the fitted headset pose); PSNR of the fitted renderings
-        against the views over every pixel and over the true face pixels.
-    """
-    truth = target.truth
-    B, C = target.batch, target.views.shape[1]
-    size = target.image_size
-    out = {}
-    fitted_pose = None if result.headset_R is None else (result.headset_R, result.headset_t)
-    for suffix, verts, pose, render in (("", result.verts, fitted_pose, result.render),
-                                        ("_init", avatar.geometry(result.z_init), None, init_pred)):
-        R, t = _hmc_cameras(target, pose)
-        cover = avatar.coverage(verts.repeat_interleave(C, 0), target.K.flatten(0, 1), R.flatten(0, 1),
-                                t.flatten(0, 1), size).view(B, C, 1, *size)
-        spill = (cover > 0) & ~(truth.hmc_masks > 0)
-        out[f"hmc_spill_px{suffix}"] = spill.flatten(1).sum(1).float().cpu()
-        out[f"hmc_psnr{suffix}"] = _views_psnr(render, target.views).cpu()
-        out[f"hmc_psnr_face{suffix}"] = _views_psnr(render, target.views, truth.hmc_masks).cpu()
-    return out
-
-
-def face_mask(avatar: Avatar, truth: GroundTruth) -> torch.Tensor:
-    """The face pixels of the ground truth's photos: the tracked meshes' coverage in the
-    frontal camera (the pixels training scores), ``(B, 1, H, W)``."""
-    return avatar.coverage(truth.verts, truth.K, truth.R, truth.t, truth.image_size, truth.head_R, truth.head_t)
-
-
-@torch.no_grad()
-def frontal_metrics(avatar: Avatar, truth: GroundTruth, z: torch.Tensor, verts: torch.Tensor | None = None,
-                    face: torch.Tensor | None = None) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
-    """How well codes reproduce the ground truth: the paper's metrics of a decoding.
-
-    Args:
-        avatar: the trained avatar.
-        truth: the frames' :class:`GroundTruth` (photo, frontal camera, tracked mesh).
-        z: ``(B, L)`` codes in the decoder's space.
-        verts: ``(B, V, 3)`` the codes' meshes when already decoded (head-local mm).
-        face: ``(B, 1, H, W)`` :func:`face_mask` of ``truth`` when already computed.
-
-    Returns:
-        ``({"psnr", "ssim", "l1", "psnr_face", "ssim_face", "geom_mm", "geom_mm_mean_mesh"} -> (B,) CPU tensors,
-        frontal renderings (B, 3, H, W))``: PSNR (dB), SSIM and L1 of the frontal rendering
-        against the whole photo; PSNR and SSIM over the face pixels only (the tracked mesh's
-        coverage, the pixels training scores); the mean vertex distance (mm) to the tracked
-        mesh, and (``geom_mm_mean_mesh``) that of the avatar's mean mesh, what a model that
-        ignored the frame would score (motion explained = 1 - geom_mm / geom_mm_mean_mesh).
-    """
-    img = render_frontal(avatar, truth, z)
-    verts = avatar.geometry(z) if verts is None else verts
-    face = face_mask(avatar, truth) if face is None else face
-    scores = {"psnr": psnr(img, truth.photo), "ssim": ssim(img, truth.photo), "l1": l1(img, truth.photo),
-              "psnr_face": psnr(img, truth.photo, face), "ssim_face": ssim(img, truth.photo, mask=face),
-              "geom_mm": geometry_error(verts, truth.verts),
-              "geom_mm_mean_mesh": geometry_error(avatar.vert_mean.expand_as(truth.verts), truth.verts)}
-    return {k: v.cpu() for k, v in scores.items()}, img

@@ -11,7 +11,9 @@ import torch
 
 from ..avatar import Avatar
 from ..errors import FitFailedError
+from ..metrics import psnr
 from .optimize import FitConfig, fit
+from .score import render_frontal
 
 __all__ = ["PAPER_GRIDS", "SearchResult", "search_hyperparameters"]
 
@@ -90,19 +92,22 @@ def search_hyperparameters(avatar: Avatar, target, kind: str | None = None, base
     for first in range(0, len(pairs), per_fit):
         chunk = pairs[first:first + per_fit]
         if len(chunk) == 1:  # one pair: a plain fit with its settings
+            fitted = target
             result = fit(avatar, target, dataclasses.replace(base, lr=chunk[0][0], lambda_latent=chunk[0][1]))
         else:
             device = avatar.vert_mean.device
             frame_lr = torch.tensor([lr for lr, _ in chunk for _ in range(B)], device=device)
             frame_lambda = torch.tensor([lam for _, lam in chunk for _ in range(B)], device=device)
-            result = fit(avatar, target.select(list(range(B)) * len(chunk)), base, frame_lr=frame_lr,
-                         frame_lambda=frame_lambda)
+            fitted = target.select(list(range(B)) * len(chunk))
+            result = fit(avatar, fitted, base, frame_lr=frame_lr, frame_lambda=frame_lambda)
+        if criterion == "psnr":
+            frontal = psnr(render_frontal(avatar, fitted.truth, result.z), fitted.truth.photo).cpu()
         for k, (lr, lam) in enumerate(chunk):
             rows = slice(k * B, (k + 1) * B)
             if bool(result.failed[rows].any()):  # a setting that diverges on any frame is not chosen
                 score = math.nan
             elif criterion == "psnr":
-                v = result.metrics["psnr"][rows]
+                v = frontal[rows]
                 v = v[torch.isfinite(v)]
                 score = float(v.mean()) if v.numel() else math.nan
             else:

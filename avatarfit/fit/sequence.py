@@ -5,12 +5,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Sequence
 
+import math
+
+import numpy as np
 import torch
 
 from ..avatar import Avatar
+from ..data.capture import Capture
 from .optimize import FitConfig, FitResult, fit
 
-__all__ = ["fit_sequence", "jitter"]
+__all__ = ["fit_sequence", "jitter", "sequence_jitter"]
 
 
 def jitter(verts: torch.Tensor) -> float:
@@ -115,3 +119,22 @@ def _concat(results: list[FitResult]) -> FitResult:
     metrics = {k: torch.cat([r.metrics[k] for r in results]) for k in results[0].metrics}
     return FitResult(names=sum((r.names for r in results), ()), objective=objective, metrics=metrics,
                      seconds=sum(r.seconds for r in results), **tensors)
+
+
+@torch.no_grad()
+def sequence_jitter(avatar: Avatar, capture: Capture | None, merged: dict[str, np.ndarray]) -> dict[str, float]:
+    """Mean over segments of the fitted and the tracked meshes' frame-to-frame motion (mm;
+    the tracked meshes' NaN without a capture)."""
+    names = [str(n) for n in merged["names"]]
+    fitted, truth = [], []
+    for seg in dict.fromkeys(n.split("/")[0] for n in names):
+        idx = [i for i, n in enumerate(names) if n.split("/")[0] == seg]
+        if len(idx) < 2:
+            continue
+        z = torch.from_numpy(merged["z"][idx]).to(avatar.vert_mean.device)
+        fitted.append(jitter(avatar.geometry(z).cpu()))
+        if capture is not None and all(capture.layout.mesh_bin(seg, names[i].split("/", 1)[1]).is_file() for i in idx):
+            truth.append(jitter(torch.stack([capture.vertices(seg, names[i].split("/", 1)[1]) for i in idx])))
+    if not fitted:
+        return {"jitter_mm": math.nan, "jitter_mm_truth": math.nan}
+    return {"jitter_mm": float(np.mean(fitted)), "jitter_mm_truth": float(np.mean(truth)) if truth else math.nan}

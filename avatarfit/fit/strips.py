@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .optimize import FitResult
-from .targets import HMCTarget, KeypointTarget, MaskedFrontalTarget
+from ..observe.targets import HMCTarget, KeypointTarget, MaskedFrontalTarget
 
 __all__ = ["fit_strip", "STRIP_COLUMNS"]
 

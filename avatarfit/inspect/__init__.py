@@ -1,9 +1,9 @@
 """Inspecting trained priors: samples of the predicted priors in the prior's and the
 decoder's latent spaces, their variance, TensorBoard projector logs (seed 003, Fig. 11)."""
 
-from .job import InspectReport, inspect_latents, spread_frames
+from .job import InspectReport, input_frames, inspect_latents
 from .latents import LatentSamples, pca_2d, sample_latents
 from .report import scatter_image, thumbnails, write_latent_logs
 
 __all__ = ["InspectReport", "LatentSamples", "inspect_latents", "pca_2d", "sample_latents", "scatter_image",
-           "spread_frames", "thumbnails", "write_latent_logs"]
+           "input_frames", "thumbnails", "write_latent_logs"]

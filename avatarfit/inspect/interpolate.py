@@ -11,7 +11,7 @@ import torch
 from ..avatar import Avatar
 from ..data.capture import Capture, FrameRef
 
-__all__ = ["Interpolation", "encoder_codes", "frame_codes", "interpolate_codes", "interpolate_frames", "parse_frame"]
+__all__ = ["Interpolation", "frame_codes", "interpolate_codes", "interpolate_frames", "parse_frame"]
 
 
 @dataclass(frozen=True)
@@ -45,29 +45,13 @@ def parse_frame(capture: Capture, text: str, argument: str) -> FrameRef:
 def frame_codes(avatar: Avatar, capture: Capture, refs: list[FrameRef]) -> tuple[torch.Tensor, object]:
     """Codes of tracked frames in Q: the DAM encoder's means (or, without one, the prior's
     mean for the frames' observations), and the prior's parameters for those frames."""
-    from ..fit.sources import TargetSource
+    from ..observe.sources import TargetSource
 
-    prior = avatar.model.prior
-    if avatar.conditional:
-        obs = TargetSource.for_avatar(capture, avatar).observation(refs)
-        params = prior.params(obs.to(avatar.vert_mean))
-    else:
-        params = prior.params(batch=len(refs))
+    obs = TargetSource.for_avatar(capture, avatar).observation(refs) if avatar.conditional else None
+    mean, params = avatar.prior_mean(obs, batch=len(refs))
     if avatar.model.encoder is None:
-        return prior.mean(params), params
-    return encoder_codes(avatar, capture, refs), params
-
-
-@torch.no_grad()
-def encoder_codes(avatar: Avatar, capture: Capture, refs: list[FrameRef]) -> torch.Tensor:
-    """The DAM encoder Q's mean codes of tracked frames (their textures and meshes): ``(B, L)``.
-
-    Raises:
-        ValueError: for variants without a Q encoder (DAM-HMC-Enc).
-    """
-    tex = torch.stack([capture.texture(r.segment, r.frame) for r in refs])
-    verts = torch.stack([capture.vertices(r.segment, r.frame) for r in refs])
-    return avatar.encode(tex, verts)
+        return mean, params
+    return avatar.encode(*capture.tracked(refs)), params
 
 
 @torch.no_grad()
@@ -97,7 +81,7 @@ def interpolate_frames(avatar: Avatar, capture: Capture, first: FrameRef, second
                        space: str = "q") -> Interpolation:
     """Interpolate between two frames' codes and render every code in the capture's most
     frontal camera, under the first frame's head pose."""
-    from ..fit.sources import TargetSource
+    from ..observe.sources import TargetSource
 
     z, params = frame_codes(avatar, capture, [first, second])
     codes, a = interpolate_codes(avatar, z, params, steps, space)

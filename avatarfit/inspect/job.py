@@ -11,10 +11,11 @@ import torch
 from ..avatar import Avatar
 from ..data.capture import Capture, FrameRef
 from ..data.selection import select_frames
+from ..data.splits import spread
 from .latents import LatentSamples, sample_latents
 from .report import write_latent_logs
 
-__all__ = ["InspectReport", "inspect_latents", "spread_frames"]
+__all__ = ["InspectReport", "inspect_latents", "input_frames"]
 
 
 @dataclass
@@ -26,7 +27,7 @@ class InspectReport:
     files: dict[str, Path]
 
 
-def spread_frames(capture: Capture, count: int, spec: str | None = None) -> list[FrameRef]:
+def input_frames(capture: Capture, count: int, spec: str | None = None) -> list[FrameRef]:
     """``count`` frames spread evenly over the capture's frames (or over those ``spec`` picks).
 
     Raises:
@@ -39,8 +40,7 @@ def spread_frames(capture: Capture, count: int, spec: str | None = None) -> list
         raise ValueError(f"--inputs: {count} inputs asked for, but only {len(frames)} frames are selected "
                          f"(--frames {spec!r} of {capture.root})" if spec else
                          f"--inputs: {count} inputs asked for, but {capture.root} has only {len(frames)} frames")
-    idx = torch.linspace(0, len(frames) - 1, count).round().long().tolist()
-    return [frames[i] for i in idx]
+    return spread(frames, count)
 
 
 @torch.no_grad()
@@ -53,13 +53,13 @@ def inspect_latents(run: str | Path, capture: str | Path | Capture, logdir: str 
     than the frames, a run with an avatar file, a capture with the landmarks the
     observations need.
     """
-    from ..fit.sources import TargetSource
+    from ..observe.sources import TargetSource
 
     if samples < 2:
         raise ValueError(f"--samples: expected at least 2 samples per input, got {samples}")
     avatar = Avatar.load(run)
     cap = capture if isinstance(capture, Capture) else Capture(capture)
-    refs = spread_frames(cap, inputs, frames)
+    refs = input_frames(cap, inputs, frames)
     source = TargetSource.for_avatar(cap, avatar)
     observation = source.observation(refs)  # first: it needs the capture's landmarks
     truth = source.truth(refs)

@@ -76,16 +76,13 @@ def sample_latents(avatar: Avatar, observation: torch.Tensor | None, names: tupl
     if N < 1:
         raise ValueError("names: no inputs to sample")
     prior = avatar.model.prior
-    if avatar.conditional:
-        if observation is None or observation.shape[0] != N:
-            found = None if observation is None else tuple(observation.shape)
-            raise ValueError(f"observation: the {avatar.variant} prior needs one observation per input ({N}), "
-                             f"got {found}")
-        params = prior.params(observation)
-    else:
-        params = prior.params(batch=N)
+    if avatar.conditional and (observation is None or observation.shape[0] != N):
+        found = None if observation is None else tuple(observation.shape)
+        raise ValueError(f"observation: the {avatar.variant} prior needs one observation per input ({N}), "
+                         f"got {found}")
+    _, params = avatar.prior_mean(observation if avatar.conditional else None, batch=N)
     gen = torch.Generator().manual_seed(seed)
-    eps = torch.randn((N, samples, avatar.latent), generator=gen).to(params.mu)
+    eps = torch.randn((N, samples, avatar.latent_size), generator=gen).to(params.mu)
     p = params.mu[:, None] + params.sigma[:, None] * eps
     if prior.flow is None:
         q = p

@@ -84,7 +84,7 @@ class Prior(nn.Module):
 
     def __init__(self, latent: int, flow: LatentFlow | None = None) -> None:
         super().__init__()
-        self.latent = latent
+        self.latent_size = latent
         self.flow = flow
 
     def params(self, observation: torch.Tensor | None = None, batch: int | None = None) -> PriorParams:
@@ -95,7 +95,7 @@ class Prior(nn.Module):
                  flowed: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``log p(z_q)``: ``(B, L)`` -> ``(B,)``. ``flowed``: ``(F(z), log |det dF/dz|)``,
         ``(B, L)`` and ``(B,)``, when the caller already ran the flow on ``z``."""
-        check_shape("z", z, (params.batch, self.latent))
+        check_shape("z", z, (params.batch, self.latent_size))
         if self.flow is None:
             return gaussian_log_prob(z, params.mu, params.log_sigma)
         zp, logdet = flowed if flowed is not None else self.flow(z, params.h)
@@ -124,7 +124,7 @@ class _Unconditional(Prior):
             raise ValueError("observation: this prior is unconditional; pass batch=B instead")
         if batch is None or batch < 1:
             raise ValueError(f"batch: an unconditional prior needs the batch size, got {batch}")
-        zeros = self._anchor.new_zeros(batch, self.latent)
+        zeros = self._anchor.new_zeros(batch, self.latent_size)
         return PriorParams(zeros, zeros.clone())
 
 

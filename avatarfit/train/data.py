@@ -16,9 +16,8 @@ import torch
 
 from ..data.cache import TensorCache
 from ..data.capture import Capture, FrameRef
-from ..data.keypoints import normalise_keypoints
 from ..data.layout import Layout
-from ..data.selection import SPLITS, check_segment_names
+from ..data.splits import split_frames
 from ..data.stats import NormStats, resize_texture
 from ..data.surface import SurfacePoints, read_surface_points
 from ..synth.keypoints import NUM_KEYPOINTS, keypoint_definition
@@ -28,40 +27,7 @@ from .config import TrainConfig
 if TYPE_CHECKING:
     from ..avatar import Avatar
 
-__all__ = ["SPLITS", "TrainingData", "normalise_keypoints", "split_frames"]
-
-
-def split_frames(capture: Capture, validation: float, test: float) -> dict[str, list[FrameRef]]:
-    """Each segment's frames in three contiguous blocks, in frame order: training, then
-    ``validation`` of them, then ``test`` of them at the end (each at least one frame when
-    its fraction is positive).
-
-    The validation block lies between the two others, so that no test frame is next to a
-    training frame (consecutive frames of a performance are nearly the same expression:
-    a test frame beside a training frame would be an interpolation, not a test).
-
-    Returns:
-        ``{"train": [...], "validation": [...], "test": [...]}``.
-
-    Raises:
-        ValueError: naming the segment and the fractions, when a segment is too short to
-            give every split with a positive fraction a frame and keep one for training.
-    """
-    check_segment_names(capture)
-    out: dict[str, list[FrameRef]] = {name: [] for name in SPLITS}
-    for seg in capture.segments:
-        frames = capture.frames(seg)
-        n_val = 0 if validation <= 0 else max(1, round(len(frames) * validation))
-        n_test = 0 if test <= 0 else max(1, round(len(frames) * test))
-        n_train = len(frames) - n_val - n_test
-        if n_train < 1:
-            raise ValueError(f"data.validation = {validation}, data.test = {test}: segment {seg!r} of "
-                             f"{capture.layout.frame_list} has {len(frames)} frames, too few for a training, "
-                             f"{'a validation, ' if n_val else ''}{'a test ' if n_test else ''}block")
-        out["train"] += frames[:n_train]
-        out["validation"] += frames[n_train:n_train + n_val]
-        out["test"] += frames[n_train + n_val:]
-    return out
+__all__ = ["TrainingData"]
 
 
 @dataclass

@@ -26,7 +26,7 @@ from .._io import write_text_atomic
 from ..avatar import AVATAR_FILE
 from ..config import merge_mappings, from_dict
 from ..data.capture import Capture
-from ..eval.metrics import psnr, r_squared
+from ..metrics import psnr, r_squared
 from ..models.variants import build_model
 from .checkpoint import plain_config, config_of, load_checkpoint, save_checkpoint
 from .config import TrainConfig
@@ -95,7 +95,7 @@ def evaluate(objective: Objective, data: TrainingData, device: torch.device, bat
     out = {"loss": total / n, "psnr": float(torch.cat(ps).mean()), "psnr_face": float(torch.cat(pf).mean()),
            "geom_mm": geom_mm, "motion_explained": 1.0 - geom_mm / mean_mesh_mm if mean_mesh_mm > 0 else math.nan,
            "grid": torch.cat(rows, -2).cpu()}
-    from ..fit.job import spread
+    from ..data.splits import spread
 
     # Training frames spread over every segment: R^2 divides by the frames' variance, which
     # the first frames of one or two segments would understate.

@@ -8,8 +8,9 @@ import torch
 from avatarfit.avatar import Avatar
 from avatarfit.data import Capture
 from avatarfit.errors import ShapeError
-from avatarfit.fit import FitConfig, FrontalTarget, HMCTarget, KeypointTarget, TargetSource, fit, search_hyperparameters
-from avatarfit.fit.optimize import face_mask, frontal_metrics
+from avatarfit.fit import FitConfig, fit, search_hyperparameters
+from avatarfit.fit.score import face_mask, frontal_metrics, score_fit
+from avatarfit.observe import FrontalTarget, HMCTarget, KeypointTarget, TargetSource
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +25,7 @@ def _synthetic_target(avatar, source, refs, seed=0):
     """The avatar's own rendering of known codes z*, as a frontal target."""
     truth = source.truth(refs)
     g = torch.Generator().manual_seed(seed)
-    z_star = torch.randn(len(refs), avatar.latent, generator=g)
+    z_star = torch.randn(len(refs), avatar.latent_size, generator=g)
     with torch.no_grad():
         image = avatar.render(z_star, truth.K, truth.R, truth.t, truth.image_size, truth.head_R,
                               truth.head_t).image[:, 0]
@@ -149,14 +150,14 @@ def test_a_conditional_avatar_needs_its_kind_of_observation(tiny_capture, tmp_pa
     with pytest.raises(ValueError, match=r"needs HMC views .* carries keypoints"):
         fit(avatar, kpt)
     good = TargetSource(cap, condition="hmc").build("hmc", refs)
-    result = fit(avatar, good, FitConfig(steps=3, fit_headset=True))
+    result = score_fit(avatar, good, fit(avatar, good, FitConfig(steps=3, fit_headset=True)))
     assert result.headset_R.shape == (2, 3, 3) and "geom_mm" in result.metrics
 
 
 def test_face_pixel_metrics_ignore_the_photo_outside_the_tracked_mesh(setup):
     avatar, source, refs = setup
     truth = source.truth(refs)
-    z = torch.zeros(len(refs), avatar.latent)
+    z = torch.zeros(len(refs), avatar.latent_size)
     scores, img = frontal_metrics(avatar, truth, z)
     assert set(scores) == {"psnr", "ssim", "l1", "psnr_face", "ssim_face", "geom_mm", "geom_mm_mean_mesh"}
     # z = 0 decodes about the mean mesh, so it explains about none of the motion.
@@ -186,7 +187,7 @@ def test_hmc_targets_score_every_pixel_and_report_outline_spill(setup):
     assert bool((_data_term(avatar, target, wrong) > 0).all())
     face_only = dataclasses.replace(target, valid=target.truth.hmc_masks)
     assert float(_data_term(avatar, face_only, wrong).abs().max()) == 0.0
-    result = fit(avatar, target, FitConfig(steps=3, patience=3))
+    result = score_fit(avatar, target, fit(avatar, target, FitConfig(steps=3, patience=3)))
     m = result.metrics
     for key in ("hmc_spill_px", "hmc_psnr", "hmc_psnr_face"):
         assert m[key].shape == (len(refs),) and m[f"{key}_init"].shape == (len(refs),)
@@ -231,13 +232,13 @@ def test_fit_leaves_the_avatar_as_it_found_it(setup):
 def test_codes_of_the_wrong_shape_or_a_target_elsewhere_are_refused(setup):
     avatar, source, refs = setup
     _, target = _synthetic_target(avatar, source, refs)
-    one = torch.zeros(1, avatar.latent)  # would pull both frames towards one code
+    one = torch.zeros(1, avatar.latent_size)  # would pull both frames towards one code
     with pytest.raises(ShapeError, match=r"previous: expected one code per frame, shape \(2, \d+\), got \(1, \d+\)"):
         fit(avatar, target, FitConfig(smoothness=0.1), previous=one)
     with pytest.raises(ShapeError, match=r"init: expected one code per frame"):
         fit(avatar, target, init=one)
     with pytest.raises(ValueError, match=r"init: expected finite codes"):
-        fit(avatar, target, init=torch.full((2, avatar.latent), float("nan")))
+        fit(avatar, target, init=torch.full((2, avatar.latent_size), float("nan")))
     import copy
     elsewhere = copy.copy(target)  # as if on another GPU (a meta tensor skips the target's own checks)
     object.__setattr__(elsewhere, "image", target.image.to("meta"))
@@ -310,8 +311,8 @@ def test_fit_returns_finite_results_or_a_named_value_error(setup):
             config = FitConfig(lr=lr, lambda_latent=lam, smoothness=smooth, steps=steps, fit_headset=headset,
                                photometric=photometric and hmc, hmc_pixels=pixels if hmc else "all")
             target = _perturb(targets[kind], how)
-            previous = torch.zeros(target.batch, avatar.latent) if smooth else None
-            result = fit(avatar, target, config, previous=previous)
+            previous = torch.zeros(target.batch, avatar.latent_size) if smooth else None
+            result = score_fit(avatar, target, fit(avatar, target, config, previous=previous))
         except ValueError:
             return
         assert bool(torch.isfinite(result.z).all())

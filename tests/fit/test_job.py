@@ -13,9 +13,10 @@ import yaml
 from avatarfit.avatar import Avatar
 from avatarfit.cli import main
 from avatarfit.data import Capture
-from avatarfit.fit import FitConfig, TargetSource, fit
+from avatarfit.fit import FitConfig, fit, score_fit
+from avatarfit.observe import TargetSource
 from avatarfit.fit import job as job_module
-from avatarfit.fit.job import SUMMARY_KEYS, FitJob, heldout_frames, run_fit_job
+from avatarfit.fit.job import SUMMARY_KEYS, FitJob, run_fit_job
 from avatarfit.fit.strips import STRIP_COLUMNS
 
 
@@ -44,7 +45,7 @@ def test_cli_writes_every_output(dam_run, tiny_capture, tmp_path, capsys):
     assert [f["name"] for f in doc["frames"]] == names
     assert s["psnr"] == pytest.approx(np.mean([f["psnr"] for f in doc["frames"]]), rel=1e-5)
     with np.load(out / "fits.npz") as fits:
-        assert fits["z"].shape == (3, Avatar.load(dam_run).latent)
+        assert fits["z"].shape == (3, Avatar.load(dam_run).latent_size)
         assert list(fits["names"]) == names and fits["objective"].shape[1] == 3
         assert (fits["steps"] <= 5).all()
         for key in fits.files:
@@ -135,8 +136,7 @@ def test_other_settings_in_the_same_folder_are_refused(dam_run, tiny_capture, tm
 def test_the_avatar_records_its_splits_and_fits_name_them(dam_run, tiny_capture, tmp_path):
     from avatarfit.data.selection import select_frames
     from avatarfit.errors import FormatError
-    from avatarfit.fit.job import split_frames_of
-    from avatarfit.train.data import split_frames
+    from avatarfit.data.splits import frames_of_split, split_frames
 
     avatar = Avatar.load(dam_run)
     cap = Capture(tiny_capture)
@@ -144,8 +144,8 @@ def test_the_avatar_records_its_splits_and_fits_name_them(dam_run, tiny_capture,
     names = {k: [f"{r.segment}/{r.frame}" for r in v] for k, v in expected.items()}
     assert avatar.info["splits"] == names
     for split in ("train", "validation", "test"):
-        assert split_frames_of(avatar, dam_run, cap, split) == expected[split]
-    assert heldout_frames(avatar, dam_run, cap) == expected["test"]  # heldout means test
+        assert frames_of_split(avatar.info, dam_run, cap, split) == expected[split]
+    assert frames_of_split(avatar.info, dam_run, cap, "test") == expected["test"]  # heldout means test
     assert not set(names["test"]) & (set(names["train"]) | set(names["validation"]))
     with pytest.raises(ValueError, match="'test' names a split of a trained avatar's frames"):
         select_frames(cap, "test")
@@ -153,7 +153,7 @@ def test_the_avatar_records_its_splits_and_fits_name_them(dam_run, tiny_capture,
     del old["splits"]
     avatar.info = old  # an avatar from before the splits
     with pytest.raises(FormatError, match="records no train/validation/test split .* retrain it"):
-        split_frames_of(avatar, dam_run, cap, "test")
+        frames_of_split(avatar.info, dam_run, cap, "test")
 
 
 def test_a_segment_named_like_a_split_is_refused(tiny_capture, tmp_path):
@@ -186,7 +186,7 @@ def test_a_perturbed_headset_pose_is_recovered(dam_run, tiny_capture):
     Early stopping is off (patience = steps): the objective oscillates on the way, and the
     best pose seen is kept.
     """
-    from avatarfit.fit.optimize import _predict, prior_start
+    from avatarfit.fit.optimize import _predict
 
     avatar = Avatar.load(dam_run)
     cap = Capture(tiny_capture)
@@ -194,18 +194,19 @@ def test_a_perturbed_headset_pose_is_recovered(dam_run, tiny_capture):
     truth = noisy.truth
     exact = dataclasses.replace(noisy, headset_R=truth.headset_R, headset_t=truth.headset_t)
     with torch.no_grad():
-        z0 = prior_start(avatar, exact)[0]
+        z0 = avatar.prior_mean(exact.observation, exact.batch)[0]
         views, _ = _predict(avatar, exact, z0)
     target = dataclasses.replace(noisy, views=views)  # every pixel scored: outlines pull the pose too
     # The code is held near the prior (small lr, strong prior) so that it cannot explain the
     # misalignment instead of the pose.
-    moved = fit(avatar, target, FitConfig(steps=200, patience=200, lr=0.01, lambda_latent=1.0, fit_headset=True))
+    moved = score_fit(avatar, target, fit(avatar, target, FitConfig(steps=200, patience=200, lr=0.01,
+                                                                    lambda_latent=1.0, fit_headset=True)))
     m = moved.metrics
     assert (m["headset_mm_init"] > 0.5).all() and (m["headset_deg_init"] > 0.5).all(), m
     for i, name in enumerate(moved.names):
         assert m["headset_mm"][i] < 0.3 * m["headset_mm_init"][i], (name, m)
         assert m["headset_deg"][i] < 0.3 * m["headset_deg_init"][i], (name, m)
-    kept = fit(avatar, target, FitConfig(steps=5))  # pose not fitted: the error stays the noise
+    kept = score_fit(avatar, target, fit(avatar, target, FitConfig(steps=5)))  # pose not fitted: the error stays the noise
     torch.testing.assert_close(kept.metrics["headset_mm"], kept.metrics["headset_mm_init"])
 
 
@@ -244,7 +245,7 @@ def test_sequence_mode_warm_starts_and_smoothness_lowers_jitter(dam_run, tiny_ca
     # The "_init" columns are the prior mean's for every frame, not the warm start's.
     np.testing.assert_allclose(fits["z_init"], z0.expand(3, -1).numpy(), atol=1e-6)
     from avatarfit.data.capture import Capture
-    from avatarfit.eval.metrics import geometry_error
+    from avatarfit.metrics import geometry_error
     cap = Capture(tiny_capture)
     truth = torch.stack([cap.vertices(*str(n).split("/")) for n in fits["names"]])
     with torch.no_grad():
@@ -308,7 +309,7 @@ def test_masked_and_keypoint_fits_write_their_strips(dam_run, tiny_capture, tmp_
 
 
 def test_spread_picks_evenly_with_both_ends():
-    from avatarfit.fit.job import spread
+    from avatarfit.data.splits import spread
 
     refs = list(range(16))
     assert spread(refs, 4) == [0, 5, 10, 15]
@@ -424,27 +425,3 @@ def test_a_job_records_its_resolved_latent_weight():
     assert job_module.job_dict(implicit) == job_module.job_dict(
         FitJob(run="r", capture="c", target="hmc", fit=FitConfig(lambda_latent=0.01)))
     assert FitJob(run="r", capture="c", target="masked").fit.lambda_latent == 0.001
-
-
-def test_sequence_batches_hold_several_segments_and_keep_each_in_order():
-    from avatarfit.data.capture import FrameRef
-
-    refs = [FrameRef("A", f"{i:06d}") for i in range(5)] + [FrameRef("B", f"{i:06d}") for i in range(3)] + \
-        [FrameRef("C", f"{i:06d}") for i in range(2)]
-    names = [[f"{r.segment}{int(r.frame)}" for r in unit] for unit in job_module._units(refs, 2, True)]
-    # up to 2 segments per batch, their next 2 frames each, track-major
-    assert names == [["A0", "A1", "B0", "B1"], ["A2", "A3", "B2"], ["A4"], ["C0", "C1"]]
-    # a segment whose frames change group (ground truth or not) continues in a later wave
-    group = {"A": lambda r: int(r.frame) >= 3, "B": lambda r: False, "C": lambda r: False}
-    units = job_module._units(refs, 2, True, group=lambda r: group[r.segment](r))
-    names = [[f"{r.segment}{int(r.frame)}" for r in unit] for unit in units]
-    assert names == [["A0", "A1", "B0", "B1"], ["A2", "B2"], ["C0", "C1"], ["A3", "A4"]]
-    assert [f"{r.segment}{int(r.frame)}" for unit in job_module._units(refs, 3, False) for r in unit] == \
-        [f"{r.segment}{int(r.frame)}" for r in refs]
-    # fits.npz lists a sequence job's frames segment by segment, whatever the batches
-    merged = {"names": np.array(["A/000000", "B/000000", "A/000001"]), "z": np.arange(3.0)[:, None],
-              "objective": np.array([[0.0, 1.0, 2.0]]), "seed": np.array(7)}
-    ordered = job_module._in_sequence_order(merged, [FrameRef("A", "000000"), FrameRef("A", "000001"),
-                                                     FrameRef("B", "000000")])
-    assert ordered["names"].tolist() == ["A/000000", "A/000001", "B/000000"]
-    assert ordered["z"][:, 0].tolist() == [0.0, 2.0, 1.0] and ordered["objective"].tolist() == [[0.0, 2.0, 1.0]]

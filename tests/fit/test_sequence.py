@@ -5,7 +5,8 @@ import torch
 
 from avatarfit.avatar import Avatar
 from avatarfit.data import Capture
-from avatarfit.fit import FitConfig, TargetSource, fit_sequence
+from avatarfit.fit import FitConfig, fit_sequence
+from avatarfit.observe import TargetSource
 
 
 def test_segments_fitted_together_equal_each_fitted_alone(dam_run, tiny_capture):

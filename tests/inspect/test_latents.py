@@ -24,17 +24,17 @@ def lip_run(tiny_capture, tmp_path_factory):
 
 def test_p_variance_matches_the_predicted_prior_and_q_is_the_flow_inverse(lip_run, tiny_capture):
     from avatarfit.data import Capture
-    from avatarfit.fit import TargetSource
+    from avatarfit.observe import TargetSource
 
     avatar = Avatar.load(lip_run)
     cap = Capture(tiny_capture)
     refs = cap.frames()
     obs = TargetSource(cap, condition="hmc").build("frontal", refs).observation
     s = sample_latents(avatar, obs, [f"{r.segment}/{r.frame}" for r in refs], samples=400, seed=1)
-    assert s.p.shape == (len(refs), 400, avatar.latent) and s.q.shape == s.p.shape
+    assert s.p.shape == (len(refs), 400, avatar.latent_size) and s.q.shape == s.p.shape
     # the sample variance of a Gaussian has a relative std of sqrt(2 / (S - 1)) per dimension,
     # averaged over L dimensions: a 5-sigma bound
-    rel = 5 * math.sqrt(2 / 399) / math.sqrt(avatar.latent)
+    rel = 5 * math.sqrt(2 / 399) / math.sqrt(avatar.latent_size)
     torch.testing.assert_close(s.var_p, s.var_p_analytic, rtol=rel, atol=0)
     params = avatar.model.prior.params(obs)
     h = params.h.repeat_interleave(400, 0)

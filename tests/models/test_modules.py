@@ -167,7 +167,7 @@ def test_the_default_hmc_encoder_learns_sixteen_frames_from_their_views():
     nothing less than a prior that predicts one code for every frame): regress the
     expression controls of 16 frames from their clean HMC views, with the regression term
     training uses (beta-NLL, beta 0.5), and ask for R^2 > 0.9 on those frames."""
-    from avatarfit.eval.metrics import r_squared
+    from avatarfit.metrics import r_squared
     from avatarfit.models.priors import gaussian_log_prob
     from avatarfit.synth.generate import load_subject
     from avatarfit.synth.hmc import HmcConfig, render_hmc_views

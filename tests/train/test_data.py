@@ -6,7 +6,9 @@ import torch
 
 from avatarfit._io import read_png
 from avatarfit.data import HMC_VIEWS, Capture, Layout, read_keypoints
-from avatarfit.train.data import TrainingData, normalise_keypoints, split_frames
+from avatarfit.data.keypoints import normalise_keypoints
+from avatarfit.data.splits import split_frames
+from avatarfit.train.data import TrainingData
 from tests.train.conftest import tiny_config
 
 
@@ -89,7 +91,7 @@ def test_fitting_observes_a_frame_exactly_as_training_did(tiny_capture, tmp_path
     tool's default rig and seed); a fit's TargetSource rebuilds the same observer, while its
     data term keeps the clean views."""
     from avatarfit.avatar import Avatar
-    from avatarfit.fit import TargetSource
+    from avatarfit.observe import TargetSource
     from avatarfit.train.loop import train
 
     config = tiny_config("lip_flow", condition, steps=1)

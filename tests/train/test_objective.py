@@ -132,9 +132,9 @@ def test_a_flow_prior_s_entropy_is_taken_in_the_decoder_s_space(tiny_capture):
     objective.eval()
     with torch.no_grad():
         one = prior.params(batch["condition"][:1])
-        before = prior.flow(torch.zeros(1, prior.latent), one.h)[1]
+        before = prior.flow(torch.zeros(1, prior.latent_size), one.h)[1]
         prior.flow.transform._transforms[0].log_scale += 1.0  # F scales by e: log-det + L per code
-        assert float(prior.flow(torch.zeros(1, prior.latent), one.h)[1] - before) == pytest.approx(prior.latent)
+        assert float(prior.flow(torch.zeros(1, prior.latent_size), one.h)[1] - before) == pytest.approx(prior.latent_size)
         n = 4000
         params = type(one)(one.mu.expand(n, -1), one.log_sigma.expand(n, -1), one.h.expand(n, -1))
         z = prior.sample(params, generator=torch.Generator().manual_seed(0))
@@ -144,7 +144,7 @@ def test_a_flow_prior_s_entropy_is_taken_in_the_decoder_s_space(tiny_capture):
     # The Gaussian's entropy alone would be off by the log-determinant (at least the scaling's L).
     torch.testing.assert_close(gaussian_entropy(params.log_sigma) - entropy,
                                prior.flow(z, params.h)[1], atol=1e-4, rtol=1e-5)
-    assert float((gaussian_entropy(params.log_sigma) - entropy).abs().mean()) > 0.5 * prior.latent
+    assert float((gaussian_entropy(params.log_sigma) - entropy).abs().mean()) > 0.5 * prior.latent_size
 
 
 def test_render_order_is_frames_by_views_with_the_head_pose_applied(tiny_capture):

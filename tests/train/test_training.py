@@ -156,7 +156,7 @@ def test_ddp_on_gloo_equals_one_process_with_the_same_global_batch(tiny_capture,
 
 
 def test_prior_responsiveness_is_the_r2_of_the_prior_mean_against_q(tiny_capture):
-    from avatarfit.eval.metrics import r_squared
+    from avatarfit.metrics import r_squared
     from avatarfit.train.loop import prior_responsiveness
 
     config = tiny_config("lip_kl", "hmc")
@@ -185,7 +185,7 @@ def test_a_run_reports_the_motion_its_decoding_explains_and_follows_its_schedule
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
     from avatarfit.avatar import Avatar
-    from avatarfit.eval.metrics import geometry_error
+    from avatarfit.metrics import geometry_error
 
     config = tiny_config("dam", steps=8, eval_every=8, log_every=1, lr_schedule="cosine", lr_final=0.2, grad_clip=5.0)
     out = tmp_path / "run"

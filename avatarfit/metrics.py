@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ShapeError
+from .errors import ShapeError
 
 __all__ = ["psnr", "ssim", "l1", "geometry_error", "keypoint_distance", "r_squared"]
 

@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from avatarfit.eval.metrics import psnr, r_squared, ssim
+from avatarfit.metrics import psnr, r_squared, ssim
 
 
 def test_psnr_known_value_and_mask():

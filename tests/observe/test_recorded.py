@@ -17,8 +17,8 @@ from avatarfit.data.capture import Capture
 from avatarfit.errors import FormatError
 from avatarfit.fit import FitConfig, fit
 from avatarfit.fit.optimize import _photometric
-from avatarfit.fit.recorded import RecordedHmc
-from avatarfit.fit.sources import TargetSource
+from avatarfit.observe.recorded import RecordedHmc
+from avatarfit.observe.sources import TargetSource
 from avatarfit.synth.hmc import HmcConfig
 from avatarfit.synth.hmc_write import write_hmc
 

@@ -1,6 +1,6 @@
 """Targets from a capture's frames, with ground truth attached (the bridge between the
 data and the fitting: it reads captures and makes synthetic HMC samples), or from
-recorded HMC views (:class:`~avatarfit.fit.recorded.RecordedHmc`).
+recorded HMC views (:class:`~avatarfit.observe.recorded.RecordedHmc`).
 
 The frontal camera is the capture's most frontal one (the keypoint camera of the HMC
 tool). HMC views and keypoints come from :class:`~avatarfit.synth.hmc.SyntheticHmc`
