@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from os import PathLike
 
-__all__ = ["AvatarfitError", "FormatError", "ShapeError", "FitFailedError"]
+__all__ = ["AvatarfitError", "FormatError", "ShapeError", "InvalidValueError", "DTypeError", "FitFailedError"]
 
 
 class AvatarfitError(Exception):
@@ -31,7 +31,16 @@ class FormatError(AvatarfitError, ValueError):
 
 
 class ShapeError(AvatarfitError, ValueError):
-    """A tensor argument has the wrong shape, dtype or value range."""
+    """A tensor argument has the wrong shape (or is no tensor at all)."""
+
+
+class InvalidValueError(AvatarfitError, ValueError):
+    """A tensor argument has the right shape but values it cannot have: NaN or Inf, points
+    outside the image, an empty mask, indices outside their range, a missing part."""
+
+
+class DTypeError(AvatarfitError, TypeError, ValueError):
+    """A tensor argument has the wrong dtype (a ``ValueError`` too, as every input error)."""
 
 
 class FitFailedError(AvatarfitError, RuntimeError):

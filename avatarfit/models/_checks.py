@@ -1,18 +1,10 @@
-"""Input checks shared by the models: named dimensions, clear messages."""
+"""Pieces shared by the models: the input check, the conv tower, bounded log sigmas and the
+equalised linear layer."""
 
 from __future__ import annotations
 
 import torch
 
-from ..errors import ShapeError
-
-
-def check_shape(name: str, x: torch.Tensor, expected: tuple) -> None:
-    """Raise :class:`ShapeError` unless ``x.shape`` matches ``expected`` (``None`` = any size)."""
-    ok = x.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape))
-    if not ok:
-        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
-        raise ShapeError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
 
 
 def conv_tower(in_channels: int, channels: tuple[int, ...]) -> torch.nn.Sequential:

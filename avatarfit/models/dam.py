@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._checks import EqualizedLinear, check_shape, conv_tower, log_sigma
+from .._checks import check_shape
+from ._checks import EqualizedLinear, conv_tower, log_sigma
 from .config import DamConfig
 
 __all__ = ["DamEncoder", "DamDecoder"]

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import check_shape
+from .._checks import check_shape
 from .config import FlowConfig
 
 __all__ = ["LatentFlow"]

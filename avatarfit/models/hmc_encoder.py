@@ -7,7 +7,8 @@ import math
 import torch
 from torch import nn
 
-from ._checks import EqualizedLinear, check_shape, conv_tower, log_sigma
+from .._checks import check_shape
+from ._checks import EqualizedLinear, conv_tower, log_sigma
 from .config import HmcEncoderConfig
 
 __all__ = ["HmcEncoder"]

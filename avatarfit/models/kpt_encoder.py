@@ -5,7 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._checks import check_shape, log_sigma
+from .._checks import check_shape
+from ._checks import log_sigma
 from .config import KptEncoderConfig
 
 __all__ = ["KptEncoder", "NUM_KEYPOINTS", "align_keypoints"]

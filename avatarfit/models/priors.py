@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ._checks import check_shape
+from .._checks import check_shape
 from .flow import LatentFlow
 
 __all__ = ["PriorParams", "Prior", "StandardNormalPrior", "FlowPrior", "ConditionalGaussianPrior",

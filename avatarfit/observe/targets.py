@@ -20,7 +20,8 @@ from typing import Any, ClassVar
 
 import torch
 
-from ..errors import ShapeError
+from .._checks import check_finite, check_shape
+from ..errors import DTypeError, InvalidValueError, ShapeError
 
 __all__ = ["GroundTruth", "FrontalTarget", "MaskedFrontalTarget", "HMCTarget", "KeypointTarget", "Target",
            "TARGET_KINDS", "compose_headset", "eye_mouth_mask"]
@@ -29,55 +30,39 @@ __all__ = ["GroundTruth", "FrontalTarget", "MaskedFrontalTarget", "HMCTarget", "
 TARGET_KINDS = ("frontal", "masked", "hmc", "keypoints")
 
 
-def _shape(name: str, x: Any, expected: tuple) -> None:
-    """``expected`` holds ints, ``None`` (any) or ``"B"``-style names resolved by the caller."""
-    if not isinstance(x, torch.Tensor):
-        raise ShapeError(f"{name}: expected a tensor of shape {expected}, got {type(x).__name__}")
-    ok = x.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, x.shape))
-    if not ok:
-        want = "(" + ", ".join("*" if e is None else str(e) for e in expected) + ")"
-        raise ShapeError(f"{name}: expected shape {want}, got {tuple(x.shape)}")
-
-
-def _finite(name: str, x: torch.Tensor) -> None:
-    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
-        bad = int((~torch.isfinite(x)).sum())
-        raise ShapeError(f"{name}: expected finite values, found {bad} NaN or Inf")
-
-
 def _camera(prefix: str, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, B: int, size: tuple[int, int],
             views: int | None = None) -> None:
     lead = (B,) if views is None else (B, views)
-    _shape(f"{prefix}K", K, lead + (3, 3))
-    _shape(f"{prefix}R", R, lead + (3, 3))
-    _shape(f"{prefix}t", t, lead + (3,))
+    check_shape(f"{prefix}K", K, lead + (3, 3))
+    check_shape(f"{prefix}R", R, lead + (3, 3))
+    check_shape(f"{prefix}t", t, lead + (3,))
     for n, x in ((f"{prefix}K", K), (f"{prefix}R", R), (f"{prefix}t", t)):
-        _finite(n, x)
+        check_finite(n, x)
     H, W = size
     cx, cy = K[..., 0, 2], K[..., 1, 2]
     if bool(((cx <= 0) | (cx >= W) | (cy <= 0) | (cy >= H)).any()):
-        raise ShapeError(f"{prefix}K: principal points (cx, cy) must lie inside the {H}x{W} images, found cx in "
+        raise InvalidValueError(f"{prefix}K: principal points (cx, cy) must lie inside the {H}x{W} images, found cx in "
                          f"[{float(cx.min()):.1f}, {float(cx.max()):.1f}], cy in [{float(cy.min()):.1f}, "
                          f"{float(cy.max()):.1f}] (an image of another size than the camera's?)")
 
 
 def _image(name: str, x: torch.Tensor, B: int, channels: tuple[int, ...], views: int | None = None) -> None:
     lead = (B,) if views is None else (B, views)
-    _shape(name, x, lead + (None, None, None))
+    check_shape(name, x, lead + (None, None, None))
     if x.shape[-3] not in channels:
         raise ShapeError(f"{name}: expected {' or '.join(map(str, channels))} channels, got {x.shape[-3]}")
-    _finite(name, x)
+    check_finite(name, x)
 
 
 def _mask(name: str, mask: torch.Tensor, image: torch.Tensor) -> None:
     want = image.shape[:-3] + (1,) + image.shape[-2:]
     if tuple(mask.shape) != tuple(want):
         raise ShapeError(f"{name}: expected shape {tuple(want)} like the image, got {tuple(mask.shape)}")
-    _finite(name, mask)
+    check_finite(name, mask)
     counts = (mask > 0).flatten(-3).sum(-1)
     if bool((counts == 0).any()):
         where = [tuple(i.tolist()) for i in (counts == 0).nonzero()][:3]
-        raise ShapeError(f"{name}: empty mask (no visible pixel) at {where}; nothing would be fitted there")
+        raise InvalidValueError(f"{name}: empty mask (no visible pixel) at {where}; nothing would be fitted there")
 
 
 class _Batch:
@@ -159,15 +144,15 @@ class GroundTruth(_Batch):
         B = len(self.names)
         _image("truth.photo", self.photo, B, (3,))
         _camera("truth.", self.K, self.R, self.t, B, tuple(self.photo.shape[-2:]))
-        _shape("truth.head_R", self.head_R, (B, 3, 3))
-        _shape("truth.head_t", self.head_t, (B, 3))
-        _shape("truth.verts", self.verts, (B, None, 3))
-        _finite("truth.verts", self.verts)
+        check_shape("truth.head_R", self.head_R, (B, 3, 3))
+        check_shape("truth.head_t", self.head_t, (B, 3))
+        check_shape("truth.verts", self.verts, (B, None, 3))
+        check_finite("truth.verts", self.verts)
         if (self.headset_R is None) != (self.headset_t is None):
-            raise ShapeError("truth.headset_R, truth.headset_t: give both or neither")
+            raise InvalidValueError("truth.headset_R, truth.headset_t: give both or neither")
         if self.headset_R is not None:
-            _shape("truth.headset_R", self.headset_R, (B, 3, 3))
-            _shape("truth.headset_t", self.headset_t, (B, 3))
+            check_shape("truth.headset_R", self.headset_R, (B, 3, 3))
+            check_shape("truth.headset_t", self.headset_t, (B, 3))
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -177,10 +162,10 @@ class GroundTruth(_Batch):
 def _check_common(target: Any) -> int:
     B = len(target.names)
     if B < 1:
-        raise ShapeError("names: a target needs at least one frame")
+        raise InvalidValueError("names: a target needs at least one frame")
     if target.observation is not None:
-        _shape("observation", target.observation, (B,) + (None,) * (target.observation.ndim - 1))
-        _finite("observation", target.observation)
+        check_shape("observation", target.observation, (B,) + (None,) * (target.observation.ndim - 1))
+        check_finite("observation", target.observation)
     if target.truth is not None and target.truth.batch != B:
         raise ShapeError(f"truth: expected {B} frames like the target, got {target.truth.batch}")
     return B
@@ -213,8 +198,8 @@ class FrontalTarget(_Batch):
         B = _check_common(self)
         _image("image", self.image, B, (3,))
         _camera("", self.K, self.R, self.t, B, self.image_size)
-        _shape("head_R", self.head_R, (B, 3, 3))
-        _shape("head_t", self.head_t, (B, 3))
+        check_shape("head_R", self.head_R, (B, 3, 3))
+        check_shape("head_t", self.head_t, (B, 3))
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -236,7 +221,7 @@ class MaskedFrontalTarget(FrontalTarget):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.mask is None:
-            raise ShapeError("mask: a masked target needs a mask (B, 1, H, W)")
+            raise InvalidValueError("mask: a masked target needs a mask (B, 1, H, W)")
         _mask("mask", self.mask, self.image)
 
 
@@ -283,12 +268,12 @@ class HMCTarget(_Batch):
         if self.valid is not None:
             _mask("valid", self.valid, self.views)
         if self.truth is not None and self.truth.hmc_masks is not None:
-            _shape("truth.hmc_masks", self.truth.hmc_masks, tuple(self.views.shape))
+            check_shape("truth.hmc_masks", self.truth.hmc_masks, tuple(self.views.shape))
         _camera("", self.K, self.rig_R, self.rig_t, B, self.image_size, views=3)
-        _shape("headset_R", self.headset_R, (B, 3, 3))
-        _shape("headset_t", self.headset_t, (B, 3))
-        _finite("headset_R", self.headset_R)
-        _finite("headset_t", self.headset_t)
+        check_shape("headset_R", self.headset_R, (B, 3, 3))
+        check_shape("headset_t", self.headset_t, (B, 3))
+        check_finite("headset_R", self.headset_R)
+        check_finite("headset_t", self.headset_t)
 
     @property
     def image_size(self) -> tuple[int, int]:
@@ -321,24 +306,24 @@ class KeypointTarget(_Batch):
 
     def __post_init__(self) -> None:
         B = _check_common(self)
-        _shape("points", self.points, (B, None, 2))
-        _finite("points", self.points)
+        check_shape("points", self.points, (B, None, 2))
+        check_finite("points", self.points)
         N = self.points.shape[1]
         if self.visible.shape != (B, N):
             raise ShapeError(f"visible: expected shape ({B}, {N}), one flag per keypoint, got {tuple(self.visible.shape)}")
         if self.visible.dtype != torch.bool:
-            raise ShapeError(f"visible: expected a bool tensor, got {self.visible.dtype}")
+            raise DTypeError(f"visible: expected a bool tensor, got {self.visible.dtype}")
         if bool((self.visible.sum(1) == 0).any()):
-            raise ShapeError("visible: a frame has no visible keypoint; nothing would be fitted there")
+            raise InvalidValueError("visible: a frame has no visible keypoint; nothing would be fitted there")
         _camera("", self.K, self.R, self.t, B, self.image_size)
-        _shape("head_R", self.head_R, (B, 3, 3))
-        _shape("head_t", self.head_t, (B, 3))
+        check_shape("head_R", self.head_R, (B, 3, 3))
+        check_shape("head_t", self.head_t, (B, 3))
         H, W = self.image_size
         p = self.points[self.visible]
         outside = (p[:, 0] < 0) | (p[:, 0] > W) | (p[:, 1] < 0) | (p[:, 1] > H)
         if bool(outside.any()):
             q = p[outside][0].tolist()
-            raise ShapeError(f"points: {int(outside.sum())} visible keypoints lie outside the {H}x{W} image, e.g. "
+            raise InvalidValueError(f"points: {int(outside.sum())} visible keypoints lie outside the {H}x{W} image, e.g. "
                              f"({q[0]:.1f}, {q[1]:.1f}); mark them hidden or check the camera")
 
 
@@ -373,7 +358,7 @@ def eye_mouth_mask(landmarks: torch.Tensor, image_size: tuple[int, int], margin:
     Returns:
         ``(B, 1, H, W)`` float mask, 1 inside the three boxes.
     """
-    _shape("landmarks", landmarks, (None, 68, 2))
+    check_shape("landmarks", landmarks, (None, 68, 2))
     H, W = image_size
     B = landmarks.shape[0]
     rows = torch.arange(H, dtype=landmarks.dtype, device=landmarks.device)[:, None] + 0.5

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import torch
 
+from .._checks import check_shape
 from ..errors import ShapeError
 
 __all__ = ["NEAR_PLANE", "check_cameras", "to_pytorch3d", "project_points", "camera_centers", "look_at"]
@@ -23,12 +24,9 @@ NEAR_PLANE = 1.0
 
 def check_cameras(K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, batch: int | None = None) -> int:
     """Check ``K (B, 3, 3)``, ``R (B, 3, 3)``, ``t (B, 3)``; return B."""
-    if K.ndim != 3 or K.shape[1:] != (3, 3):
-        raise ShapeError(f"K: expected shape (B, 3, 3), got {tuple(K.shape)}")
-    if R.ndim != 3 or R.shape[1:] != (3, 3):
-        raise ShapeError(f"R: expected shape (B, 3, 3), got {tuple(R.shape)}")
-    if t.ndim != 2 or t.shape[1] != 3:
-        raise ShapeError(f"t: expected shape (B, 3), got {tuple(t.shape)}")
+    check_shape("K", K, (None, 3, 3))
+    check_shape("R", R, (None, 3, 3))
+    check_shape("t", t, (None, 3))
     n = K.shape[0]
     if R.shape[0] != n or t.shape[0] != n:
         raise ShapeError(f"cameras: K, R, t disagree on the batch size ({n}, {R.shape[0]}, {t.shape[0]})")

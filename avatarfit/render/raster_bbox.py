@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ShapeError
+from ..errors import InvalidValueError, ShapeError
 from .pixels import pixel_faces, to_fragments, unpack_faces
 
 __all__ = ["drawn_faces", "face_per_pixel", "rasterize_screen"]
@@ -240,7 +240,7 @@ def rasterize_screen(
         raise ShapeError(f"faces: expected shape (F, 3), got {tuple(faces.shape)}")
     H, W = int(image_size[0]), int(image_size[1])
     if H <= 0 or W <= 0:
-        raise ShapeError(f"image_size: expected positive (H, W), got {tuple(image_size)}")
+        raise InvalidValueError(f"image_size: expected positive (H, W), got {tuple(image_size)}")
     faces = faces.to(device=verts_screen.device, dtype=torch.long)
     F = faces.shape[0]
 

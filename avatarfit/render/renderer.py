@@ -25,7 +25,8 @@ from typing import Any
 
 import torch
 
-from ..errors import ShapeError
+from .._checks import check_shape
+from ..errors import InvalidValueError, ShapeError
 from .antialias import antialias as antialias_edges
 from .antialias import face_neighbours, silhouette_edges
 from .cameras import NEAR_PLANE, check_cameras, project_points, to_pytorch3d
@@ -47,12 +48,10 @@ def resolve_backend(backend: str, device: torch.device) -> str:
 
 
 def _check_mesh(verts: torch.Tensor, faces: torch.Tensor) -> None:
-    if verts.ndim != 3 or verts.shape[-1] != 3:
-        raise ShapeError(f"verts: expected shape (B, V, 3), got {tuple(verts.shape)}")
-    if faces.ndim != 2 or faces.shape[-1] != 3:
-        raise ShapeError(f"faces: expected shape (F, 3), got {tuple(faces.shape)}")
+    check_shape("verts", verts, (None, None, 3))
+    check_shape("faces", faces, (None, 3))
     if faces.numel() and (int(faces.min()) < 0 or int(faces.max()) >= verts.shape[1]):
-        raise ShapeError(
+        raise InvalidValueError(
             f"faces: indices must lie in [0, {verts.shape[1] - 1}] for {verts.shape[1]} vertices, "
             f"found [{int(faces.min())}, {int(faces.max())}]"
         )

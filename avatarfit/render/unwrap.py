@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from ..errors import ShapeError
+from ..errors import InvalidValueError, ShapeError
 from .cameras import camera_centers, project_points
 from .mesh_ops import vertex_normals
 from .raster_bbox import rasterize_screen
@@ -42,7 +42,7 @@ def rasterize_uv(verts_uvs: torch.Tensor, faces_uvs: torch.Tensor, size: int) ->
     if verts_uvs.ndim != 2 or verts_uvs.shape[1] != 2:
         raise ShapeError(f"verts_uvs: expected shape (U, 2), got {tuple(verts_uvs.shape)}")
     if size < 2:
-        raise ShapeError(f"size: expected at least 2, got {size}")
+        raise InvalidValueError(f"size: expected at least 2, got {size}")
     uv = verts_uvs.float()
     screen = torch.stack([uv[:, 0] * (size - 1) + 0.5, (1.0 - uv[:, 1]) * (size - 1) + 0.5, torch.ones_like(uv[:, 0])], -1)
     frags = rasterize_screen(screen.unsqueeze(0), faces_uvs.long(), (size, size), edge_tolerance=1e-5)

@@ -7,7 +7,7 @@ import torch
 
 from avatarfit.avatar import Avatar
 from avatarfit.data import Capture
-from avatarfit.errors import ShapeError
+from avatarfit.errors import DTypeError, InvalidValueError, ShapeError
 from avatarfit.fit import FitConfig, fit, search_hyperparameters
 from avatarfit.fit.score import face_mask, frontal_metrics, score_fit
 from avatarfit.observe import FrontalTarget, HMCTarget, KeypointTarget, TargetSource
@@ -111,25 +111,27 @@ def test_the_batched_search_scores_every_pair_as_the_serial_one(setup):
 def test_bad_input_is_refused_before_fitting(setup, dam_run):
     avatar, source, refs = setup
     _, target = _synthetic_target(avatar, source, refs)
-    with pytest.raises(ShapeError, match=r"image: expected finite values, found 1 NaN or Inf"):
+    with pytest.raises(InvalidValueError, match=r"image: expected finite values, found 1 NaN or Inf"):
         bad = target.image.clone()
         bad[0, 0, 0, 0] = float("nan")
         dataclasses.replace(target, image=bad)
-    with pytest.raises(ShapeError, match=r"principal points .* inside the 48x36 images"):
+    with pytest.raises(InvalidValueError, match=r"principal points .* inside the 48x36 images"):
         dataclasses.replace(target, image=target.image[..., ::2, ::2])
     hmc = source.build("hmc", refs)
     with pytest.raises(ShapeError, match=r"views: expected 3 HMC views"):
         dataclasses.replace(hmc, views=hmc.views[:, :2])
     assert hmc.valid is None and hmc.truth.hmc_masks is not None  # fitting sees no face mask
-    with pytest.raises(ShapeError, match=r"valid: empty mask"):
+    with pytest.raises(InvalidValueError, match=r"valid: empty mask"):
         dataclasses.replace(hmc, valid=torch.zeros_like(hmc.truth.hmc_masks))
     with pytest.raises(ShapeError, match=r"valid: expected shape"):
         dataclasses.replace(hmc, valid=hmc.truth.hmc_masks[..., :-1])
     kp = source.build("keypoints", refs)
     with pytest.raises(ShapeError, match=r"visible: expected shape \(2, 274\)"):
         dataclasses.replace(kp, visible=kp.visible[:, :273])
-    with pytest.raises(ShapeError, match=r"visible keypoints lie outside"):
+    with pytest.raises(InvalidValueError, match=r"visible keypoints lie outside"):
         dataclasses.replace(kp, points=kp.points + 1000.0)
+    with pytest.raises(DTypeError, match=r"visible: expected a bool tensor, got torch.float32"):
+        dataclasses.replace(kp, visible=kp.visible.float())
     with pytest.raises(ValueError, match=r"fit_headset: only HMC targets"):
         fit(avatar, target, FitConfig(fit_headset=True))
     assert isinstance(hmc, HMCTarget) and isinstance(kp, KeypointTarget)
