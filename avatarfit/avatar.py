@@ -32,7 +32,7 @@ from .models.config import ModelConfig
 from .models.variants import AvatarModel, build_model
 from .render.cameras import camera_centers, project_points
 from .render.mesh_ops import surface_points, vertex_normals
-from .render.renderer import FaceCache, coverage, render_textured
+from .render.renderer import FaceCache, mesh_mask, render_textured
 
 __all__ = ["Avatar", "AvatarViews", "AVATAR_FILE", "AVATAR_FORMAT"]
 
@@ -304,7 +304,7 @@ class Avatar(nn.Module):
         the result has C = 1."""
         return self.render_views(z, K[:, None], R[:, None], t[:, None], image_size, head_R, head_t)
 
-    def coverage(self, verts: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
+    def mesh_mask(self, verts: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
                  image_size: tuple[int, int], head_R: torch.Tensor | None = None,
                  head_t: torch.Tensor | None = None) -> torch.Tensor:
         """Which pixels meshes of this avatar's topology cover, one camera per mesh (for a
@@ -323,7 +323,7 @@ class Avatar(nn.Module):
             raise ShapeError(f"verts: expected shape (B, {self.num_verts}, 3), got {tuple(verts.shape)}")
         if head_R is None:
             head_R, head_t = _identity_pose(verts.shape[0], verts)
-        return coverage(_to_world(verts, head_R, head_t), self.faces, K, R, t, image_size, backend=self.backend)
+        return mesh_mask(_to_world(verts, head_R, head_t), self.faces, K, R, t, image_size, backend=self.backend)
 
     def surface(self, z: torch.Tensor) -> torch.Tensor:
         """The 3D keypoints of the decoded meshes: ``(B, N, 3)`` head-local mm."""

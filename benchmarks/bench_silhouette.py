@@ -56,7 +56,7 @@ def _range(x: torch.Tensor) -> str:
 
 
 def _frontal_spill(avatar, truth, verts) -> torch.Tensor:
-    cover = avatar.coverage(verts, truth.K, truth.R, truth.t, truth.image_size, truth.head_R, truth.head_t)
+    cover = avatar.mesh_mask(verts, truth.K, truth.R, truth.t, truth.image_size, truth.head_R, truth.head_t)
     return ((cover > 0) & ~(face_mask(avatar, truth) > 0)).flatten(1).sum(1).float()
 
 

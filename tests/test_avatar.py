@@ -39,7 +39,7 @@ def test_decoded_mesh_renders_and_projects_where_the_capture_says(tiny_capture):
     z = torch.randn(1, avatar.latent_size)
     verts, tex = avatar.decode(z, torch.tensor([[0.0, 0.0, 1.0]]))
     torch.testing.assert_close(verts[0], cap.vertices(ref.segment, ref.frame), atol=1e-3, rtol=0)
-    # In a capture camera, with the head pose: the tracked mesh's coverage.
+    # In a capture camera, with the head pose: the tracked mesh's mask.
     cam = cap.frontal_camera()
     K, R, t = (x[None] for x in cap.camera_tensors(cam))
     hR, ht = (x[None] for x in cap.head_pose(ref.segment, ref.frame))
@@ -50,12 +50,12 @@ def test_decoded_mesh_renders_and_projects_where_the_capture_says(tiny_capture):
                             tex, K, R, t, size, backend="bbox")
     assert out.image.shape == (1, 1, 3, *size)
     assert float((out.mask[:, 0] != truth.mask).float().mean()) < 1e-3
-    # The coverage of the tracked mesh is the face mask training scores.
-    cover = avatar.coverage(cap.vertices(ref.segment, ref.frame)[None], K, R, t, size, hR, ht)
+    # The mask of the tracked mesh is the face mask training scores.
+    cover = avatar.mesh_mask(cap.vertices(ref.segment, ref.frame)[None], K, R, t, size, hR, ht)
     assert cover.shape == (1, 1, *size) and 0 < float(cover.mean()) < 1
     assert torch.equal(cover[0], data.view(ref, cam)[1])
     with pytest.raises(ValueError, match="verts: expected shape"):
-        avatar.coverage(cap.vertices(ref.segment, ref.frame)[None, :10], K, R, t, size, hR, ht)
+        avatar.mesh_mask(cap.vertices(ref.segment, ref.frame)[None, :10], K, R, t, size, hR, ht)
     # The view vector it derives is the capture's.
     torch.testing.assert_close(avatar.view_vectors(R[:, None], t[:, None], hR, ht)[0, 0],
                                cap.view_vector(ref.segment, ref.frame, cam), atol=1e-5, rtol=0)
@@ -86,7 +86,7 @@ def test_render_views_is_frames_by_cameras_and_head_frame_cameras_need_no_pose(t
     converted = (both.image * w.view(3, 1, 1)).sum(2, keepdim=True) / w.sum()
     torch.testing.assert_close(grey.image * grey.mask, converted * both.mask, atol=1e-5, rtol=0)
     # The pinned mesh covers what the HMC tool's mask says it covers (the antialiased
-    # coverage is above one half exactly where a pixel's centre is covered, at straight edges).
+    # the mask is above one half exactly where a pixel's centre is covered, at straight edges).
     agree = ((both.mask[0] > 0.5).float() == s0.masks).float().mean()
     assert float(agree) > 0.995
     with pytest.raises(ValueError, match=r"K: expected shape \(2, C, 3, 3\)"):

@@ -112,7 +112,7 @@ def markdown_tables(config: EvalConfig, summaries: dict[str, dict[str, Any]], he
     ``mean_mesh``: subject -> Geom of its mean mesh on the test frames)."""
     parts = [f"# {heading}", "",
              "PSNR (dB), SSIM and L1 of frontal renderings against the whole photos; PSNR face, SSIM face: the "
-             "same over the face pixels only (the tracked mesh's coverage, the pixels training scores; rendered "
+             "same over the face pixels only (the tracked mesh's mask, the pixels training scores; rendered "
              "pixels outside it count in the whole-image figures only); Geom: mean vertex distance to the "
              "tracked mesh (mm); motion: the fraction of the frames' motion explained, 1 - Geom / Geom of the "
              "subject's mean mesh on the same frames (0: no better than the mean face); R2: prior responsiveness, "

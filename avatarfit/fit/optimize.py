@@ -301,7 +301,7 @@ def _scored_hmc(target: HMCTarget, face: torch.Tensor | None) -> torch.Tensor | 
 
 
 def _face_pixels(cover: torch.Tensor, margin: int) -> torch.Tensor:
-    """``(B, C, 1, H, W)`` coverage -> 1 on the pixels fully covered, shrunk by ``margin`` pixels."""
+    """``(B, C, 1, H, W)`` antialiased mask -> 1 on the pixels fully covered, shrunk by ``margin`` pixels."""
     inside = (cover >= 0.999).to(cover.dtype)
     if margin > 0:
         flat = inside.flatten(0, 1)

@@ -95,7 +95,7 @@ def hmc_metrics(avatar: Avatar, target: HMCTarget, result: FitResult, init_pred:
     for suffix, verts, pose, render in (("", result.verts, fitted_pose, result.render),
                                         ("_init", avatar.geometry(result.z_init), None, init_pred)):
         R, t = hmc_cameras(target, pose)
-        cover = avatar.coverage(verts.repeat_interleave(C, 0), target.K.flatten(0, 1), R.flatten(0, 1),
+        cover = avatar.mesh_mask(verts.repeat_interleave(C, 0), target.K.flatten(0, 1), R.flatten(0, 1),
                                 t.flatten(0, 1), size).view(B, C, 1, *size)
         spill = (cover > 0) & ~(truth.hmc_masks > 0)
         out[f"hmc_spill_px{suffix}"] = spill.flatten(1).sum(1).float().cpu()
@@ -105,9 +105,9 @@ def hmc_metrics(avatar: Avatar, target: HMCTarget, result: FitResult, init_pred:
 
 
 def face_mask(avatar: Avatar, truth: GroundTruth) -> torch.Tensor:
-    """The face pixels of the ground truth's photos: the tracked meshes' coverage in the
+    """The face pixels of the ground truth's photos: the tracked meshes' mask in the
     frontal camera (the pixels training scores), ``(B, 1, H, W)``."""
-    return avatar.coverage(truth.verts, truth.K, truth.R, truth.t, truth.image_size, truth.head_R, truth.head_t)
+    return avatar.mesh_mask(truth.verts, truth.K, truth.R, truth.t, truth.image_size, truth.head_R, truth.head_t)
 
 
 @torch.no_grad()
@@ -126,7 +126,7 @@ def frontal_metrics(avatar: Avatar, truth: GroundTruth, z: torch.Tensor, verts: 
         ``({"psnr", "ssim", "l1", "psnr_face", "ssim_face", "geom_mm", "geom_mm_mean_mesh"} -> (B,) CPU tensors,
         frontal renderings (B, 3, H, W))``: PSNR (dB), SSIM and L1 of the frontal rendering
         against the whole photo; PSNR and SSIM over the face pixels only (the tracked mesh's
-        coverage, the pixels training scores); the mean vertex distance (mm) to the tracked
+        mask, the pixels training scores); the mean vertex distance (mm) to the tracked
         mesh, and (``geom_mm_mean_mesh``) that of the avatar's mean mesh, what a model that
         ignored the frame would score (motion explained = 1 - geom_mm / geom_mm_mean_mesh).
     """

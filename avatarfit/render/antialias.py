@@ -98,7 +98,7 @@ def antialias(values: torch.Tensor, pix_to_face: torch.Tensor, depth: torch.Tens
 
     Args:
         values: ``(B * H * W, C)`` the pixels' values (colours over the background and any
-            other channel to antialias, e.g. coverage), pixel-major.
+            other channel to antialias, e.g. the mask), pixel-major.
         pix_to_face: ``(B, H, W)`` face per pixel in ``[0, F)``, -1 where empty (no grad).
         depth: ``(B, H, W)`` camera depth of the pixel's face, ``inf`` where empty (no grad).
         verts_screen: ``(B, V, 3)`` pixel ``u``, ``v``, depth of the vertices (the gradient

@@ -33,7 +33,7 @@ from .cameras import NEAR_PLANE, check_cameras, project_points, to_pytorch3d
 from .pixels import PixelFaces, flat_to_images, pixel_faces, sample_texture, scatter_flat, to_fragments, unpack_faces
 from .raster_bbox import drawn_faces, face_per_pixel, rasterize_screen
 
-__all__ = ["BACKENDS", "FaceCache", "RenderOutput", "coverage", "rasterize", "render_textured", "resolve_backend"]
+__all__ = ["BACKENDS", "FaceCache", "RenderOutput", "mesh_mask", "rasterize", "render_textured", "resolve_backend"]
 
 BACKENDS = ("auto", "bbox", "pytorch3d")
 
@@ -239,7 +239,7 @@ class RenderOutput:
 
     Attributes:
         image: ``(B, C, H, W)`` in [0, 1] (C = texture channels), background where empty.
-        mask: ``(B, 1, H, W)`` coverage: 1 where a face covers the pixel, 0 where none, and
+        mask: ``(B, 1, H, W)`` 1 where a face covers the pixel, 0 where none, and
             with antialiasing the covered fraction on outline pixels (differentiable).
         pixels: the covered pixels' faces, barycentrics and depth (:class:`PixelFaces`).
         num_faces: F, the meshes' face count.
@@ -264,9 +264,9 @@ class RenderOutput:
 
 
 @torch.no_grad()
-def coverage(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
+def mesh_mask(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
              image_size: tuple[int, int], *, backend: str = "auto") -> torch.Tensor:
-    """Which pixels a batch of meshes covers, one camera per mesh (a tracked mesh's coverage
+    """Which pixels a batch of meshes covers, one camera per mesh (a tracked mesh's mask
     is the face mask training and the evaluation score).
 
     Args:
@@ -320,7 +320,7 @@ def render_textured(
         cache: a :class:`FaceCache` to keep each pixel's face between calls (fitting).
 
     Returns:
-        :class:`RenderOutput`; its ``mask`` is the antialiased coverage in [0, 1] (the hard
+        :class:`RenderOutput`; its ``mask`` is the antialiased mask in [0, 1] (the hard
         one is ``pixels.mask``).
 
     Example:

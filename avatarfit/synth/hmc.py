@@ -198,7 +198,7 @@ def augment_views(
 
     Args:
         grey: ``(B, 1, H, W)`` clean infrared-like renderings.
-        mask: ``(B, 1, H, W)`` face coverage.
+        mask: ``(B, 1, H, W)`` face mask.
         normals: ``(B, 3, H, W)`` unit surface normals in camera coordinates (0 off the face).
         config: ranges of the augmentations.
         gen: random generator.

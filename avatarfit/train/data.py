@@ -21,7 +21,7 @@ from ..data.splits import split_frames
 from ..data.stats import NormStats, resize_texture
 from ..data.surface import SurfacePoints, read_surface_points
 from ..synth.keypoints import NUM_KEYPOINTS, keypoint_definition
-from ..render.renderer import coverage
+from ..render.renderer import mesh_mask
 from .config import TrainConfig
 
 if TYPE_CHECKING:
@@ -167,7 +167,7 @@ class TrainingData:
         return self.cache.get(("observation", ref.segment, ref.frame, draw), lambda: self.observer.observe(ref, draw))
 
     def view(self, ref: FrameRef, camera: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Photo ``(3, H, W)``, face mask ``(1, H, W)`` (the tracked mesh's coverage) and the
+        """Photo ``(3, H, W)``, face mask ``(1, H, W)`` (the tracked mesh's mask) and the
         unit view vector ``(3,)`` of one frame seen from one camera."""
         return self.cache.get(("view", ref.segment, ref.frame, camera), lambda: self._read_view(ref, camera))
 
@@ -175,7 +175,7 @@ class TrainingData:
         cap = self.capture
         photo = cap.photo(ref.segment, ref.frame, camera)
         K, R, t = cap.camera_tensors(camera)
-        mask = coverage(cap.world_vertices(ref.segment, ref.frame)[None], self.faces, K[None], R[None], t[None],
+        mask = mesh_mask(cap.world_vertices(ref.segment, ref.frame)[None], self.faces, K[None], R[None], t[None],
                         self.image_size, backend=self.config.train.backend)[0]
         return photo, mask, cap.view_vector(ref.segment, ref.frame, camera)
 

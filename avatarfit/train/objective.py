@@ -3,7 +3,7 @@
 ``L = sum_v lambda_I L_I + lambda_G L_G + lambda_L L_L [+ lambda_E H(p(z_q | observation))]``
 
 - L_I: squared error between the rendering of the decoded avatar and the photo, over
-  the face pixels (the tracked mesh's coverage), in units of the texture standard
+  the face pixels (the tracked mesh's mask), in units of the texture standard
   deviation; summed over the frame's views, averaged over frames;
 - L_G: squared error of the decoded normalised vertices;
 - L_L: the variant's latent term (see :mod:`avatarfit.models.catalog`), and H the
