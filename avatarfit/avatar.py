@@ -31,6 +31,7 @@ from .errors import FormatError, ShapeError
 from .models.config import ModelConfig
 from .models.variants import AvatarModel, build_model
 from .render.cameras import camera_centers, project_points
+from .render.grey import grey_weights, to_grey
 from .render.mesh_ops import surface_points, vertex_normals
 from .render.renderer import FaceCache, mesh_mask, render_textured
 
@@ -276,8 +277,8 @@ class Avatar(nn.Module):
         else:
             if channel_weights.shape != (3,):
                 raise ShapeError(f"channel_weights: expected shape (3,), got {tuple(channel_weights.shape)}")
-            w = channel_weights.to(z) / channel_weights.sum()
-            grey_mean = (self.tex_mean * w.view(3, 1, 1)).sum(0, keepdim=True)
+            w = grey_weights(channel_weights, z)
+            grey_mean = to_grey(self.tex_mean, channel_weights)
             tex = dec.decode_texture_views(z, view, w) * self.tex_std + grey_mean  # (B * C, 1, T, T)
         out = render_textured(world.repeat_interleave(C, 0), self.faces, self.verts_uvs, self.faces_uvs, tex,
                               K.flatten(0, 1), R.flatten(0, 1), t.flatten(0, 1), image_size, backend=self.backend,

@@ -21,6 +21,7 @@ from typing import Any, ClassVar
 import torch
 
 from .._checks import check_finite, check_shape
+from ..render.grey import IR_WEIGHTS
 from ..errors import DTypeError, InvalidValueError, ShapeError
 
 __all__ = ["GroundTruth", "FrontalTarget", "MaskedFrontalTarget", "HMCTarget", "KeypointTarget", "Target",
@@ -255,7 +256,7 @@ class HMCTarget(_Batch):
     names: tuple[str, ...]
     observation: torch.Tensor | None = None
     truth: GroundTruth | None = None
-    ir_weights: tuple[float, float, float] = (0.6, 0.3, 0.1)
+    ir_weights: tuple[float, float, float] = IR_WEIGHTS
     background: float = 0.0
     valid: torch.Tensor | None = None
     kind: ClassVar[str] = "hmc"

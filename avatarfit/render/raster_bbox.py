@@ -33,12 +33,12 @@ def _edge(ax, ay, bx, by, px, py):
     return (bx - ax) * (py - ay) - (by - ay) * (px - ax)
 
 
-def _perspective_correct(bary: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Perspective-correct barycentrics and interpolated depth; ``z (N, 3)`` vertex depths."""
-    w = bary / z
-    denom = w.sum(-1, keepdim=True)
-    bary_pc = w / denom
-    return bary_pc, 1.0 / denom.squeeze(-1)
+def _depth(bary: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+    """Perspective-correct depth of pixel centres ``1 / sum(bary_i / z_i)`` from their
+    screen-space barycentrics ``(N, 3)`` and vertex depths ``z (N, 3)``: the depth test of
+    the coverage pass (the differentiable barycentrics and depth of the winning faces are
+    :func:`~avatarfit.render.pixels.pixel_faces`')."""
+    return 1.0 / (bary / z).sum(-1, keepdim=True).squeeze(-1)
 
 
 def _point_segment_dist2(px, py, ax, ay, bx, by):
@@ -173,7 +173,7 @@ def _coverage(
         bary = torch.stack([b0.index_select(0, keep), b1.index_select(0, keep), b2.index_select(0, keep)], dim=-1)
         z = torch.stack(rows(pk, (6, 7, 8), face_local), dim=-1)
         px, py, fid = px.index_select(0, keep), py.index_select(0, keep), bx[3].index_select(0, face_local)
-        _, pz = _perspective_correct(bary, z)
+        pz = _depth(bary, z)
         front = pz > 0
         b = fid[front] // F
         pix_all.append(b * (H * W) + py[front] * W + px[front])

@@ -26,11 +26,12 @@ from ..data.layout import AVERAGE
 from ..data.surface import SurfacePoints
 from ..errors import FormatError, ShapeError
 from ..render.mesh_ops import surface_points, vertex_normals
+from ..render.grey import IR_WEIGHTS, to_grey
 from ..render.renderer import render_textured
 from .hmc_rig import HmcRig, compose_cameras, default_rig
 from .keypoints import NUM_KEYPOINTS, keypoint_definition, project_keypoints
 
-__all__ = ["HmcConfig", "HmcSample", "SyntheticHmc", "frame_generator", "sample_headset", "to_infrared", "augment_views",
+__all__ = ["HmcConfig", "HmcSample", "SyntheticHmc", "frame_generator", "sample_headset", "augment_views",
            "render_hmc_views", "check_frame_files"]
 
 
@@ -71,7 +72,7 @@ class HmcConfig:
     noise: tuple[float, float] = (0.005, 0.03)
     focal_jitter: float = 0.02
     center_jitter: float = 0.01
-    ir_weights: tuple[float, float, float] = (0.6, 0.3, 0.1)
+    ir_weights: tuple[float, float, float] = IR_WEIGHTS
     backend: str = "auto"
 
     def __post_init__(self) -> None:
@@ -154,15 +155,6 @@ def sample_headset(rig: HmcRig, config: HmcConfig, gen: torch.Generator) -> tupl
     Rn, tn = (torch.as_tensor(a, dtype=torch.float64) for a in (rig.headset_R, rig.headset_t))
     Rd = _axis_angle(rot)
     return (Rd @ Rn).float(), (Rd @ tn + shift).float()
-
-
-def to_infrared(rgb: torch.Tensor, weights: Sequence[float] = (0.6, 0.3, 0.1)) -> torch.Tensor:
-    """``(B, 3, H, W)`` colour -> ``(B, 1, H, W)`` infrared-like grey (weights normalised)."""
-    if rgb.ndim != 4 or rgb.shape[1] != 3:
-        raise ShapeError(f"rgb: expected shape (B, 3, H, W), got {tuple(rgb.shape)}")
-    w = torch.as_tensor(weights, dtype=rgb.dtype, device=rgb.device)
-    w = w / w.sum()
-    return (rgb * w.view(1, 3, 1, 1)).sum(1, keepdim=True)
 
 
 def _jitter_intrinsics(K: torch.Tensor, config: HmcConfig, gen: torch.Generator, width: int) -> torch.Tensor:
@@ -267,7 +259,7 @@ def render_hmc_views(
     out = render_textured(vb, faces, verts_uvs, faces_uvs, texture.unsqueeze(0).expand(n, -1, -1, -1),
                           K, R, t, config.views_size, backend=config.backend, background=0.0,
                           antialias=False)
-    grey = to_infrared(out.image, config.ir_weights) * out.mask
+    grey = to_grey(out.image, config.ir_weights) * out.mask
     if config.augment and gen is not None:
         normals = _pixel_normals(out.fragments, faces, vertex_normals(vb, faces), R) * out.mask
         grey = augment_views(grey, out.mask, normals, config, gen)
