@@ -156,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--out", type=Path, help="avatar file (default: avatar.pt beside the checkpoint)")
 
     ft = sub.add_parser("fit", help="fit a trained avatar to frames of a capture (frontal, masked, HMC or keypoints)",
-                        description="Inference-time fitting (seed 003, H.2): for each frame, Adam on the latent code "
+                        description="Inference-time fitting (LiP-Flow, supplementary H.2): for each frame, Adam on the latent code "
                         "(and with --fit-headset the 6-DoF headset pose) minimising the data term on the target's visible "
                         "pixels or keypoints + lambda_L * (-log p(z | observation)) / L under the avatar's prior, from the "
                         "prior's mean, at most --steps steps, each frame stopping after --patience steps without "
@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--capture", type=Path, help="capture folder of the same subject (Multiface layout); optional with "
                     "--hmc-dir, where it adds ground truth (photo, tracked mesh) for the recorded frames it lists")
     ft.add_argument("--target", required=True, choices=("frontal", "masked", "hmc", "keypoints"),
-                    help="frontal: the frontal photo; masked: only its eye and mouth regions (seed 003, Fig. 10); "
+                    help="frontal: the frontal photo; masked: only its eye and mouth regions (LiP-Flow, supplementary Fig. 10); "
                     "hmc: the three head-mounted views; keypoints: 274 2D keypoints in the frontal camera")
     ft.add_argument("--out", type=Path, required=True, help="output folder (see outputs below)")
     ft.add_argument("--frames", metavar="SPLIT|SPEC",
@@ -215,7 +215,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "those the starting face covers, 2 pixels in from its outline (a recording's background is not "
                     "the avatar's; default: face with --hmc-dir, all for the clean views made in memory)")
     ft.add_argument("--fit-headset", action=argparse.BooleanOptionalAction, default=None,
-                    help="also fit the 6-DoF headset pose (hmc; seed 003, Table 9; default: on with --hmc-dir, "
+                    help="also fit the 6-DoF headset pose (hmc; LiP-Flow, supplementary Table 9; default: on with --hmc-dir, "
                     "off otherwise)")
     ft.add_argument("--pose-noise-rot", type=float, default=0.0, metavar="DEG",
                     help="perturb the headset pose the fit starts from (per-axis std, degrees; hmc)")
@@ -236,7 +236,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "(flow variants), and write TensorBoard logs: embedding projector of all samples in P and Q "
                         "(labelled by input, with thumbnails), per-input variance as scalars and histograms, the PCA "
                         "of both spaces side by side (also pca.png), the inputs of highest and lowest variance, and "
-                        "decoded frontal renderings of a few samples per input (seed 003, Fig. 11). Unconditional "
+                        "decoded frontal renderings of a few samples per input (LiP-Flow, supplementary Fig. 11). Unconditional "
                         "runs (DAM, DAM-Flow) sample their one prior.",
                         epilog="example:\n  avatarfit inspect-latents --run runs/lip_flow_hmc --capture CAP --logdir "
                         "tb/latents && tensorboard --logdir tb/latents",
@@ -269,7 +269,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "every cell on test frames (the prior encoder's and the DAM encoder's decodings; fits to "
                         "frontal, masked frontal, HMC and keypoint targets with and without L_L; HMC fits with the "
                         "headset pose under pose noise), with lr and lambda_L searched on validation frames per model "
-                        "and task (seed 003, H.2), and writes the tables in the paper's layout. Every cell is saved as "
+                        "and task (LiP-Flow, supplementary H.2), and writes the tables in the paper's layout. Every cell is saved as "
                         "it finishes: --resume continues an interrupted evaluation without recomputing anything.",
                         epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
     ev.add_argument("--config", type=Path, required=True,
@@ -328,7 +328,7 @@ examples:
   avatarfit fit --run runs/lip_flow_hmc --capture CAP --target hmc --out fits/hmc
   avatarfit fit --run runs/dam --capture CAP --target masked --search --out fits/masked
   avatarfit fit --run runs/lip_flow_hmc --capture CAP --target hmc --fit-headset --pose-noise-rot 2 \\
-      --pose-noise-trans 2 --out fits/pose                   # seed 003, Table 9
+      --pose-noise-trans 2 --out fits/pose                   # LiP-Flow, supplementary Table 9
   avatarfit fit --run runs/lip_flow_kpt --capture CAP --target keypoints --lambda-latent 0 --out fits/kpt_noLL
   avatarfit fit --run runs/dam --capture CAP --target frontal --frames E001_Jaw_Open --sequence --out fits/seq
   avatarfit hmc --capture CAP --out REC --views-size 120x160      # recorded-like views (augmented) ...

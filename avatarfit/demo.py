@@ -43,7 +43,7 @@ DEMO_TRAIN = {
               "grad_clip": 10.0},
 }
 
-#: ``name -> (label, model settings, lambda_L (seed 003, H.1), training steps)`` of the demo's
+#: ``name -> (label, model settings, lambda_L (LiP-Flow, supplementary H.1), training steps)`` of the demo's
 #: two models. Steps, not minutes, so that the demo's numbers do not depend on the machine.
 DEMO_MODELS = {
     "dam": ("DAM", {"variant": "dam", "condition": "hmc"}, 0.01, 900),

@@ -5,8 +5,8 @@ PyTorch3D's MeshRasterizer, on the same ~11k-face procedural head, in one run.
 Prints the median of --repeats timed runs (after one warm-up) for rasterisation alone
 (forward, no grad) and for a textured render with backward (vertices and texture),
 and the ratio PyTorch3D / bbox; then the textured render with backward with and without
-antialiased outlines on each backend, and their ratio. Targets (issue 'Foundation'):
->= 20x at 128^2 and 256^2, >= 1.5x at 64^2; antialiasing (issue 19): <= 1.25x.
+antialiased outlines on each backend, and their ratio. Targets:
+>= 20x at 128^2 and 256^2, >= 1.5x at 64^2; antialiasing: <= 1.25x.
 
 usage: python benchmarks/bench_render.py [--sizes 64 128 256] [--repeats 5] [--device cpu]
 """

@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Fitting with and without differentiable outlines, on the same models, frames and settings.
 
-Conditions (issue 19):
+Conditions:
 
 - ``hard + true masks``: one face per pixel, and HMC views scored on the tool's ground-truth
   face masks only (the fitting of avatarfit before antialiased outlines);

@@ -1,6 +1,6 @@
 """Does an HMC prior encoder learn from its views? A regression study on one capture.
 
-The question of the evaluation issue's section 3: a conditional prior that predicts one
+The question: a conditional prior that predicts one
 code for every frame cannot help fitting. This script isolates the prior encoder: it
 regresses a trained DAM's encoder codes (the decoder's space) from the synthetic-HMC
 views of each frame, as DAM-HMC-Reg does, with the library's ``HmcEncoder`` and

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""A speed table per stage, in the layout of seed 004's speed tables: FLOPs per sample,
+"""A speed table per stage, in the layout of the speed tables of Multi-scale Compensatory Codebooks: FLOPs per sample,
 frames per second and peak memory, for the small and the paper configuration, printed as
 Markdown.
 
@@ -8,7 +8,7 @@ rendering of 3 HMC views (decoded mesh and textures, no grad), one fitting step
 (3 HMC views: decode, render, objective, backward, Adam) and a whole fit (200 steps,
 extrapolated from the timed steps). FLOPs are counted with
 ``torch.utils.flop_counter.FlopCounterMode`` (matrix products and convolutions, forward
-only; the rasteriser and texture lookups count none) and set beside the paper's (seed 003,
+only; the rasteriser and texture lookups count none) and set beside the paper's (LiP-Flow, supplementary
 Table 10). Models are randomly initialised (speed does not depend on the weights); the
 mesh is the procedural subject's (5,840 vertices, 11,376 faces; the paper's Multiface
 mesh has 7,306 and 10,936). Each figure is the median of ``--repeats`` timed runs after a

@@ -75,7 +75,7 @@ class CaptureSpec:
 class TrainSpec:
     """Training of every model: ``base`` (a training YAML, relative to the eval config)
     with ``set`` merged over it; each model then sets its variant, condition and the
-    paper's lambda_L (seed 003, H.1), and DAM-*-Reg its pretrained DAM."""
+    paper's lambda_L (LiP-Flow, supplementary H.1), and DAM-*-Reg its pretrained DAM."""
 
     base: str = "../train/small.yaml"
     set: dict = field(default_factory=dict)
@@ -83,7 +83,7 @@ class TrainSpec:
 
 @dataclass(frozen=True)
 class EvalFitSpec:
-    """Fitting of every cell (seed 003, H.2).
+    """Fitting of every cell (LiP-Flow, supplementary H.2).
 
     Attributes:
         frames: test frames evaluated per subject, spread evenly (0: all of them).
@@ -163,7 +163,7 @@ class EvalConfig:
             raise ValueError(f"models: unknown model(s) {unknown}; expected some of {list(MODELS)}")
         bad = [t for t in self.tables if t not in TABLES]
         if bad or not self.tables:
-            raise ValueError(f"tables: unknown table(s) {bad}; expected some of {list(TABLES)} (seed 003, Tables 6-9)")
+            raise ValueError(f"tables: unknown table(s) {bad}; expected some of {list(TABLES)} (LiP-Flow, supplementary Tables 6-9)")
         for m in self.models:
             need = MODELS[m].pretrained
             if need and need not in self.models:

@@ -1,4 +1,4 @@
-"""What the paper's Tables 6-9 (seed 003) are made of: the models, the tasks and the cells.
+"""What the paper's Tables 6-9 (LiP-Flow, supplementary) are made of: the models, the tasks and the cells.
 
 A *cell* is one model on one task of one subject (with or without the latent term L_L):
 a decoding (the prior encoder's mean, or the DAM encoder's, rendered frontally) or a fit

@@ -1,4 +1,4 @@
-"""The evaluation's tables (Markdown and CSV, in the layout of seed 003's Tables 6-9), bar
+"""The evaluation's tables (Markdown and CSV, in the layout of LiP-Flow's Tables 6-9), bar
 charts and grids of frontal fits."""
 
 from __future__ import annotations
@@ -244,7 +244,7 @@ def bar_chart(config: EvalConfig, number: int, summaries: dict[str, dict[str, An
 def fit_grid(config: EvalConfig, number: int, cells_dir: Path, runs: dict[str, Path], capture: Path,
              path: Path) -> Path | None:
     """Frontal renderings of the fitted codes of one table's observation fit (HMC or
-    keypoints, with L_L; Table 6: frontal) for the same frames, as seed 003 Figs. 13-14.
+    keypoints, with L_L; Table 6: frontal) for the same frames, as LiP-Flow, supplementary Figs. 13-14.
     Rows: frames; columns: photo, then per model its fit and its error (x4). ``None``
     when no model has finished that fit."""
     import numpy as np

@@ -32,7 +32,7 @@ from .config import EvalConfig, SubjectSpec, capture_path
 from .plan import MODELS, Cell, plan_cells, table_models
 from .pool import run_cells
 
-__all__ = ["EvalResult", "run_evaluation", "model_train_config", "check_capture_for"]
+__all__ = ["EvalResult", "run_evaluation", "model_train_config", "check_capture_for", "resolved_config_yaml"]
 
 
 @dataclass
@@ -48,7 +48,7 @@ class EvalResult:
 def model_train_config(config: EvalConfig, name: str, runs: Path):
     """The :class:`~avatarfit.train.config.TrainConfig` of model ``name``: the config's
     training base and ``set``, the model's variant and condition, the paper's lambda_L
-    (seed 003, H.1), and for DAM-*-Reg the DAM run in ``runs``."""
+    (LiP-Flow, supplementary H.1), and for DAM-*-Reg the DAM run in ``runs``."""
     from ..models.catalog import VARIANTS
     from ..train.config import load_train_config
 
@@ -121,9 +121,20 @@ def _prepare_out(out: Path, config: EvalConfig, resume: bool) -> None:
         raise FileExistsError(f"--out {out}: holds {what}; --resume continues it (finished cells are reused), or "
                               "choose another --out")
     out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(saved, resolved_config_yaml(config))
+
+
+def resolved_config_yaml(config: EvalConfig) -> str:
+    """The config as a YAML text that :func:`~avatarfit.eval.config.load_eval_config` reads
+    back from anywhere: paths made absolute (the training base, the subjects' captures),
+    the file it came from in a comment."""
     doc = to_dict(config)
-    doc["subjects"] = [to_dict(s) for s in config.subjects]
-    write_text_atomic(saved, yaml.safe_dump(doc, sort_keys=False))
+    source = doc.pop("source", "")
+    doc["train"]["base"] = str(config.base_path())
+    doc["subjects"] = [{**to_dict(s), **({"capture": str(capture_path(config, s, Path(".")))} if s.capture else {})}
+                       for s in config.subjects]
+    head = f"# avatarfit evaluate: the resolved config (read from {source})\n" if source else ""
+    return head + yaml.safe_dump(doc, sort_keys=False)
 
 
 def run_evaluation(config: EvalConfig, out: str | Path, *, subjects: list[str] | None = None, resume: bool = False,

@@ -1,4 +1,4 @@
-"""Inference-time fitting (seed 003, H.2): Adam on latent codes (and optionally the headset
+"""Inference-time fitting (LiP-Flow, supplementary H.2): Adam on latent codes (and optionally the headset
 pose) so that the avatar's renderings match a target.
 
 Per frame, the objective is
@@ -71,7 +71,7 @@ class FitConfig:
         steps: at most this many Adam steps (paper: 200).
         patience: a frame stops after this many steps without improvement.
         tol: relative improvement that counts (``E < best * (1 - tol)``).
-        fit_headset: also optimise the 6-DoF headset pose (HMC targets; seed 003, Table 9).
+        fit_headset: also optimise the 6-DoF headset pose (HMC targets; LiP-Flow, supplementary Table 9).
         lr_rotation: Adam learning rate of the headset's axis-angle (radians per step).
         lr_translation: Adam learning rate of the headset's translation (mm per step).
         smoothness: weight of ``||z - z_previous||^2 / L`` (sequence fitting; needs ``previous``).

@@ -1,4 +1,4 @@
-"""The paper's hyper-parameter search (seed 003, H.2): a grid of learning rates and latent
+"""The paper's hyper-parameter search (LiP-Flow, supplementary H.2): a grid of learning rates and latent
 weights fitted on one batch, the best pair kept for the rest of the evaluation."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Inspecting trained priors: samples of the predicted priors in the prior's and the
-decoder's latent spaces, their variance, TensorBoard projector logs (seed 003, Fig. 11)."""
+decoder's latent spaces, their variance, TensorBoard projector logs (LiP-Flow, supplementary Fig. 11)."""
 
 from .job import InspectReport, input_frames, inspect_latents
 from .latents import LatentSamples, pca_2d, sample_latents

@@ -1,4 +1,4 @@
-"""Latent interpolation between two frames (seed 000, C): ``z' = a z1 + (1 - a) z2`` for a
+"""Latent interpolation between two frames (PIRenderer, supplementary C): ``z' = a z1 + (1 - a) z2`` for a
 from 1 to 0, in the decoder's space Q, or in the prior's space P mapped back through the
 flow's inverse (flow variants), each code rendered in one frontal camera."""
 

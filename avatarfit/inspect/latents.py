@@ -1,6 +1,6 @@
 """What a trained prior has learned: samples of the predicted priors N(mu_p, sigma_p) for a
 set of observations, in the prior's space P and mapped into the decoder's space Q with the
-flow's inverse (seed 003, Fig. 11), their per-input variance and a 2-D PCA of both spaces.
+flow's inverse (LiP-Flow, supplementary Fig. 11), their per-input variance and a 2-D PCA of both spaces.
 
 Per-input variance is the mean over the L dimensions of the per-dimension variance of an
 input's samples (``trace(Cov) / L``); in P its analytical value is ``mean(sigma_p^2)``.

@@ -31,7 +31,7 @@ def thumbnails(views: torch.Tensor, size: int = 32) -> torch.Tensor:
 
 def scatter_image(samples: LatentSamples, max_legend: int = 20) -> torch.Tensor:
     """PCA of P and Q side by side, a colour per input, the legend listing each input's
-    variance in both spaces (seed 003, Fig. 11): ``(3, H, W)`` in [0, 1]."""
+    variance in both spaces (LiP-Flow, supplementary Fig. 11): ``(3, H, W)`` in [0, 1]."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)

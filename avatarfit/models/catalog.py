@@ -8,7 +8,7 @@
 - ``lip_kl``: (d) LiP-KL. Q; prior N(mu_p, sigma_p); L_L = KL(q || p); 1.
 - ``lip_flow``: (e) LiP-Flow. Q; L_L = -log N(F(z_q; h); mu_p, sigma_p) - log |det dF/dz_q|; 5e-4.
 
-Entropy penalty (seed 003, H.1: in the keypoint setting "an additional loss term [...]
+Entropy penalty (LiP-Flow, supplementary H.1: in the keypoint setting "an additional loss term [...]
 penalizing the entropy of the predicted Gaussian N(mu_p, sigma_p)", weighted like lambda_L).
 It is meant against the high variance of a *prior* P: DAM-KPT-Reg, LiP-KL-KPT and
 LiP-Flow-KPT add ``lambda_L * H(N(mu_p, sigma_p))`` to their total. DAM-KPT-Enc does not:

@@ -109,7 +109,7 @@ class KptEncoderConfig:
 
 @dataclass(frozen=True)
 class FlowConfig:
-    """Latent normalizing flow (seed 003, Table 10, in nflows' terms).
+    """Latent normalizing flow (LiP-Flow, supplementary Table 10, in nflows' terms).
 
     Attributes:
         layers: steps of ActNorm -> LULinear -> AdditiveCoupling (paper: 4).

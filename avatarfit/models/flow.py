@@ -1,7 +1,7 @@
 """Latent normalizing flow F (nflows): Glow-style steps for 1-D latents.
 
 Each step is ``ActNorm -> LULinear -> AdditiveCouplingTransform`` whose coupling net is a
-residual net, conditioned on the context h when there is one (seed 003, Table 10).
+residual net, conditioned on the context h when there is one (LiP-Flow, supplementary Table 10).
 Additive coupling is volume preserving; the paper found affine coupling often fails
 to converge. ActNorm initialises itself from the first training batch it sees, and
 batch norm makes training and evaluation outputs differ: invert in eval mode.

@@ -6,14 +6,13 @@ import torch
 from torch import nn
 
 from .._checks import check_shape
+from ..data.ibug import EYES
 from ._checks import log_sigma
 from .config import KptEncoderConfig
 
 __all__ = ["KptEncoder", "NUM_KEYPOINTS", "align_keypoints"]
 
 NUM_KEYPOINTS = 274
-# The first 68 keypoints are the iBUG landmarks: 36-41 and 42-47 outline the two eyes.
-_EYES = (slice(36, 42), slice(42, 48))
 
 
 def align_keypoints(keypoints: torch.Tensor) -> torch.Tensor:
@@ -34,11 +33,11 @@ def align_keypoints(keypoints: torch.Tensor) -> torch.Tensor:
     check_shape("keypoints", keypoints, (None, NUM_KEYPOINTS, 2))
     visible = keypoints.ne(0).any(-1, keepdim=True).to(keypoints.dtype)  # (B, K, 1)
     centres, seen = [], []
-    for eye in _EYES:
+    for eye in EYES:  # the first 68 keypoints are the iBUG landmarks
         w = visible[:, eye]
         n = w.sum(1)  # (B, 1)
         centres.append((keypoints[:, eye] * w).sum(1) / n.clamp_min(1))
-        seen.append(n[:, 0] == eye.stop - eye.start)  # an eye's centre from all its landmarks
+        seen.append(n[:, 0] == len(eye))  # an eye's centre from all its landmarks
     axis = centres[1] - centres[0]  # (B, 2)
     distance = axis.norm(dim=-1, keepdim=True)  # (B, 1)
     ok = seen[0] & seen[1] & (distance[:, 0] > 1e-6)

@@ -1,4 +1,4 @@
-"""The LiP-Flow model variants (seed 003, Fig. 4 and Table 6) as modules: encoder Q,
+"""The LiP-Flow model variants (LiP-Flow, supplementary Fig. 4 and Table 6) as modules: encoder Q,
 decoder D and prior of each. The variants themselves (names, priors, latent terms and
 their weights, entropy penalty) are listed in :mod:`avatarfit.models.catalog`.
 

@@ -44,7 +44,7 @@ class TargetSource:
         hmc: settings of the synthetic HMC views and keypoints (default: clean views, without
             the augmentations, at 120x160, the small training configs' size). Fitting by
             differentiable rendering explains geometry and texture, not the tool's lighting,
-            gain, background and noise (seed 003, D: on real HMC images "large discrepancies
+            gain, background and noise (LiP-Flow, supplementary D: on real HMC images "large discrepancies
             in lighting, background, and cameras" make it infeasible), so targets are clean
             renderings under the sampled headset pose by default.
         condition: what the avatar's prior encoder sees (``hmc``, ``kpt`` or ``None``): the

@@ -209,7 +209,7 @@ class FrontalTarget(_Batch):
 
 @dataclass(frozen=True)
 class MaskedFrontalTarget(FrontalTarget):
-    """A frontal image of which only ``mask`` is visible (seed 003, Fig. 10: the eye and
+    """A frontal image of which only ``mask`` is visible (LiP-Flow, supplementary Fig. 10: the eye and
     mouth regions; :func:`eye_mouth_mask` builds it).
 
     Attributes:
@@ -348,7 +348,7 @@ def compose_headset(rig_R: torch.Tensor, rig_t: torch.Tensor, headset_R: torch.T
 
 
 def eye_mouth_mask(landmarks: torch.Tensor, image_size: tuple[int, int], margin: float = 0.35) -> torch.Tensor:
-    """The paper's masked-frontal mask (seed 003, Fig. 10): everything hidden except boxes
+    """The paper's masked-frontal mask (LiP-Flow, supplementary Fig. 10): everything hidden except boxes
     around the eyes and the mouth.
 
     Args:

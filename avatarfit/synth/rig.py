@@ -12,20 +12,13 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data.ibug import BROWS, EYES, INNER_LOWER, INNER_UPPER, JAW, MOUTH
 from ..render.mesh_ops import vertex_normals
 from ..render.unwrap import rasterize_uv
 from .subject import CONTROLS, ExpressionRig
 
 __all__ = ["JawBand", "build_rig", "landmark_groups"]
 
-# iBUG 68 groups.
-JAW = list(range(0, 17))
-BROWS = (list(range(17, 22)), list(range(22, 27)))
-NOSE = list(range(27, 36))
-EYES = (list(range(36, 42)), list(range(42, 48)))
-MOUTH = list(range(48, 68))
-INNER_UPPER = [61, 62, 63]
-INNER_LOWER = [65, 66, 67]
 
 
 @dataclass(frozen=True)

@@ -102,7 +102,7 @@ class LossConfig:
             mean (see the README). The flows' -log p is never weighted: against its
             unweighted log-determinant the weighting let the flow expand without bound.
         entropy: weight of the entropy of N(mu_p, sigma_p); ``null`` gives lambda_L for
-            keypoint-conditioned DAM-HMC-Reg, LiP-KL and LiP-Flow (seed 003, H.1), else 0
+            keypoint-conditioned DAM-HMC-Reg, LiP-KL and LiP-Flow (LiP-Flow, supplementary H.1), else 0
             (why not DAM-HMC-Enc: :mod:`avatarfit.models.catalog`).
     """
 

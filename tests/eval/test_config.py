@@ -52,3 +52,26 @@ def test_bad_configs_name_the_file_and_the_setting(tmp_path, change, words):
 def test_missing_file(tmp_path):
     with pytest.raises(FormatError, match="not found"):
         load_eval_config(tmp_path / "nope.yaml")
+
+
+def test_the_saved_config_reads_back_from_the_output_folder(tmp_path):
+    """``eval.yaml`` in an output folder is the resolved config: read back from there (its
+    training base and captures made absolute), it equals the config it was written from."""
+    from avatarfit.eval.run import resolved_config_yaml
+
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cap").mkdir()
+    path = tmp_path / "cfg" / "eval.yaml"
+    path.write_text(yaml.safe_dump({"subjects": [{"name": "p", "subject": "procedural", "seed": 1},
+                                                 {"name": "mine", "capture": "../cap"}],
+                                    "train": {"base": str(Path("..") / "base.yaml")}, "models": ["dam"], "tables": [6]}))
+    (tmp_path / "base.yaml").write_text("{}\n")
+    config = load_eval_config(path)
+    saved = tmp_path / "out" / "eval.yaml"
+    saved.parent.mkdir()
+    saved.write_text(resolved_config_yaml(config))
+    again = load_eval_config(saved)
+    assert again.base_path() == config.base_path() == (tmp_path / "base.yaml").resolve()
+    assert Path(again.subjects[1].capture) == (tmp_path / "cap").resolve()
+    assert saved.read_text().startswith(f"# avatarfit evaluate: the resolved config (read from {path.resolve()})")
+    assert again.models == config.models and again.tables == config.tables and again.fit == config.fit

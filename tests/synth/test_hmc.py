@@ -14,7 +14,7 @@ from avatarfit.render.renderer import render_textured
 from avatarfit.synth.hmc import HmcConfig, SyntheticHmc
 from avatarfit.synth.hmc_rig import compose_cameras, read_rig
 from avatarfit.synth.hmc_write import write_hmc
-from avatarfit.synth.rig import EYES, MOUTH
+from avatarfit.data.ibug import EYES, MOUTH
 
 CLEAN = HmcConfig(augment=False)
 
