@@ -46,16 +46,37 @@ def _image_size(text: str) -> tuple[int, int]:
     return h, w
 
 
+def _default(owner, name: str):
+    """The default of field ``name`` of a dataclass, or of parameter ``name`` of a function:
+    the one place a default lives (the CLI reads it from there, for its help and its values)."""
+    import dataclasses
+    import inspect
+
+    if dataclasses.is_dataclass(owner):
+        f = {f.name: f for f in dataclasses.fields(owner)}[name]
+        return f.default_factory() if f.default is dataclasses.MISSING else f.default
+    return inspect.signature(owner).parameters[name].default
+
+
+def _hw(size: tuple[int, int]) -> str:
+    return f"{size[0]}x{size[1]}"
+
+
 def _add_synth_args(p: argparse.ArgumentParser) -> None:
+    from .synth.generate import SynthConfig
+
+    d = lambda name: _default(SynthConfig, name)  # noqa: E731 - the --config's defaults
     p.add_argument("--subject", choices=("procedural", "james"), help="procedural: head built in code (offline); "
-                   "james: real face scan from the menpo3d sdist, fetched once with pip into the user cache")
-    p.add_argument("--segments", type=int, help="number of segments (performances)")
-    p.add_argument("--frames", type=int, help="frames per segment")
-    p.add_argument("--cameras", type=int, help="dome cameras; the first (400000) is frontal")
-    p.add_argument("--image-size", type=_image_size, metavar="HxW", help="photo size, e.g. 384x256")
-    p.add_argument("--texture-size", type=int, metavar="T", help="unwrapped texture size T (T x T)")
-    p.add_argument("--seed", type=int, help="seed of the identity and the performances")
-    p.add_argument("--backend", choices=("auto", "bbox", "pytorch3d"), help="rasteriser (auto: bbox on CPU)")
+                   "james: real face scan from the menpo3d sdist, fetched once with pip into the user cache "
+                   f"(default {d('subject')})")
+    p.add_argument("--segments", type=int, help=f"number of segments (performances; default {d('segments')})")
+    p.add_argument("--frames", type=int, help=f"frames per segment (default {d('frames')})")
+    p.add_argument("--cameras", type=int, help=f"dome cameras; the first (400000) is frontal (default {d('cameras')})")
+    p.add_argument("--image-size", type=_image_size, metavar="HxW", help=f"photo size (default {_hw(d('image_size'))})")
+    p.add_argument("--texture-size", type=int, metavar="T", help="unwrapped texture size T (T x T; default "
+                   f"{d('texture_size')})")
+    p.add_argument("--seed", type=int, help=f"seed of the identity and the performances (default {d('seed')})")
+    p.add_argument("--backend", choices=("auto", "bbox", "pytorch3d"), help="rasteriser (default auto: bbox on CPU)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -67,6 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     from . import __version__
+    from .demo import run_demo
+    from .fit.job import FitJob
+    from .fit.optimize import DEFAULT_LAMBDA_LATENT, FitConfig
+    from .inspect.interpolate import interpolate_frames
+    from .inspect.job import inspect_latents
+    from .synth.generate import SynthConfig
 
     parser.add_argument("--version", action="version", version=f"avatarfit {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -86,11 +113,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "  fits/MODEL/           avatarfit fit outputs (metrics.json, strips/, tb/)\n"
                           "  runs/MODEL/           training runs (avatar.pt, tb/); capture/: the synthetic capture\n"
                           "  summary.json          the printed table's numbers")
-    demo.add_argument("--out", type=Path, default=Path("avatarfit-demo"), help="output folder (default: ./avatarfit-demo)")
+    demo.add_argument("--out", type=Path, default=Path(_default(run_demo, "out")),
+                      help=f"output folder (default: ./{_default(run_demo, 'out')})")
     demo.add_argument("--subject", choices=("procedural", "james"), default="procedural",
                       help="procedural (default, offline) or james (real scan, fetched once)")
-    demo.add_argument("--seed", type=int, default=0, help="seed of the subject and its performances (default 0)")
-    demo.add_argument("--minutes", type=float, default=8.0, help="cap on each model's training time (default 8; "
+    demo.add_argument("--seed", type=int, default=_default(run_demo, "seed"),
+                      help=f"seed of the subject and its performances (default {_default(run_demo, 'seed')})")
+    demo.add_argument("--minutes", type=float, default=_default(run_demo, "minutes"),
+                      help=f"cap on each model's training time (default {_default(run_demo, 'minutes'):g}; "
                       "the models train 900 and 750 steps, about 4.5 min on 2 cores)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -115,8 +145,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--out", type=Path, required=True, help="PNG file for the rendering")
     render.add_argument("--texture", default="average", help="'average' (default) or a camera id")
     render.add_argument("--compare", type=Path, help="also write photo | rendering | error x4 to this PNG")
-    render.add_argument("--background", type=float, default=0.15, help="grey level of empty pixels (default 0.15, "
-                        "as avatarfit synth)")
+    render.add_argument("--background", type=float, default=_default(SynthConfig, "background"),
+                        help=f"grey level of empty pixels (default {_default(SynthConfig, 'background')}, as avatarfit synth)")
     render.add_argument("--backend", choices=("auto", "bbox", "pytorch3d"), default="auto")
 
     hmc = sub.add_parser("hmc", help="render synthetic head-mounted-camera views and 2D keypoints of a capture",
@@ -181,20 +211,23 @@ def build_parser() -> argparse.ArgumentParser:
                     "train, each also as NAME:N (N of them, spread evenly; heldout = test); or positions N, A:B and "
                     "segment names, comma-separated; '' for every frame. With --hmc-dir they are the recording's "
                     "frames (default without --capture: every recorded frame)")
-    ft.add_argument("--batch", type=int, default=8, metavar="N", help="frames fitted together (default 8); with --sequence: "
-                    "segments fitted together, a frame of each at a time")
-    ft.add_argument("--lr", type=float, help="Adam learning rate of the codes (default 0.1)")
+    job, cfg = (lambda name: _default(FitJob, name)), (lambda name: _default(FitConfig, name))  # noqa: E731
+    ft.add_argument("--batch", type=int, default=job("batch"), metavar="N", help=f"frames fitted together (default "
+                    f"{job('batch')}); with --sequence: segments fitted together, a frame of each at a time")
+    ft.add_argument("--lr", type=float, help=f"Adam learning rate of the codes (default {cfg('lr'):g})")
+    per_kind = ", ".join(f"{v:g} for {k}" for k, v in DEFAULT_LAMBDA_LATENT.items())
     ft.add_argument("--lambda-latent", type=float, metavar="Y", help="weight of the latent NLL; 0 = the paper's "
-                    "'w/o L_L' (default: 0.001 for frontal, 0.001 for masked, 0.01 for hmc, 0.01 for keypoints: "
-                    "FitConfig's, the middle of the paper's grid)")
+                    f"'w/o L_L' (default: {per_kind}: the middle of the paper's grid)")
     ft.add_argument("--search", action="store_true", help="choose --lr and --lambda-latent with the paper's grid on "
                     "a batch of the avatar's validation frames (9 fits, judged by frontal PSNR against the ground truth, the paper's protocol; "
                     "by the data term without ground truth), then fit every frame with the best pair (search.json)")
-    ft.add_argument("--steps", type=int, help="at most this many Adam steps per frame (default 200)")
-    ft.add_argument("--patience", type=int, help="stop a frame after this many steps without improvement (default 10)")
+    ft.add_argument("--steps", type=int, help=f"at most this many Adam steps per frame (default {cfg('steps')})")
+    ft.add_argument("--patience", type=int, help="stop a frame after this many steps without improvement (default "
+                    f"{cfg('patience')})")
     ft.add_argument("--raster-every", type=int, metavar="K", help="run the rasteriser's hard test (which face covers "
                     "each pixel) every K steps at most, keeping each pixel's face in between, and sooner when a vertex "
-                    "moves more than half a pixel; 1 = every step (default 8; same results, about 2x faster)")
+                    f"moves more than half a pixel; 1 = every step (default {cfg('raster_every')}; same results, about "
+                    "2x faster)")
     ft.add_argument("--no-antialias", action="store_true", help="render one face per pixel, with no gradient at "
                     "outlines (default: antialiased silhouettes, so the fit moves outlines onto the target's)")
     ft.add_argument("--hmc-dir", type=Path, metavar="DIR", help="fit recorded HMC views (--target hmc): "
@@ -217,16 +250,18 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--fit-headset", action=argparse.BooleanOptionalAction, default=None,
                     help="also fit the 6-DoF headset pose (hmc; LiP-Flow, supplementary Table 9; default: on with --hmc-dir, "
                     "off otherwise)")
-    ft.add_argument("--pose-noise-rot", type=float, default=0.0, metavar="DEG",
-                    help="perturb the headset pose the fit starts from (per-axis std, degrees; hmc)")
-    ft.add_argument("--pose-noise-trans", type=float, default=0.0, metavar="MM",
-                    help="perturb the headset position (per-axis std, mm; hmc)")
+    ft.add_argument("--pose-noise-rot", type=float, default=job("pose_noise_rot"), metavar="DEG",
+                    help=f"perturb the headset pose the fit starts from (per-axis std, degrees; hmc; default "
+                    f"{job('pose_noise_rot'):g})")
+    ft.add_argument("--pose-noise-trans", type=float, default=job("pose_noise_trans"), metavar="MM",
+                    help=f"perturb the headset position (per-axis std, mm; hmc; default {job('pose_noise_trans'):g})")
     ft.add_argument("--sequence", action="store_true", help="fit each segment's frames in order, each from the "
                     "previous frame's code; reports jitter (mean frame-to-frame vertex motion) next to the truth's")
     ft.add_argument("--smoothness", type=float, metavar="W", help="with --sequence: weight pulling each code towards "
-                    "the previous frame's (default 0)")
-    ft.add_argument("--seed", type=int, default=0, help="seed of the headset pose noise (default 0)")
-    ft.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda or cuda:N")
+                    f"the previous frame's (default {cfg('smoothness'):g})")
+    ft.add_argument("--seed", type=int, default=job("seed"), help=f"seed of the headset pose noise (default {job('seed')})")
+    ft.add_argument("--device", default=job("device"), help="auto (CUDA when available), cpu, cuda or cuda:N (default "
+                    f"{job('device')})")
     ft.add_argument("--overwrite", action="store_true", help="discard what --out holds and start again")
     ft.add_argument("--no-progress", action="store_true", help="no progress bar")
 
@@ -243,10 +278,13 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_run_args(il)
     il.add_argument("--logdir", type=Path, required=True, help="TensorBoard folder to write")
-    il.add_argument("--inputs", type=int, default=15, help="number of inputs N, spread over the frames (default 15)")
-    il.add_argument("--samples", type=int, default=100, help="samples S per input (default 100)")
+    il.add_argument("--inputs", type=int, default=_default(inspect_latents, "inputs"),
+                    help=f"number of inputs N, spread over the frames (default {_default(inspect_latents, 'inputs')})")
+    il.add_argument("--samples", type=int, default=_default(inspect_latents, "samples"),
+                    help=f"samples S per input (default {_default(inspect_latents, 'samples')})")
     il.add_argument("--frames", metavar="SPEC", help="frames to pick the inputs from (positions N, A:B, segments)")
-    il.add_argument("--seed", type=int, default=0, help="seed of the samples (default 0)")
+    il.add_argument("--seed", type=int, default=_default(inspect_latents, "seed"),
+                    help=f"seed of the samples (default {_default(inspect_latents, 'seed')})")
 
     ip = sub.add_parser("interpolate", help="render codes interpolated between two frames",
                         description="z' = a z1 + (1 - a) z2 for a from 1 to 0, between the codes of two tracked frames "
@@ -260,8 +298,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_args(ip)
     ip.add_argument("--from", dest="first", required=True, metavar="SEG/FRAME", help="first frame (a = 1)")
     ip.add_argument("--to", dest="second", required=True, metavar="SEG/FRAME", help="second frame (a = 0)")
-    ip.add_argument("--steps", type=int, default=8, help="codes from one end to the other, both included (default 8)")
-    ip.add_argument("--space", choices=("p", "q"), default="q", help="where to mix the codes (default q)")
+    ip.add_argument("--steps", type=int, default=_default(interpolate_frames, "steps"), help="codes from one end to "
+                    f"the other, both included (default {_default(interpolate_frames, 'steps')})")
+    ip.add_argument("--space", choices=("p", "q"), default=_default(interpolate_frames, "space"),
+                    help=f"where to mix the codes (default {_default(interpolate_frames, 'space')})")
     ip.add_argument("--out", type=Path, required=True, help="PNG strip to write")
     ip.add_argument("--logdir", type=Path, help="also log the strip to TensorBoard here")
     ev = sub.add_parser("evaluate", help="reproduce the paper's Tables 6-9: train every variant, fit, tabulate, plot",
@@ -349,14 +389,19 @@ outputs (in --out):
 
 
 def _add_hmc_args(p: argparse.ArgumentParser) -> None:
+    from .synth.hmc import HmcConfig
+
+    d = lambda name: _default(HmcConfig, name)  # noqa: E731 - the --config's defaults
     p.add_argument("--capture", type=Path, required=True, help="capture folder (Multiface layout, with landmarks.txt)")
     p.add_argument("--out", type=Path, help="folder receiving hmc/ and keypoints/ (default: the capture folder)")
     p.add_argument("--config", type=Path, help="YAML file of HmcConfig settings")
-    p.add_argument("--views-size", type=_image_size, metavar="HxW", help="HMC image size (default 240x320)")
+    p.add_argument("--views-size", type=_image_size, metavar="HxW", help=f"HMC image size (default {_hw(d('views_size'))})")
     p.add_argument("--pose-noise-rot", type=float, metavar="DEG",
-                   help="std of the headset rotation per axis (default 0.5: about 1.6 px at 120x160)")
-    p.add_argument("--pose-noise-trans", type=float, metavar="MM", help="std of the headset shift per axis (default 0.5)")
-    p.add_argument("--seed", type=int, help="seed of the headset poses and augmentations (default 0)")
+                   help=f"std of the headset rotation per axis (default {d('pose_noise_rot'):g}; 0.5 is about 1.6 px at "
+                   "120x160)")
+    p.add_argument("--pose-noise-trans", type=float, metavar="MM",
+                   help=f"std of the headset shift per axis (default {d('pose_noise_trans'):g})")
+    p.add_argument("--seed", type=int, help=f"seed of the headset poses and augmentations (default {d('seed')})")
     p.add_argument("--frames", metavar="SPEC", help="frame-list positions N or A:B, or segment names, comma-separated "
                    "(default: all)")
     p.add_argument("--rig", type=Path, metavar="FILE", help="rig file (KRT; see outputs) with K for --views-size "
@@ -511,7 +556,9 @@ def _cmd_fit(args) -> None:
         settings["antialias"] = False
     config = dataclasses.replace(FitConfig(), **settings)
     optional = lambda path: None if path is None else str(path)  # noqa: E731
-    frames = args.frames if args.frames is not None else ("" if args.hmc_dir and args.capture is None else "test")
+    # every recorded frame when only a recording is given, else the job's default (the test split)
+    frames = args.frames if args.frames is not None else ("" if args.hmc_dir and args.capture is None
+                                                          else _default(FitJob, "frames"))
     job = FitJob(run=str(args.run), capture=optional(args.capture), target=args.target, frames=frames,
                  batch=args.batch, sequence=args.sequence, search=args.search, pose_noise_rot=args.pose_noise_rot,
                  pose_noise_trans=args.pose_noise_trans, seed=args.seed, device=args.device, fit=config,

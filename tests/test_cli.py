@@ -99,3 +99,29 @@ def test_train_cli_errors_and_help(tiny_capture, tmp_path, capsys):
     for word in ("--resume", "--set", "torchrun", "lip_flow", "dam_hmc_reg"):
         assert word in text
     assert not (tmp_path / "r").exists()
+
+
+def test_defaults_live_in_the_dataclasses_the_cli_fills(monkeypatch):
+    """The CLI's defaults and the defaults its help names are the library's: change a
+    dataclass default and both follow."""
+    import dataclasses
+
+    from avatarfit.fit.job import FitJob
+    from avatarfit.fit.optimize import FitConfig
+
+    def fit_parser():
+        return build_parser()._subparsers._group_actions[0].choices["fit"]
+
+    parser = fit_parser()
+    args = parser.parse_args(["--run", "R", "--capture", "C", "--target", "hmc", "--out", "O"])
+    job = FitJob(run="R", capture="C")
+    assert (args.batch, args.seed, args.device, args.pose_noise_rot) == (job.batch, job.seed, job.device,
+                                                                         job.pose_noise_rot)
+    text = " ".join(parser.format_help().split())
+    assert f"(default {FitConfig().steps})" in text and f"(default {FitConfig().patience})" in text
+    # another default in the dataclass -> another value and another help text
+    fields = {f.name: f for f in dataclasses.fields(FitJob)}
+    monkeypatch.setattr(fields["batch"], "default", 5)
+    again = fit_parser()
+    assert again.parse_args(["--run", "R", "--target", "hmc", "--out", "O"]).batch == 5
+    assert "(default 5)" in " ".join(again.format_help().split())
