@@ -31,8 +31,11 @@ class TensorCache:
         max_bytes: the bound.
 
     Example:
+        >>> import torch
         >>> cache = TensorCache(2**20)
         >>> x = cache.get("a", lambda: torch.zeros(1000))   # computed once, then kept
+        >>> cache.get("a", lambda: torch.ones(1000)) is x
+        True
     """
 
     def __init__(self, max_bytes: int) -> None:

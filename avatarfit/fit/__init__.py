@@ -2,15 +2,19 @@
 search, sequences, scoring against ground truth and fit jobs. Targets come from
 :mod:`avatarfit.observe`; see :mod:`avatarfit.fit.optimize` for the objective.
 
-Example:
-    >>> from avatarfit.avatar import Avatar                       # doctest: +SKIP
-    >>> from avatarfit.observe import TargetSource
+Example (``RUN``: a run folder of ``avatarfit train``, ``CAPTURE``: its capture folder):
+    >>> from avatarfit.avatar import Avatar
+    >>> from avatarfit.data.capture import Capture
     >>> from avatarfit.fit import FitConfig, fit, score_fit
-    >>> avatar = Avatar.load("runs/lip_flow_hmc")
-    >>> source = TargetSource.for_avatar(Capture("CAP"), avatar)
-    >>> target = source.build("hmc", Capture("CAP").frames()[:8])
-    >>> result = score_fit(avatar, target, fit(avatar, target, FitConfig(lr=0.1, lambda_latent=0.01)))
-    >>> result.summary()["psnr"], result.summary()["geom_mm"]
+    >>> from avatarfit.observe import TargetSource
+    >>> avatar, capture = Avatar.load(RUN), Capture(CAPTURE)
+    >>> target = TargetSource.for_avatar(capture, avatar).build("hmc", capture.frames()[:2])
+    >>> result = score_fit(avatar, target, fit(avatar, target, FitConfig(steps=20)))
+    >>> result.z.shape == (2, avatar.latent_size), bool((result.steps >= 1).all())
+    (True, True)
+    >>> s = result.summary()  # means over the frames: psnr, geom_mm, ... and the same before fitting (_init)
+    >>> s["frames"], s["geom_mm"] > 0
+    (2, True)
 """
 
 from .job import FitJob, FitReport, run_fit_job

@@ -6,10 +6,15 @@ keypoints with the synthetic HMC tool exactly as training saw them); recorded HM
 come from files (:class:`RecordedHmc`); headset poses are perturbed and compared
 (:mod:`avatarfit.observe.pose`).
 
-Example:
-    >>> from avatarfit.observe import TargetSource                 # doctest: +SKIP
-    >>> source = TargetSource.for_avatar(Capture("CAP"), avatar)   # as the avatar was trained
-    >>> target = source.build("hmc", Capture("CAP").frames()[:8])
+Example (``RUN``: a run folder of ``avatarfit train``, ``CAPTURE``: its capture folder):
+    >>> from avatarfit.avatar import Avatar
+    >>> from avatarfit.data.capture import Capture
+    >>> from avatarfit.observe import TargetSource
+    >>> capture = Capture(CAPTURE)
+    >>> source = TargetSource.for_avatar(capture, Avatar.load(RUN))  # observed as the avatar's training did
+    >>> target = source.build("hmc", capture.frames()[:2])
+    >>> target.views.shape[:3], target.truth is not None  # 2 frames, 3 grey views, with ground truth
+    (torch.Size([2, 3, 1]), True)
 """
 
 from .pose import perturb_headset, pose_error

@@ -323,10 +323,15 @@ def render_textured(
         :class:`RenderOutput`; its ``mask`` is the antialiased mask in [0, 1] (the hard
         one is ``pixels.mask``).
 
-    Example:
-        >>> out = render_textured(verts, faces, uvs, fuvs, tex, K, R, t, (128, 96))  # doctest: +SKIP
-        >>> out.image.shape
-        torch.Size([B, 3, 128, 96])
+    Example (one grey triangle 100 mm in front of a camera at the origin):
+        >>> import torch
+        >>> verts = torch.tensor([[[-40.0, -40.0, 100.0], [40.0, -40.0, 100.0], [0.0, 40.0, 100.0]]])
+        >>> faces = torch.tensor([[0, 1, 2]])
+        >>> uvs, tex = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.5, 1.0]]), torch.full((1, 3, 8, 8), 0.5)
+        >>> K = torch.tensor([[[100.0, 0.0, 48.0], [0.0, 100.0, 64.0], [0.0, 0.0, 1.0]]])
+        >>> out = render_textured(verts, faces, uvs, faces, tex, K, torch.eye(3)[None], torch.zeros(1, 3), (128, 96))
+        >>> out.image.shape, float(out.image[0, :, 64, 48].mean())
+        (torch.Size([1, 3, 128, 96]), 0.5)
     """
     _check_mesh(verts, faces)
     B = verts.shape[0]

@@ -289,9 +289,10 @@ class SyntheticHmc:
         keypoint_points: the 274 keypoint definitions; default
             :func:`~avatarfit.synth.keypoints.keypoint_definition` on the mean face.
 
-    Example:
-        >>> hmc = SyntheticHmc("path/to/capture")  # doctest: +SKIP
-        >>> s = hmc[0]; s.views.shape               # (3, 1, 240, 320)
+    Example (``CAPTURE``: a capture folder with ``landmarks.txt``, as ``avatarfit synth`` writes):
+        >>> hmc = SyntheticHmc(CAPTURE)
+        >>> hmc[0].views.shape  # left eye, right eye, mouth; grey; HmcConfig().views_size
+        torch.Size([3, 1, 240, 320])
     """
 
     def __init__(
