@@ -1,10 +1,19 @@
 """avatarfit: fit personalised face avatars to partial observations (LiP-Flow).
 
-Subpackages, one per stage of the data flow (see the README):
+Rooms, one per stage of the data flow (lowest first; each imports only rooms below it;
+the README's development section has the table):
 
-- :mod:`avatarfit.data`: captures in the Multiface layout, normalisation statistics.
-- :mod:`avatarfit.render`: OpenCV cameras, rasterisers and textured rendering through PyTorch3D.
-- :mod:`avatarfit.synth`: synthetic subjects, expression rig and capture generation.
+- :mod:`avatarfit.metrics`: image, geometry, keypoint and latent-code metrics.
+- :mod:`avatarfit.data`: captures in the Multiface layout, statistics, frame splits.
+- :mod:`avatarfit.render`: OpenCV cameras, rasterisers and textured rendering.
+- :mod:`avatarfit.models`: DAM, prior encoders, latent flows, model variants.
+- :mod:`avatarfit.synth`: synthetic subjects, capture generation, the synthetic HMC tool.
+- :mod:`avatarfit.avatar`: a trained avatar (decode, render, encode, the prior's mean).
+- :mod:`avatarfit.observe`: capture frames into targets, observations and ground truth.
+- :mod:`avatarfit.fit`: inference-time fitting, scoring, the search, fit jobs.
+- :mod:`avatarfit.train`: training every variant.
+- :mod:`avatarfit.inspect`: latent samples, variance and interpolation.
+- :mod:`avatarfit.eval`: the paper's Tables 6-9.
 
 Importing this package does no work: import the subpackage you need.
 """
