@@ -12,7 +12,10 @@ SMALL = {"segments": 1, "frames": 8, "cameras": 3, "image_size": (64, 48), "text
 
 def test_demo_trains_fits_and_reuses_its_cache(tmp_path):
     messages = []
-    kwargs = dict(minutes=0.05, progress=False, log=messages.append, synth=SMALL, fit_config=FitConfig(steps=5))
+    # Rasterised every step: with faces kept between steps (raster_every 8) the first steps
+    # of these barely trained avatars' fits raise the objective, and a 5-step fit keeps its start.
+    kwargs = dict(minutes=0.05, progress=False, log=messages.append, synth=SMALL,
+                  fit_config=FitConfig(steps=5, raster_every=1))
     first = run_demo(tmp_path / "demo", **kwargs)
     assert set(first.summaries) == set(DEMO_MODELS)
     for summary in first.summaries.values():
@@ -25,6 +28,11 @@ def test_demo_trains_fits_and_reuses_its_cache(tmp_path):
     assert "DAM" in table and "LiP-Flow-HMC" in table
     saved = json.loads((tmp_path / "demo" / "summary.json").read_text())
     assert saved["dam"]["frames"] == first.summaries["dam"]["frames"]
+    # Fitting improves on the prior's mean in what it fits: the HMC views. (Not the frontal
+    # PSNR: after a few seconds of training, fitting LiP-Flow-HMC's HMC views lowers it,
+    # measured 31.86 -> 31.72 dB after 20 training steps, 34.07 -> 33.38 dB after 44.)
+    for name in DEMO_MODELS:
+        assert saved[name]["hmc_psnr"] > saved[name]["hmc_psnr_init"] + 0.1, (name, saved[name])
 
     messages.clear()
     again = run_demo(tmp_path / "demo", **kwargs)

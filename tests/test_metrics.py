@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from avatarfit.metrics import psnr, r_squared, ssim
+from avatarfit.metrics import geometry_error, keypoint_distance, l1, psnr, r_squared, ssim
 
 
 def test_psnr_known_value_and_mask():
@@ -47,3 +47,41 @@ def test_r_squared_is_one_for_exact_zero_for_the_mean_and_negative_for_worse():
     assert 0.9 < float(r_squared(pred, scaled)) < 1.0
     with pytest.raises(ValueError, match="N >= 2"):
         r_squared(target[:1], target[:1])
+
+
+def test_l1_is_the_mean_absolute_error_per_image():
+    pred = torch.zeros(2, 1, 2, 2)
+    target = torch.tensor([[[[0.1, -0.3], [0.0, 0.4]]], [[[1.0, 1.0], [1.0, 1.0]]]])
+    # image 0: (0.1 + 0.3 + 0 + 0.4) / 4 = 0.2; image 1: 1
+    torch.testing.assert_close(l1(pred, target), torch.tensor([0.2, 1.0]))
+    # every channel counts: two channels, one wrong by 0.6 everywhere, one exact -> 0.3
+    two = torch.stack([torch.full((2, 2), 0.6), torch.zeros(2, 2)])[None]
+    torch.testing.assert_close(l1(torch.zeros(1, 2, 2, 2), two), torch.tensor([0.3]))
+    with pytest.raises(ValueError, match=r"expected equal shapes \(B, C, H, W\)"):
+        l1(pred, target[:, :, :1])
+
+
+def test_geometry_error_is_the_mean_euclidean_vertex_distance():
+    target = torch.zeros(2, 3, 3)
+    verts = torch.tensor([[[3.0, 4.0, 0.0], [0.0, 0.0, 0.0], [1.0, 2.0, 2.0]],  # distances 5, 0, 3
+                          [[0.0, 0.0, -2.0], [0.0, 0.0, -2.0], [0.0, 0.0, -2.0]]])  # 2 each
+    torch.testing.assert_close(geometry_error(verts, target), torch.tensor([8.0 / 3, 2.0]))
+    # Euclidean per vertex, not per coordinate: (1, 1, 0) is sqrt(2) away
+    one = torch.tensor([[[1.0, 1.0, 0.0]]])
+    torch.testing.assert_close(geometry_error(one, torch.zeros(1, 1, 3)), torch.tensor([math.sqrt(2.0)]))
+    with pytest.raises(ValueError, match=r"expected equal shapes \(B, V, 3\)"):
+        geometry_error(verts[..., :2], target[..., :2])
+
+
+def test_keypoint_distance_averages_over_the_visible_keypoints_only():
+    target = torch.zeros(2, 3, 2)
+    points = torch.tensor([[[3.0, 4.0], [6.0, 8.0], [100.0, 0.0]],  # 5, 10, (hidden) 100
+                           [[0.0, 1.0], [0.0, 0.0], [0.0, 7.0]]])  # 1, 0, 7
+    visible = torch.tensor([[True, True, False], [True, True, True]])
+    torch.testing.assert_close(keypoint_distance(points, target, visible), torch.tensor([7.5, 8.0 / 3]))
+    # a frame without a visible keypoint is NaN, the others unaffected
+    none = torch.tensor([[False, False, False], [False, False, True]])
+    d = keypoint_distance(points, target, none)
+    assert math.isnan(float(d[0])) and float(d[1]) == pytest.approx(7.0)
+    with pytest.raises(ValueError, match=r"expected \(B, K, 2\), \(B, K, 2\), \(B, K\)"):
+        keypoint_distance(points, target, visible[:, :2])

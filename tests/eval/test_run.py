@@ -46,7 +46,22 @@ def test_tables_have_every_cell(evaluated):
     cells = result.results["p1"]
     # Table 7: DAM 7 cells, Reg 7, LiP-Flow 8; Table 9: 3 pose fits
     assert len(cells) == 25
-    assert cells["lip_flow_hmc/hmc"]["frames"] == 2 and cells["lip_flow_hmc/hmc"]["lambda_latent"] in (0.1, 0.01)
+    assert cells["lip_flow_hmc/hmc"]["frames"] == 2
+    # The searched pair is the best-scoring row of the cell's search table (frontal PSNR on
+    # validation frames, higher is better), each grid pair scored once, none of the
+    # searched frames among those reported.
+    search = json.loads((out / "p1" / "cells" / "lip_flow_hmc" / "hmc" / "search.json").read_text())
+    assert search["criterion"] == "psnr"
+    assert sorted((r["lr"], r["lambda_latent"]) for r in search["table"]) == [(0.1, 0.01), (0.1, 0.1)]
+    scores = [r["score"] for r in search["table"]]
+    assert all(isinstance(s, float) and s == s for s in scores), search["table"]
+    best = max(search["table"], key=lambda r: r["score"])
+    pair = (search["lr"], search["lambda_latent"])
+    chosen = next(r for r in search["table"] if (r["lr"], r["lambda_latent"]) == pair)
+    assert chosen["score"] == best["score"], search
+    assert (cells["lip_flow_hmc/hmc"]["lr"], cells["lip_flow_hmc/hmc"]["lambda_latent"]) == pair
+    assert len(search["frames"]) == 1  # search_frames
+    assert not set(search["frames"]) & {r["name"] for r in cells["lip_flow_hmc/hmc"]["per_frame"]}
     assert cells["dam/hmc_noLL"]["lambda_latent"] == 0.0
     assert cells["lip_flow_hmc/decode_prior"]["steps_mean"] == 0
     # the fit starts where the prior decoding is: same code, same frames

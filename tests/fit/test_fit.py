@@ -193,7 +193,15 @@ def test_hmc_targets_score_every_pixel_and_report_outline_spill(setup):
     m = result.metrics
     for key in ("hmc_spill_px", "hmc_psnr", "hmc_psnr_face"):
         assert m[key].shape == (len(refs),) and m[f"{key}_init"].shape == (len(refs),)
-    assert bool((m["hmc_spill_px"] >= 0).all()) and bool(torch.isfinite(m["hmc_psnr"]).all())
+    # The fit explains its views better than its start (measured: +0.03 dB in 3 steps).
+    assert bool((m["hmc_psnr"] > m["hmc_psnr_init"]).all()), m
+    # Spill counts the fitted mesh's pixels outside the true face: none for the tracked
+    # mesh itself, some for the prior's mean mesh here (measured 27 and 6 pixels).
+    from avatarfit.fit.score import hmc_metrics
+
+    tracked = dataclasses.replace(result, verts=target.truth.verts)
+    assert float(hmc_metrics(avatar, target, tracked, result.render_init)["hmc_spill_px"].abs().max()) == 0.0
+    assert bool((m["hmc_spill_px_init"] > 0).any()) and bool((m["hmc_spill_px"] >= 0).all())
 
 
 @pytest.mark.parametrize("key", ["lr", "lambda_latent", "smoothness", "tol", "lr_rotation", "lr_translation",

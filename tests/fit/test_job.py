@@ -175,7 +175,7 @@ def test_a_segment_named_like_a_split_is_refused(tiny_capture, tmp_path):
 
 def test_a_perturbed_headset_pose_is_recovered(dam_run, tiny_capture):
     """HMC views rendered by the avatar itself under the true headset pose; the fit starts
-    from a perturbed pose and must find the true one, on every frame (seed 003, Table 9).
+    from a perturbed pose and must find the true one, on every frame (LiP-Flow, supplementary Table 9).
 
     The noise is 1 degree / 1 mm per axis (0.8-1.5 degrees, 2-2.7 mm per frame here): with
     hard rasterisation only texture sliding inside the face moves the pose, and the test
@@ -260,6 +260,39 @@ def test_sequence_mode_warm_starts_and_smoothness_lowers_jitter(dam_run, tiny_ca
     assert smooth["jitter_mm"] < 0.5 * free["jitter_mm"], (smooth, free)
 
 
+def test_sequence_mode_warm_starts_each_segment_from_its_own_frames(dam_run, tmp_path):
+    """Two segments of 3 frames, batch 2: the segments' first two frames are fitted in
+    lockstep in one batch, their third frames in the next (warm-started from the job's
+    record of each segment's last code). Every frame starts from the previous frame of its
+    own segment, each segment's first frame from the prior's mean (never from the other
+    segment's codes), and the jitter is the mean of the segments' own."""
+    from avatarfit.fit.sequence import jitter
+    from avatarfit.synth.generate import generate_capture
+    from tests.conftest import TINY
+
+    capture = generate_capture(tmp_path / "cap", dataclasses.replace(TINY, segments=2, frames=3), progress=False)
+    job = FitJob(run=str(dam_run), capture=str(capture), target="frontal", frames="", batch=2, sequence=True,
+                 fit=FitConfig(steps=3, lr=0.01))
+    report = run_fit_job(job, tmp_path / "fit", progress=False, log=lambda m: None)
+    assert sorted(p.name for p in (tmp_path / "fit" / "parts").iterdir()) == ["00000.npz", "00001.npz"]
+    avatar = Avatar.load(dam_run)
+    with np.load(tmp_path / "fit" / "fits.npz") as fits:
+        names, z, z_start, z_init = (fits[k] for k in ("names", "z", "z_start", "z_init"))
+    assert [str(n) for n in names] == [f"{r.segment}/{r.frame}" for r in Capture(capture).frames()]  # in order
+    segments = [str(n).split("/")[0] for n in names]
+    assert len(set(segments)) == 2 and len(names) == 6
+    per_segment = []
+    for seg in dict.fromkeys(segments):
+        rows = [i for i, s in enumerate(segments) if s == seg]
+        np.testing.assert_array_equal(z_start[rows[0]], z_init[rows[0]])
+        for a, b in zip(rows[:-1], rows[1:]):
+            np.testing.assert_array_equal(z_start[b], z[a])
+        with torch.no_grad():
+            per_segment.append(jitter(avatar.geometry(torch.from_numpy(z[rows]))))
+    assert not np.array_equal(z_start[3], z[2])  # the second segment does not start where the first ended
+    assert report.summary["jitter_mm"] == pytest.approx(np.mean(per_segment), rel=1e-5)
+
+
 def test_a_frame_whose_objective_turns_nan_is_stopped_and_nothing_nan_is_written(dam_run, tiny_capture, tmp_path,
                                                                                    monkeypatch):
     from avatarfit.fit import optimize
@@ -302,7 +335,8 @@ def test_masked_and_keypoint_fits_write_their_strips(dam_run, tiny_capture, tmp_
     strip = read_png(next((tmp_path / kind / "strips").glob("*.png")))
     assert strip.shape[1] == 96 and strip.shape[2] == 6 * 72 + 5 * 2  # six photo-sized columns
     if kind == "keypoints":
-        assert math.isfinite(report.summary["kpt_px"]) and math.isfinite(report.summary["kpt_px_init"])
+        # two steps bring the keypoints closer (no rasterisation in a keypoint fit; measured 0.0652 -> 0.0651 px)
+        assert report.summary["kpt_px"] < report.summary["kpt_px_init"], report.summary
         # the target column shows green keypoints over the darkened photo
         target_col = strip[:, :, :72]
         assert bool(((target_col[1] > 0.9) & (target_col[0] < 0.2)).any())

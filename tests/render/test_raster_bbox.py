@@ -57,13 +57,31 @@ def test_gradients_match_finite_differences():
 
 
 def test_gradient_reaches_vertices_and_camera_through_projection():
+    """Through the projection, the depth buffer's gradients in the world vertices and the
+    camera translation equal central differences (float64; steps that change no pixel's face)."""
+    D = torch.float64
     v, f = _sphere(2)
-    K, R, t = _cams(1, 32, 32)
-    v = v.clone().requires_grad_(True)
-    t = t.clone().requires_grad_(True)
-    frags = rasterize(v, f, K, R, t, (32, 32), backend="bbox")
-    (frags.zbuf * (frags.pix_to_face >= 0)).sum().backward()
-    assert v.grad.abs().sum() > 0 and t.grad.abs().sum() > 0
+    K, R, t = (x.to(D) for x in _cams(1, 32, 32))
+    v = v.to(D)
+    covered = rasterize(v, f, K, R, t, (32, 32), backend="bbox").pix_to_face
+    w = torch.randn(covered.shape, generator=torch.Generator().manual_seed(0), dtype=D)
+
+    def loss(vv, tt):
+        frags = rasterize(vv, f, K, R, tt, (32, 32), backend="bbox")
+        assert torch.equal(frags.pix_to_face, covered)  # small steps must not change coverage
+        return (frags.zbuf * w * (frags.pix_to_face >= 0)).sum()
+
+    vg, tg = v.clone().requires_grad_(True), t.clone().requires_grad_(True)
+    g_v, g_t = torch.autograd.grad(loss(vg, tg), (vg, tg))
+    gen = torch.Generator().manual_seed(1)
+    h = 1e-5
+    for _ in range(2):
+        dv, dt = torch.randn(v.shape, generator=gen, dtype=D), torch.randn(t.shape, generator=gen, dtype=D)
+        fd_v = float(loss(v + h * dv, t) - loss(v - h * dv, t)) / (2 * h)
+        fd_t = float(loss(v, t + h * dt) - loss(v, t - h * dt)) / (2 * h)
+        assert abs(fd_v) > 1.0 and abs(fd_t) > 1.0  # both directions move the depth buffer
+        assert float((g_v * dv).sum()) == pytest.approx(fd_v, rel=1e-6)
+        assert float((g_t * dt).sum()) == pytest.approx(fd_t, rel=1e-6)
 
 
 def test_faces_behind_camera_and_off_screen_are_empty():

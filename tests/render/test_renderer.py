@@ -47,14 +47,34 @@ def test_backends_agree_and_batch():
 
 
 def test_differentiable_in_texture_vertices_and_camera():
+    """The default backend's gradients in texture, vertices and camera translation against
+    central differences, for a weighted sum over pixels inside the quad (away from its
+    outline; a texture linear in uv, so that sampling has no kinks)."""
     verts, faces, uvs, K, R, t = _quad_scene()
-    verts = verts.clone().requires_grad_(True)
-    tex = torch.rand(1, 3, 16, 16, requires_grad=True)
-    t = t.clone().requires_grad_(True)
-    out = render_textured(verts, faces, uvs, faces, tex, K, R, t, (60, 80))
-    (out.image * torch.rand_like(out.image)).sum().backward()
-    for g in (verts.grad, tex.grad, t.grad):
-        assert g is not None and g.abs().sum() > 0
+    g = torch.Generator().manual_seed(0)
+    T = 16
+    u = (torch.arange(T) + 0.5) / T
+    ramp = torch.stack([0.2 + 0.6 * u[None, :].expand(T, T), 0.9 - 0.7 * u[:, None].expand(T, T),
+                        0.3 + 0.3 * u[None, :] + 0.3 * u[:, None]])[None]
+    weights = torch.zeros(1, 3, 60, 80)
+    weights[..., 20:40, 24:56] = torch.randn(1, 3, 20, 32, generator=g)  # the quad covers rows 14-45, columns 16-63
+
+    def f(v, x, tt):
+        out = render_textured(v, faces, uvs, faces, x, K, R, tt, (60, 80))
+        assert bool(out.mask[0, 0, 20:40, 24:56].all())
+        return (out.image * weights).sum()
+
+    args = [verts.clone().requires_grad_(True), ramp.clone().requires_grad_(True), t.clone().requires_grad_(True)]
+    grads = torch.autograd.grad(f(*args), args)
+    for k, name in enumerate(("verts", "texture", "t")):
+        d = torch.randn(args[k].shape, generator=g)
+        h = 0.1  # mm (under 0.1 px on screen), or texture units (the image is linear in the texture)
+        plus = [a.detach() + h * d if i == k else a.detach() for i, a in enumerate(args)]
+        minus = [a.detach() - h * d if i == k else a.detach() for i, a in enumerate(args)]
+        with torch.no_grad():
+            fd = float(f(*plus) - f(*minus)) / (2 * h)
+        assert abs(fd) > 1e-2, name  # the direction moves the image
+        assert float((grads[k] * d).sum()) == pytest.approx(fd, rel=2e-3, abs=1e-4), name
 
 
 def test_greyscale_and_shape_errors():
