@@ -306,8 +306,8 @@ class Avatar(nn.Module):
         return self.render_views(z, K[:, None], R[:, None], t[:, None], image_size, head_R, head_t)
 
     def mesh_mask(self, verts: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
-                 image_size: tuple[int, int], head_R: torch.Tensor | None = None,
-                 head_t: torch.Tensor | None = None) -> torch.Tensor:
+                  image_size: tuple[int, int], head_R: torch.Tensor | None = None,
+                  head_t: torch.Tensor | None = None) -> torch.Tensor:
         """Which pixels meshes of this avatar's topology cover, one camera per mesh (for a
         tracked mesh: the face mask training scores, and the evaluation's face pixels).
 

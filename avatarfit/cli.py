@@ -146,7 +146,8 @@ def build_parser() -> argparse.ArgumentParser:
     render.add_argument("--texture", default="average", help="'average' (default) or a camera id")
     render.add_argument("--compare", type=Path, help="also write photo | rendering | error x4 to this PNG")
     render.add_argument("--background", type=float, default=_default(SynthConfig, "background"),
-                        help=f"grey level of empty pixels (default {_default(SynthConfig, 'background')}, as avatarfit synth)")
+                        help=f"grey level of empty pixels (default {_default(SynthConfig, 'background')}, as "
+                        "avatarfit synth)")
     render.add_argument("--backend", choices=("auto", "bbox", "pytorch3d"), default="auto")
 
     hmc = sub.add_parser("hmc", help="render synthetic head-mounted-camera views and 2D keypoints of a capture",
@@ -259,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "previous frame's code; reports jitter (mean frame-to-frame vertex motion) next to the truth's")
     ft.add_argument("--smoothness", type=float, metavar="W", help="with --sequence: weight pulling each code towards "
                     f"the previous frame's (default {cfg('smoothness'):g})")
-    ft.add_argument("--seed", type=int, default=job("seed"), help=f"seed of the headset pose noise (default {job('seed')})")
+    ft.add_argument("--seed", type=int, default=job("seed"),
+                    help=f"seed of the headset pose noise (default {job('seed')})")
     ft.add_argument("--device", default=job("device"), help="auto (CUDA when available), cpu, cuda or cuda:N (default "
                     f"{job('device')})")
     ft.add_argument("--overwrite", action="store_true", help="discard what --out holds and start again")
@@ -395,10 +397,11 @@ def _add_hmc_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--capture", type=Path, required=True, help="capture folder (Multiface layout, with landmarks.txt)")
     p.add_argument("--out", type=Path, help="folder receiving hmc/ and keypoints/ (default: the capture folder)")
     p.add_argument("--config", type=Path, help="YAML file of HmcConfig settings")
-    p.add_argument("--views-size", type=_image_size, metavar="HxW", help=f"HMC image size (default {_hw(d('views_size'))})")
+    p.add_argument("--views-size", type=_image_size, metavar="HxW",
+                   help=f"HMC image size (default {_hw(d('views_size'))})")
     p.add_argument("--pose-noise-rot", type=float, metavar="DEG",
-                   help=f"std of the headset rotation per axis (default {d('pose_noise_rot'):g}; 0.5 is about 1.6 px at "
-                   "120x160)")
+                   help=f"std of the headset rotation per axis (default {d('pose_noise_rot'):g}; 0.5 is about 1.6 "
+                   "px at 120x160)")
     p.add_argument("--pose-noise-trans", type=float, metavar="MM",
                    help=f"std of the headset shift per axis (default {d('pose_noise_trans'):g})")
     p.add_argument("--seed", type=int, help=f"seed of the headset poses and augmentations (default {d('seed')})")

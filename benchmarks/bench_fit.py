@@ -5,7 +5,8 @@
    for the default fit (each pixel's face kept between steps, ``raster_every=8``), for
    the rasteriser's hard test run every step (``raster_every=1``, the previous code
    path's rasterisation schedule), with antialiasing off (hard outlines, the cost before
-   the target there: antialiasing costs at most 25 % more) and for PyTorch3D's rasteriser (``backend=pytorch3d``,
+   antialiased ones; the target there: antialiasing costs at most 25 % more) and for
+   PyTorch3D's rasteriser (``backend=pytorch3d``,
    every step; slow on a CPU, so only at the smallest batch unless ``--reference-all``).
    All 200 steps are timed by default (vertices move most in the first steps, so the
    kept faces are rasterised again most often there: a shorter ``--steps`` scaled to 200

@@ -36,7 +36,8 @@ def main() -> None:
         source = TargetSource.for_avatar(cap, avatar)
         target = source.build(args.kind, refs)
         t0 = time.perf_counter()
-        s = score_fit(avatar, target, fit(avatar, target, FitConfig(lr=args.lr, lambda_latent=args.lambda_latent))).summary()
+        result = fit(avatar, target, FitConfig(lr=args.lr, lambda_latent=args.lambda_latent))
+        s = score_fit(avatar, target, result).summary()
         print(f"| {run} | {args.kind} | {s['psnr_init']:.2f} -> {s['psnr']:.2f} | {s['geom_mm_init']:.3f} -> "
               f"{s['geom_mm']:.3f} | {s['steps_mean']:.1f} | {(time.perf_counter() - t0) / len(refs):.2f} |", flush=True)
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# One prepared GPU check (issue 20): smoke test of every stage on CUDA, fitting frames/s
+# One prepared GPU check: smoke test of every stage on CUDA, fitting frames/s
 # (small and paper scale, batch 1-256), training steps/s at paper scale, peak memory and
 # a NaN hunt over 256 HMC fits. Under 8 minutes on one H100/H200; prints everything.
 #   bash benchmarks/gpu_check.sh            # on a machine with a GPU, after `pip install -e .`

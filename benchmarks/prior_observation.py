@@ -33,7 +33,7 @@ def prior_mean_geometry(avatar: Avatar, capture: Capture, augment: bool) -> tupl
     truth = torch.stack([capture.vertices(r.segment, r.frame) for r in refs])
     views = torch.stack([observer.observe(r) for r in refs])
     with torch.no_grad():
-        z = avatar.model.prior.mean(avatar.model.prior.params(views))
+        z, _ = avatar.prior_mean(views)
         geom = float((avatar.geometry(z) - truth).norm(dim=-1).mean())
     still = float((truth - avatar.vert_mean).norm(dim=-1).mean())
     return geom, 1.0 - geom / still

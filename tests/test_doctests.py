@@ -6,8 +6,8 @@ import importlib
 
 import pytest
 
-MODULES = ["avatarfit.render.renderer", "avatarfit.data.cache", "avatarfit.data.capture", "avatarfit.synth.hmc", "avatarfit.observe",
-           "avatarfit.fit"]
+MODULES = ["avatarfit.render.renderer", "avatarfit.data.cache", "avatarfit.data.capture", "avatarfit.synth.hmc",
+           "avatarfit.observe", "avatarfit.fit"]
 
 
 @pytest.mark.parametrize("name", MODULES)

@@ -7,6 +7,7 @@ from .splits import SPLIT_WORDS, check_segment_names, refuse_split_names
 
 __all__ = ["select_frames", "select_refs"]
 
+
 def select_frames(capture: Capture, spec: str | None, argument: str = "--frames") -> list[FrameRef]:
     """Frames picked by ``spec``, in frame-list order, without repeats.
 

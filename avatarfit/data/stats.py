@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from .._io import read_png, write_bytes_atomic, write_png, write_text_atomic
-from ..errors import FormatError, ShapeError
+from ..errors import FormatError, InvalidValueError
 from .layout import Layout
 
 __all__ = ["NormStats", "read_stats", "write_stats", "compute_stats", "read_scalar", "resize_texture",
@@ -141,7 +141,7 @@ def _moments(arrays: Iterable[torch.Tensor]) -> tuple[torch.Tensor, float]:
         squares = a.square() if squares is None else squares + a.square()
         n += 1
     if n == 0:
-        raise ShapeError("compute_stats: needs at least one texture and one vertex array")
+        raise InvalidValueError("compute_stats: needs at least one texture and one vertex array")
     mean = total / n
     return mean, float((squares / n - mean.square()).mean().clamp_min(1e-8))
 

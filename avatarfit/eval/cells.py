@@ -120,7 +120,7 @@ def run_cell(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def cell_args(config: EvalConfig, cell: Cell, run: Path, capture: Path, cells_dir: Path,
-               spec: dict[str, Any], grid=None) -> dict[str, Any]:
+              spec: dict[str, Any], grid=None) -> dict[str, Any]:
     task = TASKS[cell.task]
     f = config.fit
     return {"kind": task.kind, "pose": task.pose, "run": str(run), "capture": str(capture), "device": config.device,

@@ -163,7 +163,8 @@ class EvalConfig:
             raise ValueError(f"models: unknown model(s) {unknown}; expected some of {list(MODELS)}")
         bad = [t for t in self.tables if t not in TABLES]
         if bad or not self.tables:
-            raise ValueError(f"tables: unknown table(s) {bad}; expected some of {list(TABLES)} (LiP-Flow, supplementary Tables 6-9)")
+            raise ValueError(f"tables: unknown table(s) {bad}; expected some of {list(TABLES)} (LiP-Flow, "
+                             "supplementary Tables 6-9)")
         for m in self.models:
             need = MODELS[m].pretrained
             if need and need not in self.models:

@@ -23,7 +23,7 @@ def _worker_init(threads: int) -> None:
 
 
 def run_cells(config: EvalConfig, capture: Path, runs: dict[str, Path], cells_dir: Path, cells: list[Cell],
-               progress: bool, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
+              progress: bool, log: Callable[[str], None]) -> dict[str, dict[str, Any]]:
     """Run the cells not finished yet (``config.jobs`` processes); returns ``key -> summary``."""
     import multiprocessing
 

@@ -10,7 +10,7 @@ __all__ = ["units"]
 
 
 def units(refs: list[FrameRef], batch: int, sequence: bool,
-           group: Callable[[FrameRef], Any] | None = None) -> list[list[FrameRef]]:
+          group: Callable[[FrameRef], Any] | None = None) -> list[list[FrameRef]]:
     """Batches of frames. ``group``: a batch holds frames of one value of it only (recorded
     frames with and without ground truth, which is attached to a whole batch or not at all).
 

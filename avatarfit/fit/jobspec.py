@@ -111,7 +111,7 @@ def job_dict(job: FitJob) -> dict[str, Any]:
 
 
 def job_differences(old: dict[str, Any], new: dict[str, Any] | FitJob) -> list[str]:
-    """Keys in which a saved job (:func:`saved_job`) differs from ``new`` (a job or its
+    """Keys in which a saved job (:func:`~avatarfit.fit.folder.saved_job`) differs from ``new`` (a job or its
     :func:`job_dict`); a setting newer than the saved job (absent from it) counts only when
     ``new`` gives it another value than its default, so folders of earlier versions resume."""
     if isinstance(new, FitJob):

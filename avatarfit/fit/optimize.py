@@ -187,11 +187,12 @@ class FitResult:
         render: the fitted renderings in the target's cameras: ``(B, C, ch, H, W)`` images,
             or ``(B, 274, 2)`` keypoints.
         frontal, frontal_init: ``(B, 3, H, W)`` renderings in the ground truth's frontal
-            camera after and before fitting (``None`` without ground truth).
+            camera after and before fitting (``None`` until
+            :func:`~avatarfit.fit.score.score_fit` scores a target with ground truth).
         verts: ``(B, V, 3)`` fitted meshes, head-local mm.
         metrics: per-frame ``(B,)`` tensors, empty until a caller scores the fit against
             ground truth (:func:`~avatarfit.fit.score.score_fit`).
-        seconds: wall-clock time of the fit.
+        seconds: wall-clock time of the fit (optimising only; scoring is the caller's).
         photometric: ``(B, C, 2)`` the photometric model per HMC view at the best code
             (``FitConfig.photometric``; ``render`` includes it): gain and bias, and with
             ``shading`` ``(B, C, 5)``: also the light's x, y, z; else ``None``.
@@ -228,7 +229,8 @@ class FitResult:
 
     def summary(self) -> dict[str, float]:
         """Means over frames of every metric, steps and seconds per frame
-        (:func:`~avatarfit.fit.summary.summarise`)."""
+        (:func:`~avatarfit.fit.summary.summarise`: every key of ``SUMMARY_KEYS``, NaN where
+        the fit has not been scored or the metric does not apply)."""
         per_frame = torch.full((self.batch,), self.seconds / max(self.batch, 1))
         return summarise({k: v.cpu().numpy() for k, v in self.metrics.items()}, self.steps.numpy(),
                          self.failed.numpy(), per_frame.numpy())
@@ -387,8 +389,10 @@ def fit(avatar: Avatar, target, config: FitConfig = FitConfig(), *, init: torch.
 
     Args:
         avatar: the trained avatar (frozen here; put it on the device you want first).
-        target: a :class:`FrontalTarget`, :class:`MaskedFrontalTarget`, :class:`HMCTarget`
-            or :class:`KeypointTarget` on the avatar's device.
+        target: a :class:`~avatarfit.observe.targets.FrontalTarget`,
+            :class:`~avatarfit.observe.targets.MaskedFrontalTarget`,
+            :class:`~avatarfit.observe.targets.HMCTarget` or
+            :class:`~avatarfit.observe.targets.KeypointTarget` on the avatar's device.
         config: :class:`FitConfig`.
         init: ``(B, L)`` start instead of the prior's mean (sequence warm starts).
         previous: ``(B, L)`` codes the smoothness term pulls towards.

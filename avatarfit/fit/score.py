@@ -37,6 +37,8 @@ def score_fit(avatar: Avatar, target, result: FitResult) -> FitResult:
     ``hmc_psnr``, ``hmc_psnr_face`` (HMC targets whose truth has the views' face masks:
     :func:`hmc_metrics`).
     """
+    if result.render_init is None:
+        raise ValueError("result.render_init: the target's view of z_init is missing; score results of fit()")
     m = result.metrics
     init_pred = result.render_init
     if isinstance(target, KeypointTarget):

@@ -37,9 +37,9 @@ def fit_sequence(avatar: Avatar, target, config: FitConfig = FitConfig(), progre
 
     ``init``: the code ``(1, L)`` of the frame before the first one (a segment fitted in
     chunks), or ``{segment: (1, L)}`` for several; a segment without one starts from the
-    prior's mean. The result's ``z_start`` holds the warm starts; its ``z_init`` and
-    ``_init`` metrics are the prior's mean for every frame (what the frame would start
-    from alone).
+    prior's mean. The result's ``z_start`` holds the warm starts; its ``z_init`` (and
+    the ``_init`` metrics :func:`~avatarfit.fit.score.score_fit` computes from it) is the
+    prior's mean for every frame (what the frame would start from alone).
 
     Returns:
         The results of all frames (as one :class:`FitResult`, in the target's order) and

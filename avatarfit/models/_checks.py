@@ -1,10 +1,9 @@
-"""Pieces shared by the models: the input check, the conv tower, bounded log sigmas and the
-equalised linear layer."""
+"""Pieces shared by the models: the conv tower, bounded log sigmas and the equalised linear
+layer."""
 
 from __future__ import annotations
 
 import torch
-
 
 
 def conv_tower(in_channels: int, channels: tuple[int, ...]) -> torch.nn.Sequential:

@@ -43,8 +43,8 @@ def _camera(prefix: str, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor, B: i
     cx, cy = K[..., 0, 2], K[..., 1, 2]
     if bool(((cx <= 0) | (cx >= W) | (cy <= 0) | (cy >= H)).any()):
         raise InvalidValueError(f"{prefix}K: principal points (cx, cy) must lie inside the {H}x{W} images, found cx in "
-                         f"[{float(cx.min()):.1f}, {float(cx.max()):.1f}], cy in [{float(cy.min()):.1f}, "
-                         f"{float(cy.max()):.1f}] (an image of another size than the camera's?)")
+                                f"[{float(cx.min()):.1f}, {float(cx.max()):.1f}], cy in [{float(cy.min()):.1f}, "
+                                f"{float(cy.max()):.1f}] (an image of another size than the camera's?)")
 
 
 def _image(name: str, x: torch.Tensor, B: int, channels: tuple[int, ...], views: int | None = None) -> None:
@@ -324,8 +324,8 @@ class KeypointTarget(_Batch):
         outside = (p[:, 0] < 0) | (p[:, 0] > W) | (p[:, 1] < 0) | (p[:, 1] > H)
         if bool(outside.any()):
             q = p[outside][0].tolist()
-            raise InvalidValueError(f"points: {int(outside.sum())} visible keypoints lie outside the {H}x{W} image, e.g. "
-                             f"({q[0]:.1f}, {q[1]:.1f}); mark them hidden or check the camera")
+            raise InvalidValueError(f"points: {int(outside.sum())} visible keypoints lie outside the {H}x{W} image, "
+                                    f"e.g. ({q[0]:.1f}, {q[1]:.1f}); mark them hidden or check the camera")
 
 
 Target = FrontalTarget | MaskedFrontalTarget | HMCTarget | KeypointTarget

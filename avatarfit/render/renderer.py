@@ -265,7 +265,7 @@ class RenderOutput:
 
 @torch.no_grad()
 def mesh_mask(verts: torch.Tensor, faces: torch.Tensor, K: torch.Tensor, R: torch.Tensor, t: torch.Tensor,
-             image_size: tuple[int, int], *, backend: str = "auto") -> torch.Tensor:
+              image_size: tuple[int, int], *, backend: str = "auto") -> torch.Tensor:
     """Which pixels a batch of meshes covers, one camera per mesh (a tracked mesh's mask
     is the face mask training and the evaluation score).
 

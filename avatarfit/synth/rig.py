@@ -20,7 +20,6 @@ from .subject import CONTROLS, ExpressionRig
 __all__ = ["JawBand", "build_rig", "landmark_groups"]
 
 
-
 @dataclass(frozen=True)
 class JawBand:
     """Vertices inside the mouth (collapsed onto the lip line at rest) that open into a

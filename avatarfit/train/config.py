@@ -30,7 +30,7 @@ class DataConfig:
         validation: fraction of each segment's frames for early stopping, checkpoint choice
             and hyper-parameter searches (a contiguous block after the training frames).
         test: fraction of each segment's frames, at its end, for reported results only (see
-            :func:`avatarfit.train.data.split_frames`).
+            :func:`avatarfit.data.splits.split_frames`).
         hmc_source: ``memory`` (the HMC tool's in-memory API, generated once per frame
             with ``hmc`` settings) or ``files`` (``hmc/`` and ``keypoints/`` written by
             ``avatarfit hmc`` in the capture folder, or in ``hmc_dir``).

@@ -75,3 +75,8 @@ def test_the_saved_config_reads_back_from_the_output_folder(tmp_path):
     assert Path(again.subjects[1].capture) == (tmp_path / "cap").resolve()
     assert saved.read_text().startswith(f"# avatarfit evaluate: the resolved config (read from {path.resolve()})")
     assert again.models == config.models and again.tables == config.tables and again.fit == config.fit
+
+
+def test_the_tiny_config_has_every_model_and_table():
+    config = load_eval_config(REPO / "configs/eval/tiny.yaml")
+    assert config.tables == (6, 7, 8, 9) and len(config.models) == 10 and config.base_path().is_file()

@@ -175,7 +175,7 @@ def test_face_pixel_metrics_ignore_the_photo_outside_the_tracked_mesh(setup):
 
 def test_hmc_targets_score_every_pixel_and_report_outline_spill(setup):
     """No ground-truth face mask reaches the data term: a wrong background pixel costs as
-    much as a wrong face pixel (before issue 19 only the face mask was scored); a user's
+    much as a wrong face pixel (before antialiased outlines only the face mask was scored); a user's
     ``valid`` mask restricts the scoring; the fit reports spill outside the true face."""
     from avatarfit.fit.optimize import _data_term
 

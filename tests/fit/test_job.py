@@ -145,7 +145,7 @@ def test_the_avatar_records_its_splits_and_fits_name_them(dam_run, tiny_capture,
     assert avatar.info["splits"] == names
     for split in ("train", "validation", "test"):
         assert frames_of_split(avatar.info, dam_run, cap, split) == expected[split]
-    assert frames_of_split(avatar.info, dam_run, cap, "test") == expected["test"]  # heldout means test
+    assert frames_of_split(avatar.info, dam_run, cap, "heldout") == expected["test"]  # heldout means test
     assert not set(names["test"]) & (set(names["train"]) | set(names["validation"]))
     with pytest.raises(ValueError, match="'test' names a split of a trained avatar's frames"):
         select_frames(cap, "test")
@@ -206,7 +206,8 @@ def test_a_perturbed_headset_pose_is_recovered(dam_run, tiny_capture):
     for i, name in enumerate(moved.names):
         assert m["headset_mm"][i] < 0.3 * m["headset_mm_init"][i], (name, m)
         assert m["headset_deg"][i] < 0.3 * m["headset_deg_init"][i], (name, m)
-    kept = score_fit(avatar, target, fit(avatar, target, FitConfig(steps=5)))  # pose not fitted: the error stays the noise
+    # pose not fitted: the error stays the noise
+    kept = score_fit(avatar, target, fit(avatar, target, FitConfig(steps=5)))
     torch.testing.assert_close(kept.metrics["headset_mm"], kept.metrics["headset_mm_init"])
 
 
