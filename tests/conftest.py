@@ -109,12 +109,17 @@ def tiny_hmc(tiny_capture, tmp_path_factory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def dam_run(tiny_capture, tmp_path_factory):
-    """A DAM trained for a few steps (the pretrained model of DAM-HMC-Reg)."""
+def train_tiny(variant: str, capture: Path, tmp_path_factory) -> Path:
+    """A run of ``variant`` trained for a few steps on ``capture`` (tests.train.conftest.tiny_config)."""
     from avatarfit.train import train
     from tests.train.conftest import tiny_config
 
-    out = tmp_path_factory.mktemp("runs") / "dam"
-    train(tiny_config("dam"), tiny_capture, out, progress=False)
+    out = tmp_path_factory.mktemp("runs") / variant
+    train(tiny_config(variant), capture, out, progress=False)
     return out
+
+
+@pytest.fixture(scope="session")
+def dam_run(tiny_capture, tmp_path_factory):
+    """A DAM trained for a few steps (the pretrained model of DAM-HMC-Reg)."""
+    return train_tiny("dam", tiny_capture, tmp_path_factory)

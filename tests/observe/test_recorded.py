@@ -21,6 +21,7 @@ from avatarfit.observe.recorded import RecordedHmc
 from avatarfit.observe.sources import TargetSource
 from avatarfit.synth.hmc import HmcConfig
 from avatarfit.synth.hmc_write import write_hmc
+from tests.conftest import train_tiny
 
 CLEAN = HmcConfig(views_size=(120, 160), augment=False)  # TargetSource's in-memory views
 
@@ -35,12 +36,7 @@ def clean_rec(tiny_capture, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def lip_hmc_run(tiny_capture, tmp_path_factory):
-    from avatarfit.train import train
-    from tests.train.conftest import tiny_config
-
-    out = tmp_path_factory.mktemp("runs") / "lip_flow_hmc"
-    train(tiny_config("lip_flow"), tiny_capture, out, progress=False)
-    return out
+    return train_tiny("lip_flow", tiny_capture, tmp_path_factory)
 
 
 def test_recorded_clean_files_are_the_target_made_in_memory(tiny_capture, clean_rec):
