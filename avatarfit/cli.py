@@ -79,26 +79,8 @@ def _add_synth_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--backend", choices=("auto", "bbox", "pytorch3d"), help="rasteriser (default auto: bbox on CPU)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="avatarfit",
-        description="Fit personalised face avatars to partial observations (LiP-Flow). "
-        "Captures use the Multiface layout; cameras are OpenCV (K in pixels, [R|t] world-to-camera), units mm.",
-        epilog=_EXAMPLES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    from . import __version__
-    from .demo import run_demo
-    from .fit.job import FitJob
-    from .fit.optimize import DEFAULT_LAMBDA_LATENT, FitConfig
-    from .inspect.interpolate import interpolate_frames
-    from .inspect.job import inspect_latents
-    from .synth.generate import SynthConfig
-
-    parser.add_argument("--version", action="version", version=f"avatarfit {__version__}")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    sub.required = True
-
+def _add_demo(sub, full: bool) -> None:
+    """``avatarfit demo``: listed always, its arguments only when ``full``."""
     demo = sub.add_parser("demo", help="train a small DAM and LiP-Flow-HMC on a synthetic subject and fit both to "
                           "head-mounted-camera views (3-7 minutes on 2 CPU cores; cached)",
                           description="The library's main job end to end, offline: generate a small synthetic capture, "
@@ -113,10 +95,14 @@ def build_parser() -> argparse.ArgumentParser:
                           "  fits/MODEL/           avatarfit fit outputs (metrics.json, strips/, tb/)\n"
                           "  runs/MODEL/           training runs (avatar.pt, tb/); capture/: the synthetic capture\n"
                           "  summary.json          the printed table's numbers")
+    if not full:
+        return
+    from .demo import run_demo
+
     demo.add_argument("--out", type=Path, default=Path(_default(run_demo, "out")),
                       help=f"output folder (default: ./{_default(run_demo, 'out')})")
-    demo.add_argument("--subject", choices=("procedural", "james"), default="procedural",
-                      help="procedural (default, offline) or james (real scan, fetched once)")
+    demo.add_argument("--subject", choices=("procedural", "james"), default=_default(run_demo, "subject"),
+                      help=f"procedural (offline) or james (real scan, fetched once); default {_default(run_demo, 'subject')}")
     demo.add_argument("--seed", type=int, default=_default(run_demo, "seed"),
                       help=f"seed of the subject and its performances (default {_default(run_demo, 'seed')})")
     demo.add_argument("--minutes", type=float, default=_default(run_demo, "minutes"),
@@ -124,20 +110,32 @@ def build_parser() -> argparse.ArgumentParser:
                       "the models train 900 and 750 steps, about 4.5 min on 2 cores)")
     demo.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_synth(sub, full: bool) -> None:
+    """``avatarfit synth``: listed always, its arguments only when ``full``."""
     synth = sub.add_parser("synth", help="write a synthetic multi-view capture in the Multiface layout",
                            description="Render a synthetic subject performing random expressions into a dome of "
                            "cameras and write photos, tracked meshes, head poses, unwrapped textures and statistics "
                            "in the Multiface layout. Options override the --config YAML (see configs/synth/).",
                            epilog=_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if not full:
+        return
     synth.add_argument("--out", type=Path, required=True, help="capture folder to write")
     synth.add_argument("--config", type=Path, help="YAML file of SynthConfig settings")
     _add_synth_args(synth)
     synth.add_argument("--overwrite", action="store_true", help="replace the capture in a non-empty --out")
     synth.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_render(sub, full: bool) -> None:
+    """``avatarfit render``: listed always, its arguments only when ``full``."""
     render = sub.add_parser("render", help="render a frame of a capture from one of its cameras",
                             description="Render the tracked mesh of one frame with its average texture (or one "
                             "camera's unwrapped texture) from a capture camera; print PSNR against the photo.")
+    if not full:
+        return
+    from .synth.generate import SynthConfig
+
     render.add_argument("capture", type=Path, help="capture folder (Multiface layout)")
     render.add_argument("--segment", required=True)
     render.add_argument("--frame", required=True, help="frame id as in frame_list.txt, e.g. 000000")
@@ -150,6 +148,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "avatarfit synth)")
     render.add_argument("--backend", choices=("auto", "bbox", "pytorch3d"), default="auto")
 
+
+def _add_hmc(sub, full: bool) -> None:
+    """``avatarfit hmc``: listed always, its arguments only when ``full``."""
     hmc = sub.add_parser("hmc", help="render synthetic head-mounted-camera views and 2D keypoints of a capture",
                          description="For every frame of a capture: sample a headset pose around the rig's nominal "
                          "pose, render the tracked mesh with its average texture into the three head-mounted cameras "
@@ -158,8 +159,13 @@ def build_parser() -> argparse.ArgumentParser:
                          "keypoints (68 landmarks + 206 surface points) with visibility into the frontal camera. "
                          "Options override the --config YAML (see configs/hmc/).",
                          epilog=_HMC_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if not full:
+        return
     _add_hmc_args(hmc)
 
+
+def _add_train(sub, full: bool) -> None:
+    """``avatarfit train``: listed always, its arguments only when ``full``."""
     tr = sub.add_parser("train", help="train a DAM / LiP-Flow variant on a capture",
                         description="Train one model variant (DAM, DAM-Flow, DAM-HMC-Enc, DAM-HMC-Reg, LiP-KL, LiP-Flow; "
                         "HMC- or keypoint-conditioned) on a capture: L = sum over views lambda_I * image loss (rendered "
@@ -168,6 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "TensorBoard logs (tensorboard --logdir RUN/tb). Several processes: torchrun --standalone --nproc_per_node N "
                         "-m avatarfit.cli train ...",
                         epilog=_TRAIN_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if not full:
+        return
     tr.add_argument("--config", type=Path, help="training YAML (configs/train/small/*.yaml for a CPU, "
                     "configs/train/paper/*.yaml for GPUs); optional with --resume")
     tr.add_argument("--capture", type=Path, required=True, help="capture folder (Multiface layout)")
@@ -178,14 +186,22 @@ def build_parser() -> argparse.ArgumentParser:
                     help="override a config value, e.g. --set train.steps=500 --set model.dam.latent=32 (repeatable)")
     tr.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_export_avatar(sub, full: bool) -> None:
+    """``avatarfit export-avatar``: listed always, its arguments only when ``full``."""
     ex = sub.add_parser("export-avatar", help="write the self-contained avatar file of a training run",
                         description="Build avatar.pt (model, normalisation statistics, topology, keypoint definition, "
                         "background) from a run's best checkpoint and the capture it was trained on. avatarfit train "
                         "writes it by itself; this is for runs from before avatar files, or to write it elsewhere.")
+    if not full:
+        return
     ex.add_argument("--run", type=Path, required=True, help="run folder (its best.pt) or a checkpoint file")
     ex.add_argument("--capture", type=Path, required=True, help="the capture the run was trained on")
     ex.add_argument("--out", type=Path, help="avatar file (default: avatar.pt beside the checkpoint)")
 
+
+def _add_fit(sub, full: bool) -> None:
+    """``avatarfit fit``: listed always, its arguments only when ``full``."""
     ft = sub.add_parser("fit", help="fit a trained avatar to frames of a capture (frontal, masked, HMC or keypoints)",
                         description="Inference-time fitting (LiP-Flow, supplementary H.2): for each frame, Adam on the latent code "
                         "(and with --fit-headset the 6-DoF headset pose) minimising the data term on the target's visible "
@@ -199,6 +215,11 @@ def build_parser() -> argparse.ArgumentParser:
                         "on the starting face's pixels, and the headset pose; scores that need ground truth are null "
                         "without it. Interrupted? Run the same command again: finished batches are kept.",
                         epilog=_FIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if not full:
+        return
+    from .fit.job import FitJob
+    from .fit.optimize import DEFAULT_LAMBDA_LATENT, FitConfig
+
     ft.add_argument("--run", type=Path, required=True, help="run folder of avatarfit train (its avatar.pt) or an avatar file")
     ft.add_argument("--capture", type=Path, help="capture folder of the same subject (Multiface layout); optional with "
                     "--hmc-dir, where it adds ground truth (photo, tracked mesh) for the recorded frames it lists")
@@ -267,6 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
     ft.add_argument("--overwrite", action="store_true", help="discard what --out holds and start again")
     ft.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+
+def _add_inspect_latents(sub, full: bool) -> None:
+    """``avatarfit inspect-latents``: listed always, its arguments only when ``full``."""
     il = sub.add_parser("inspect-latents", help="TensorBoard projector and variance of a trained prior's samples",
                         description="For N inputs of a capture (HMC views, or keypoints for a KPT run), draw S samples "
                         "from each predicted prior N(mu_p, sigma_p), map them into the decoder's space with F^-1 "
@@ -278,6 +302,10 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="example:\n  avatarfit inspect-latents --run runs/lip_flow_hmc --capture CAP --logdir "
                         "tb/latents && tensorboard --logdir tb/latents",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    if not full:
+        return
+    from .inspect.job import inspect_latents
+
     _add_run_args(il)
     il.add_argument("--logdir", type=Path, required=True, help="TensorBoard folder to write")
     il.add_argument("--inputs", type=int, default=_default(inspect_latents, "inputs"),
@@ -288,6 +316,9 @@ def build_parser() -> argparse.ArgumentParser:
     il.add_argument("--seed", type=int, default=_default(inspect_latents, "seed"),
                     help=f"seed of the samples (default {_default(inspect_latents, 'seed')})")
 
+
+def _add_interpolate(sub, full: bool) -> None:
+    """``avatarfit interpolate``: listed always, its arguments only when ``full``."""
     ip = sub.add_parser("interpolate", help="render codes interpolated between two frames",
                         description="z' = a z1 + (1 - a) z2 for a from 1 to 0, between the codes of two tracked frames "
                         "(their DAM-encoder means; the prior's mean for DAM-HMC-Enc), in the decoder's space Q or in "
@@ -297,6 +328,10 @@ def build_parser() -> argparse.ArgumentParser:
                         epilog="example:\n  avatarfit interpolate --run runs/lip_flow_hmc --capture CAP --from "
                         "E001_Jaw_Open/000003 --to E002_Smile_Left/000031 --space p --out strip.png",
                         formatter_class=argparse.RawDescriptionHelpFormatter)
+    if not full:
+        return
+    from .inspect.interpolate import interpolate_frames
+
     _add_run_args(ip)
     ip.add_argument("--from", dest="first", required=True, metavar="SEG/FRAME", help="first frame (a = 1)")
     ip.add_argument("--to", dest="second", required=True, metavar="SEG/FRAME", help="second frame (a = 0)")
@@ -306,6 +341,10 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"where to mix the codes (default {_default(interpolate_frames, 'space')})")
     ip.add_argument("--out", type=Path, required=True, help="PNG strip to write")
     ip.add_argument("--logdir", type=Path, help="also log the strip to TensorBoard here")
+
+
+def _add_evaluate(sub, full: bool) -> None:
+    """``avatarfit evaluate``: listed always, its arguments only when ``full``."""
     ev = sub.add_parser("evaluate", help="reproduce the paper's Tables 6-9: train every variant, fit, tabulate, plot",
                         description="Trains (or reuses) every model the configured tables need on each subject, runs "
                         "every cell on test frames (the prior encoder's and the DAM encoder's decodings; fits to "
@@ -314,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "and task (LiP-Flow, supplementary H.2), and writes the tables in the paper's layout. Every cell is saved as "
                         "it finishes: --resume continues an interrupted evaluation without recomputing anything.",
                         epilog=_EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    if not full:
+        return
     ev.add_argument("--config", type=Path, required=True,
                     help="evaluation YAML: configs/eval/small.yaml (2-core CPU) or configs/eval/paper.yaml (GPUs)")
     ev.add_argument("--subjects", nargs="+", metavar="NAME", help="only these subjects of the config (default: all)")
@@ -324,6 +365,33 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--jobs", type=int, help="processes side by side (default: the config's jobs)")
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's device")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+#: Each command's parser, in ``--help`` order.
+_PARSERS = {"demo": _add_demo, "synth": _add_synth, "render": _add_render, "hmc": _add_hmc, "train": _add_train,
+            "export-avatar": _add_export_avatar, "fit": _add_fit, "inspect-latents": _add_inspect_latents,
+            "interpolate": _add_interpolate, "evaluate": _add_evaluate}
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser of every command; with ``command``, only that command's arguments are
+    added (the others list their name and summary; ``""``: none's), so that ``avatarfit --help`` and each
+    command start without importing what the others need for their defaults (which come
+    from the library's dataclasses)."""
+    parser = argparse.ArgumentParser(
+        prog="avatarfit",
+        description="Fit personalised face avatars to partial observations (LiP-Flow). "
+        "Captures use the Multiface layout; cameras are OpenCV (K in pixels, [R|t] world-to-camera), units mm.",
+        epilog=_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from . import __version__
+
+    parser.add_argument("--version", action="version", version=f"avatarfit {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+    for name, add in _PARSERS.items():
+        add(sub, command is None or command == name)
     return parser
 
 
@@ -673,7 +741,9 @@ def _cmd_demo(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``avatarfit`` console script; returns the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(command if command in _PARSERS else "")  # "": no command's arguments (top-level help)
     args = parser.parse_args(argv)
     from .errors import AvatarfitError
 

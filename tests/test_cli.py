@@ -125,3 +125,12 @@ def test_defaults_live_in_the_dataclasses_the_cli_fills(monkeypatch):
     again = fit_parser()
     assert again.parse_args(["--run", "R", "--target", "hmc", "--out", "O"]).batch == 5
     assert "(default 5)" in " ".join(again.format_help().split())
+
+
+def test_top_level_help_starts_without_torch():
+    """``avatarfit --help`` lists the commands without importing what they need."""
+    code = ("import sys\nfrom avatarfit.cli import main\ntry:\n    main(['--help'])\nexcept SystemExit:\n    pass\n"
+            "print('torch imported:', 'torch' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert "fit" in proc.stdout and "evaluate" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.stdout.strip().endswith("torch imported: False"), proc.stdout[-500:]
