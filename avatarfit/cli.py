@@ -213,7 +213,10 @@ def _add_fit(sub, full: bool) -> None:
                         "vertex error in mm). With --hmc-dir the HMC views are recorded ones read from files (the "
                         "prior observes them too), fitted by default with a gain, bias and Lambertian light per view "
                         "on the starting face's pixels, and the headset pose; scores that need ground truth are null "
-                        "without it. Interrupted? Run the same command again: finished batches are kept.",
+                        "without it. Interrupted? Run the same command again: finished batches are kept. Across GPUs: "
+                        "torchrun --nproc-per-node N -m avatarfit.cli -- fit ... (the '--' keeps torchrun from "
+                        "reading --run as its own --run-path): each process fits every N-th batch on GPU LOCAL_RANK, "
+                        "and the outputs are those of one process.",
                         epilog=_FIT_EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     if not full:
         return
@@ -634,7 +637,13 @@ def _cmd_fit(args) -> None:
                  batch=args.batch, sequence=args.sequence, search=args.search, pose_noise_rot=args.pose_noise_rot,
                  pose_noise_trans=args.pose_noise_trans, seed=args.seed, device=args.device, fit=config,
                  hmc_dir=optional(args.hmc_dir), rig=optional(args.rig))
-    report = run_fit_job(job, args.out, overwrite=args.overwrite, progress=not args.no_progress)
+    import os
+
+    main_process = os.environ.get("RANK", "0") == "0"  # under torchrun, the others print nothing
+    report = run_fit_job(job, args.out, overwrite=args.overwrite, progress=not args.no_progress,
+                         log=print if main_process else (lambda message: None))
+    if not main_process:
+        return
     s = report.summary
     print(f"fitted {report.fitted_now} frames now ({s['frames']} in all) with lr {report.config.lr:g}, lambda_L "
           f"{report.config.lambda_latent:g}: {s['seconds_per_frame']:.2f} s/frame, {s['steps_mean']:.1f} steps/frame"

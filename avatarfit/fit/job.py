@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,7 @@ from ..data.splits import SPLIT_WORDS, frames_of_split, spread
 from ..data.selection import select_frames, select_refs
 from ..data.stats import identity_distance, read_stats
 from ..device import resolve_device
+from ..distributed import DistInfo, cleanup, setup, share, total, wait_all
 from ..errors import FitFailedError, FormatError
 from ..observe.recorded import RecordedHmc
 from ..observe.sources import TargetSource
@@ -104,8 +106,9 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
         PermissionError: ``out`` cannot be written.
         FitFailedError: every setting of the search diverged, or the GPU ran out of memory.
     """
+    info = _processes(job)
     try:
-        return _run_fit_job(job, Path(out), overwrite, progress, log)
+        return _run_fit_job(job, Path(out), overwrite, progress, log, info)
     except torch.cuda.OutOfMemoryError:
         kept = sorted((Path(out) / "parts").glob("*.npz"))
         where = f"--sequence fits a frame of up to {job.batch} segments together, and builds {job.batch} frames " \
@@ -113,9 +116,46 @@ def run_fit_job(job: FitJob, out: str | Path, *, overwrite: bool = False, progre
         raise FitFailedError(f"--device {job.device}: the GPU ran out of memory ({where}); lower --batch (now "
                              f"{job.batch}), with another --out or --overwrite: the {len(kept)} finished batches in "
                              f"{Path(out) / 'parts'} are kept, but another --batch cannot reuse them") from None
+    finally:
+        cleanup(info)
 
 
-def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: Callable[[str], None]) -> FitReport:
+def _processes(job: FitJob) -> DistInfo:
+    """This process's share of the job: the only one, or one of several that ``torchrun``
+    started (each on GPU ``LOCAL_RANK`` with CUDA), which fit disjoint batches."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return DistInfo(0, 1, resolve_device(job.device))
+    if job.device.startswith("cuda:"):
+        raise ValueError(f"--device {job.device}: under torchrun each process fits on GPU LOCAL_RANK; give --device "
+                         "cuda (or auto)")
+    if job.sequence:
+        raise ValueError("--sequence: a segment's frames are fitted in order, one after another; run sequence jobs "
+                         "in one process (not under torchrun)")
+    return setup(job.device, "--device")
+
+
+def _from_main(info: DistInfo, work: Callable[[], Any]) -> Any:
+    """``work()`` run by the main process, its result on every process (its error too:
+    re-raised by the main process, named on the others)."""
+    if info.world == 1:
+        return work()
+    outcome: tuple[str, Any] = ("ok", None)
+    error = None
+    if info.main:
+        try:
+            outcome = ("ok", work())
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after the others heard of it
+            error, outcome = exc, ("error", f"{type(exc).__name__}: {exc}")
+    outcome = share(outcome, info)
+    if error is not None:
+        raise error
+    if outcome[0] == "error":
+        raise RuntimeError(f"rank {info.rank}: the main process (rank 0) stopped the job: {outcome[1]}")
+    return outcome[1]
+
+
+def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: Callable[[str], None],
+                 info: DistInfo) -> FitReport:
     from tqdm.auto import tqdm
 
     run_path = Path(job.run)
@@ -136,7 +176,7 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
         refs = select_refs(recorded.frames(), job.frames, "--frames", "the recording", str(recorded.layout.hmc_dir))
     if recorded is not None:
         recorded.check(refs)
-    device = resolve_device(job.device)
+    device = info.device
     avatar = avatar.to(device)
     source = TargetSource.for_avatar(capture, avatar, recorded=recorded)
 
@@ -144,69 +184,48 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
         return source.build(job.target, frames, pose_noise_rot=job.pose_noise_rot,
                             pose_noise_trans=job.pose_noise_trans, seed=job.seed).to(device)
 
-    prepare_out(out, job, overwrite)
+    _from_main(info, lambda: prepare_out(out, job, overwrite))
     batches = units(refs, job.batch, job.sequence, source.has_truth if recorded is not None else None)
     # Finished batches are read (and checked) before anything new is computed or written.
+    # Several processes (torchrun): each fits every world-th batch, from its rank on.
+    mine = [k for k in range(len(batches)) if k % info.world == info.rank]
     finished: dict[int, dict[str, np.ndarray]] = {}
-    for k, unit in enumerate(batches):
+    for k in mine:
+        unit = batches[k]
         path = out / "parts" / f"{k:05d}.npz"
         if path.is_file():
             finished[k] = load_part(path)
             if [str(n) for n in finished[k]["names"]] != [f"{r.segment}/{r.frame}" for r in unit]:
                 raise FormatError(path, "holds other frames than this job's batch; --overwrite to start again")
     config = job.fit  # lambda_L already resolved for the target kind (FitJob)
-    search_doc = None
-    search_file = out / "search.json"
-    if job.search:
-        if job.grid is not None and len(job.grid[0]) == len(job.grid[1]) == 1:
-            search_doc = {"lr": job.grid[0][0], "lambda_latent": job.grid[1][0], "criterion": "single pair",
-                          "frames": [], "table": []}
-        elif search_file.is_file():
-            search_doc = read_search(search_file)
-            log(f"search: reusing {search_file} (lr {search_doc['lr']}, lambda_L {search_doc['lambda_latent']})")
-        else:
-            # Settings are chosen on validation frames, never on the frames reported.
-            validation = frames_of_split(avatar.info, run_path, pool, "validation")
-            first = validation[:job.search_frames] if job.search_frames else validation[:job.batch]
-            if recorded is not None:
-                recorded.check(first)
-            batch = build(first)
-            label = "frontal PSNR (dB)" if batch.truth is not None else "data term"
-            which = "the paper's grid" if job.grid is None else f"lr {list(job.grid[0])} x lambda_L {list(job.grid[1])}"
-            log(f"search: {which} for {job.target} targets on {len(first)} validation frames, judged by {label}")
-            # One setting per fit: a batched search can score a setting differently (rounding
-            # that kept faces amplify over 200 steps; benchmarks/bench_fit.py, section 3).
-            res = search_hyperparameters(avatar, batch, job.target, base=config, grid=job.grid,
-                                         progress=lambda lr, lam, s: log(f"  lr {lr:g}, lambda_L {lam:g}: {s:.4f}"),
-                                         max_batch=batch.batch)
-            search_doc = {"lr": res.lr, "lambda_latent": res.lambda_latent, "criterion": res.criterion,
-                          "frames": [f"{r.segment}/{r.frame}" for r in first],
-                          "table": [{"lr": a, "lambda_latent": b, "score": c} for a, b, c in res.table]}
-            write_text_atomic(search_file, json.dumps(json_safe(search_doc), indent=1))
+    search_doc = _from_main(info, lambda: _search(job, out, avatar, run_path, pool, recorded, build, log)) \
+        if job.search else None
+    if search_doc is not None:
         config = dataclasses.replace(config, lr=float(search_doc["lr"]),
                                      lambda_latent=float(search_doc["lambda_latent"]))
-    write_config(out, job, config, avatar, refs)
+    _from_main(info, lambda: write_config(out, job, config, avatar, refs))
 
     from torch.utils.tensorboard import SummaryWriter
 
     (out / "parts").mkdir(exist_ok=True)
     (out / "strips").mkdir(exist_ok=True)
-    writer = SummaryWriter(str(out / "tb"))
+    writer = SummaryWriter(str(out / "tb"), filename_suffix=f".rank{info.rank}" if info.world > 1 else "")
     done = sum(len(batches[k]) for k in finished)
-    bar = tqdm(total=len(refs), initial=done, unit="frame", desc=f"fit {job.target}", disable=not progress)
-    parts: list[dict[str, np.ndarray]] = []
+    bar = tqdm(total=sum(len(batches[k]) for k in mine), initial=done, unit="frame", desc=f"fit {job.target}",
+               disable=not progress or not info.main)
+    parts: dict[int, dict[str, np.ndarray]] = {}
     fitted_now = 0
-    position = 0
-    last_z: dict[str, torch.Tensor] = {}  # sequence mode: each segment's last fitted code
+    starts = np.cumsum([0] + [len(u) for u in batches])  # each batch's first frame among all
+    last_z: dict[str, torch.Tensor] = {}  # sequence mode (one process): each segment's last fitted code
     try:
-        for k, unit in enumerate(batches):
+        for k in mine:
+            unit = batches[k]
             path = out / "parts" / f"{k:05d}.npz"
             if k in finished:
                 part = finished[k]
-                parts.append(part)
+                parts[k] = part
                 for i, r in enumerate(unit):
                     last_z[r.segment] = torch.from_numpy(part["z"][i:i + 1]).to(device)
-                position += len(unit)
                 continue
             target = build(unit)
             t0 = time.perf_counter()
@@ -220,9 +239,8 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
             seconds = time.perf_counter() - t0
             for i, r in enumerate(unit):
                 last_z[r.segment] = result.z[i:i + 1]
-            write_outputs(out, writer, target, result, position)
-            parts.append(save_part(path, result, seconds))
-            position += len(unit)
+            write_outputs(out, writer, target, result, int(starts[k]))
+            parts[k] = save_part(path, result, seconds)
             fitted_now += len(unit)
             bar.update(len(unit))
             psnr = result.metrics.get("psnr")
@@ -231,13 +249,31 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
     finally:
         bar.close()
         writer.flush()
-    merged = merge_parts(parts)
+    wait_all(info)  # every batch's part file is written
+    for k in range(len(batches)):
+        if k not in parts:
+            parts[k] = load_part(out / "parts" / f"{k:05d}.npz")
+    merged = merge_parts([parts[k] for k in range(len(batches))])
     if job.sequence:
         merged = in_sequence_order(merged, refs)
     summary = parts_summary(merged)
     if job.sequence:
         summary.update(sequence_jitter(avatar, capture, merged))
     frames = records(merged)
+    if info.main:
+        _write_results(out, merged, summary, frames, config, avatar, job, writer)
+    writer.close()
+    fitted_now = total(fitted_now, info)
+    wait_all(info)  # fits.npz and metrics.json are written
+    files = {"fits": out / "fits.npz", "metrics": out / "metrics.json", "strips": out / "strips",
+             "tensorboard": out / "tb", "config": out / "config.yaml"}
+    return FitReport(summary=summary, frames=frames, out=out, fitted_now=fitted_now, config=config,
+                     search=search_doc, files=files)
+
+
+def _write_results(out: Path, merged: dict[str, np.ndarray], summary: dict[str, Any], frames: list[dict[str, Any]],
+                   config: FitConfig, avatar: Avatar, job: FitJob, writer) -> None:
+    """``fits.npz``, ``metrics.json`` and the summary's TensorBoard scalars."""
     with atomic_path(out / "fits.npz") as tmp:
         with open(tmp, "wb") as fh:
             np.savez(fh, **merged)
@@ -247,8 +283,37 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
     for k, v in summary.items():
         if isinstance(v, (int, float)) and math.isfinite(v):
             writer.add_scalar(f"summary/{k}", v, 0)
-    writer.close()
-    files = {"fits": out / "fits.npz", "metrics": out / "metrics.json", "strips": out / "strips",
-             "tensorboard": out / "tb", "config": out / "config.yaml"}
-    return FitReport(summary=summary, frames=frames, out=out, fitted_now=fitted_now, config=config,
-                     search=search_doc, files=files)
+
+
+def _search(job: FitJob, out: Path, avatar: Avatar, run_path: Path, pool, recorded: RecordedHmc | None,
+            build: Callable, log: Callable[[str], None]) -> dict[str, Any]:
+    """The search's choice of lr and lambda_L (``search.json``): a given single pair, the
+    saved choice, or a search on the avatar's validation frames."""
+    search_file = out / "search.json"
+    config = job.fit
+    if job.grid is not None and len(job.grid[0]) == len(job.grid[1]) == 1:
+        search_doc = {"lr": job.grid[0][0], "lambda_latent": job.grid[1][0], "criterion": "single pair",
+                      "frames": [], "table": []}
+    elif search_file.is_file():
+        search_doc = read_search(search_file)
+        log(f"search: reusing {search_file} (lr {search_doc['lr']}, lambda_L {search_doc['lambda_latent']})")
+    else:
+        # Settings are chosen on validation frames, never on the frames reported.
+        validation = frames_of_split(avatar.info, run_path, pool, "validation")
+        first = validation[:job.search_frames] if job.search_frames else validation[:job.batch]
+        if recorded is not None:
+            recorded.check(first)
+        batch = build(first)
+        label = "frontal PSNR (dB)" if batch.truth is not None else "data term"
+        which = "the paper's grid" if job.grid is None else f"lr {list(job.grid[0])} x lambda_L {list(job.grid[1])}"
+        log(f"search: {which} for {job.target} targets on {len(first)} validation frames, judged by {label}")
+        # One setting per fit: a batched search can score a setting differently (rounding
+        # that kept faces amplify over 200 steps; benchmarks/bench_fit.py, section 3).
+        res = search_hyperparameters(avatar, batch, job.target, base=config, grid=job.grid,
+                                     progress=lambda lr, lam, s: log(f"  lr {lr:g}, lambda_L {lam:g}: {s:.4f}"),
+                                     max_batch=batch.batch)
+        search_doc = {"lr": res.lr, "lambda_latent": res.lambda_latent, "criterion": res.criterion,
+                      "frames": [f"{r.segment}/{r.frame}" for r in first],
+                      "table": [{"lr": a, "lambda_latent": b, "score": c} for a, b, c in res.table]}
+        write_text_atomic(search_file, json.dumps(json_safe(search_doc), indent=1))
+    return search_doc

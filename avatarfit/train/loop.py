@@ -31,7 +31,7 @@ from ..models.variants import build_model
 from .checkpoint import plain_config, config_of, load_checkpoint, save_checkpoint
 from .config import TrainConfig
 from .data import TrainingData
-from .distributed import DistInfo, cleanup, setup
+from ..distributed import DistInfo, cleanup, setup
 from .objective import Objective
 
 __all__ = ["TrainResult", "train", "evaluate", "build_optimizer", "RESUMABLE"]

@@ -71,7 +71,7 @@ def test_time_budget_stops_the_run(tiny_capture, tmp_path):
 def _agree_worker(rank: int, port: int, queue) -> None:
     import torch.distributed as dist
 
-    from avatarfit.train.distributed import DistInfo
+    from avatarfit.distributed import DistInfo
     from avatarfit.train.loop import _agree
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)

@@ -1,0 +1,82 @@
+"""Several processes started by ``torchrun`` (``torch.distributed``): training shares one
+global batch, fitting shares the frames. One process when ``WORLD_SIZE`` is unset or 1."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+import torch
+
+__all__ = ["DistInfo", "setup", "cleanup", "share", "total", "wait_all"]
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    """This process's place: ``rank`` of ``world`` processes, on ``device``."""
+
+    rank: int
+    world: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def setup(device: str = "auto", argument: str = "train.device") -> DistInfo:
+    """Join the process group when ``torchrun`` started several processes (``WORLD_SIZE``
+    > 1): NCCL on CUDA, gloo on CPU, each process on GPU ``LOCAL_RANK``. One process
+    otherwise. ``device``: ``auto``, ``cpu`` or ``cuda`` (``argument`` names it in errors)."""
+    use_cuda = torch.cuda.is_available() if device == "auto" else device == "cuda"
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"{argument}: cuda requested but torch sees no CUDA device")
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return DistInfo(0, 1, torch.device("cuda" if use_cuda else "cpu"))
+    import torch.distributed as dist
+
+    local = int(os.environ.get("LOCAL_RANK", "0"))
+    if use_cuda:
+        torch.cuda.set_device(local)
+    if not dist.is_initialized():
+        dist.init_process_group(backend="nccl" if use_cuda else "gloo")
+    return DistInfo(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if use_cuda else "cpu"))
+
+
+def cleanup(info: DistInfo) -> None:
+    if info.world > 1:
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def share(value, info: DistInfo):
+    """The main process's ``value`` (any picklable object), on every process."""
+    if info.world == 1:
+        return value
+    import torch.distributed as dist
+
+    box = [value]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
+
+
+def wait_all(info: DistInfo) -> None:
+    """Wait until every process gets here."""
+    if info.world > 1:
+        import torch.distributed as dist
+
+        dist.barrier()
+
+
+def total(value: int, info: DistInfo) -> int:
+    """The sum of every process's ``value``."""
+    if info.world == 1:
+        return value
+    import torch.distributed as dist
+
+    values: list = [None] * info.world
+    dist.all_gather_object(values, value)
+    return sum(values)
