@@ -250,21 +250,25 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
         bar.close()
         writer.flush()
     wait_all(info)  # every batch's part file is written
-    for k in range(len(batches)):
-        if k not in parts:
-            parts[k] = load_part(out / "parts" / f"{k:05d}.npz")
-    merged = merge_parts([parts[k] for k in range(len(batches))])
-    if job.sequence:
-        merged = in_sequence_order(merged, refs)
-    summary = parts_summary(merged)
-    if job.sequence:
-        summary.update(sequence_jitter(avatar, capture, merged))
-    frames = records(merged)
-    if info.main:
+
+    def merge_and_write() -> tuple[dict[str, Any], list[dict[str, Any]]]:
+        for k in range(len(batches)):  # the other processes' batches, from their part files
+            if k not in parts:
+                parts[k] = load_part(out / "parts" / f"{k:05d}.npz")
+        merged = merge_parts([parts[k] for k in range(len(batches))])
+        if job.sequence:
+            merged = in_sequence_order(merged, refs)
+        summary = parts_summary(merged)
+        if job.sequence:
+            summary.update(sequence_jitter(avatar, capture, merged))
+        frames = records(merged)
         _write_results(out, merged, summary, frames, config, avatar, job, writer)
+        return summary, frames
+
+    summary, frames = _from_main(info, merge_and_write)  # once, by the main process; its figures for all
     writer.close()
     fitted_now = total(fitted_now, info)
-    wait_all(info)  # fits.npz and metrics.json are written
+    wait_all(info)  # no process leaves (and tears the group down) while another is still in a collective
     files = {"fits": out / "fits.npz", "metrics": out / "metrics.json", "strips": out / "strips",
              "tensorboard": out / "tb", "config": out / "config.yaml"}
     return FitReport(summary=summary, frames=frames, out=out, fitted_now=fitted_now, config=config,
