@@ -365,9 +365,25 @@ def _add_evaluate(sub, full: bool) -> None:
     ev.add_argument("--resume", action="store_true", help="continue the evaluation in --out (finished cells reused)")
     ev.add_argument("--tables-only", action="store_true", help="train and fit nothing: rewrite the top-level tables "
                     "and charts from the subjects finished in --out")
-    ev.add_argument("--jobs", type=int, help="processes side by side (default: the config's jobs)")
+    ev.add_argument("--jobs", type=int, help="jobs side by side with the local launcher (default: the config's jobs)")
     ev.add_argument("--device", choices=("auto", "cpu", "cuda"), help="default: the config's device")
     ev.add_argument("--no-progress", action="store_true", help="no progress bars")
+    from .eval.config import LAUNCHERS, LaunchSpec
+
+    cl = ev.add_argument_group("where the jobs run (each overrides the config's launch: settings)")
+    cl.add_argument("--launcher", choices=LAUNCHERS, help="local: processes on this machine; slurm: sbatch jobs "
+                    f"(default: the config's, else {_default(LaunchSpec, 'launcher')})")
+    cl.add_argument("--partition", help="SLURM partition")
+    cl.add_argument("--account", help="SLURM account")
+    cl.add_argument("--gpus-per-job", type=int, metavar="N", help="GPUs of each job")
+    cl.add_argument("--cpus-per-job", type=int, metavar="N", help="CPU cores of each job")
+    cl.add_argument("--mem-gb", type=float, metavar="GB", help="memory of each job")
+    cl.add_argument("--time-min", type=int, metavar="MIN", help="time limit of each job; a job that reaches it (or "
+                    "is pre-empted) is requeued and continues from its checkpoint")
+    cl.add_argument("--fit-processes", type=int, metavar="N", help="processes of each fit cell (default: one per "
+                    "GPU of the job), fitting its frames across them like torchrun")
+    cl.add_argument("--sbatch", action="append", default=[], metavar="KEY=VALUE",
+                    help="a further sbatch parameter, e.g. --sbatch qos=high --sbatch constraint=a100")
 
 
 #: Each command's parser, in ``--help`` order.
@@ -404,12 +420,19 @@ _EVAL_EPILOG = """outputs (--out):
   SUBJECT/                  the subject's own tables, charts, fits_table*.png (frontal renderings of the fits
                             for the same frames, with error maps), runs/ (training) and cells/ (one JSON per cell;
                             fit cells keep the avatarfit fit outputs: strips, TensorBoard)
+  jobs/SUBJECT/JOB/         each training's and cell's logs (ID_0_log.out, ID_0_log.err)
+
+every training and cell is a job: --launcher local runs --jobs of them at a time on this machine, --launcher
+slurm submits them all with sbatch (DAM-*-Reg after its DAM, cells after their model: afterok dependencies)
+and waits for them; Ctrl-C cancels the unfinished ones, --resume submits only what is missing.
 
 examples:
   avatarfit evaluate --config configs/eval/small.yaml --out eval-small
   avatarfit evaluate --config configs/eval/small.yaml --subjects proc101 --out eval-small --resume
   avatarfit evaluate --config configs/eval/small.yaml --out eval-small --tables-only   # tables of what is finished
   avatarfit evaluate --config configs/eval/paper.yaml --device cuda --out eval-paper
+  avatarfit evaluate --config configs/eval/paper.yaml --out eval-paper --launcher slurm --partition gpu \\
+      --gpus-per-job 1 --cpus-per-job 8 --mem-gb 64 --time-min 240 --sbatch qos=normal
 
 models: dam, dam_flow, dam_hmc_enc, dam_hmc_reg, lip_kl_hmc, lip_flow_hmc, dam_kpt_enc, dam_kpt_reg, lip_kl_kpt,
 lip_flow_kpt; tables: 6, 7, 8, 9. Your own captures: subjects: [{name: mine, capture: /path}] (Multiface layout
@@ -591,12 +614,7 @@ def _cmd_train(args) -> None:
         config, overrides = load_train_config(args.config, args.overrides), None
     result = train(config, Capture(args.capture), args.out, resume=args.resume, overrides=overrides,
                    progress=not args.no_progress)
-    why = {"steps": "step budget reached", "early": "stopped early (no validation improvement)",
-           "time": "time budget reached"}.get(result.stopped, result.stopped)
-    best = (f"best validation loss {result.best_loss:.4f} at step {result.best_step}" if result.selected_by == "loss"
-            else f"best prior R^2 on validation frames at step {result.best_step} (validation loss {result.best_loss:.4f})")
-    print(f"{why} after {result.steps} steps ({result.seconds / 60:.1f} min): {best}; validation frontal PSNR {result.psnr:.2f} dB "
-          f"(face pixels {result.psnr_face:.2f} dB; untrained {result.initial_psnr:.2f} / {result.initial_psnr_face:.2f} dB); "
+    print(f"{result.describe()}; "
           f"run folder {result.out} (tensorboard --logdir {result.out / 'tb'})")
 
 
@@ -713,13 +731,29 @@ def _cmd_interpolate(args) -> None:
     print(f"wrote {args.out} ({args.steps} codes in {space}; photo {args.first} | renderings | photo {args.second})")
 
 
+def _launch_overrides(args) -> dict:
+    """The ``launch:`` settings given on the command line."""
+    names = ("launcher", "partition", "account", "gpus_per_job", "cpus_per_job", "mem_gb", "time_min",
+             "fit_processes")
+    found = {n: getattr(args, n) for n in names if getattr(args, n) is not None}
+    extra = {}
+    for item in args.sbatch:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"--sbatch: expected KEY=VALUE (an sbatch parameter without its dashes), got {item!r}")
+        extra[key.strip()] = value
+    if extra:
+        found["sbatch"] = extra
+    return found
+
+
 def _cmd_evaluate(args) -> None:
     import dataclasses
 
     from .eval.config import load_eval_config
     from .eval.run import run_evaluation
 
-    config = load_eval_config(args.config)
+    config = load_eval_config(args.config, {"launch": _launch_overrides(args)})
     if args.jobs is not None:
         if args.jobs < 1:
             raise ValueError(f"--jobs: expected at least 1 process, got {args.jobs}")

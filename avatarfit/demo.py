@@ -89,25 +89,31 @@ def _capture(out: Path, subject: str, seed: int, progress: bool, log: Callable[[
 
 def _train_models(out: Path, capture: Path, minutes: float, progress: bool,
                   log: Callable[[str], None]) -> tuple[dict[str, Path], set[str]]:
-    """Train the models not cached yet, one subprocess each, side by side; returns the run
+    """Train the models not cached yet, one local job each, side by side; returns the run
     folders and the names trained now."""
-    from .train.parallel import TrainTask, run_is_done, train_side_by_side
+    from .errors import JobsFailedError
+    from .eval.config import LaunchSpec
+    from .eval.launch import Job, run_jobs
+    from .train.runs import run_is_done, train_run
 
-    tasks = {name: TrainTask(demo_train_config(name, minutes), out / "runs" / name) for name in DEMO_MODELS}
-    runs = {name: t.run for name, t in tasks.items()}
-    todo = [n for n, t in tasks.items() if not run_is_done(t.run, t.config)]
+    configs = {name: demo_train_config(name, minutes) for name in DEMO_MODELS}
+    runs = {name: out / "runs" / name for name in DEMO_MODELS}
+    todo = [n for n in DEMO_MODELS if not run_is_done(runs[n], configs[n])]
     if not todo:
         log(f"2/4 models: reusing {', '.join(str(r) for r in runs.values())}")
         return runs, set()
     labels = {n: DEMO_MODELS[n][0] for n in DEMO_MODELS}
     steps = " and ".join(str(DEMO_MODELS[n][3]) for n in todo)
     log(f"2/4 models: training {', '.join(labels[n] for n in todo)} side by side for {steps} steps (at most "
-        f"{minutes:g} min each; logs in {out / 'runs'}/*.log)")
+        f"{minutes:g} min each; logs in {out / 'jobs'})")
+    jobs = [Job(f"train-{n}", "train", labels[n], train_run, {"config": configs[n], "capture": capture,
+                                                              "run": runs[n]}) for n in todo]
     try:
-        trained = train_side_by_side(tasks, capture, workers=len(todo), progress=progress, log=log, labels=labels)
-    except RuntimeError as exc:
-        raise RuntimeError(f"demo: {exc}") from None
-    return runs, trained
+        run_jobs(jobs, LaunchSpec(), out / "jobs", parallel=len(todo), progress=progress, log=log,
+                 on_finish=lambda job, line: log(f"  {job.label}: {line}"))
+    except JobsFailedError as exc:
+        raise JobsFailedError(f"demo: {exc}", exc.failed) from None
+    return runs, set(todo)
 
 
 def _split_strip(strip, width: int) -> list:

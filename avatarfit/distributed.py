@@ -5,19 +5,23 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
-__all__ = ["DistInfo", "setup", "cleanup", "share", "total", "wait_all"]
+__all__ = ["DistInfo", "setup", "cleanup", "share", "from_main", "total", "wait_all"]
 
 
 @dataclass(frozen=True)
 class DistInfo:
-    """This process's place: ``rank`` of ``world`` processes, on ``device``."""
+    """This process's place: ``rank`` of ``world`` processes, on ``device``; ``owned``:
+    :func:`setup` joined the process group (and :func:`cleanup` leaves it), where a caller
+    that joined it before keeps it for its next work."""
 
     rank: int
     world: int
     device: torch.device
+    owned: bool = True
 
     @property
     def main(self) -> bool:
@@ -39,13 +43,16 @@ def setup(device: str = "auto", argument: str = "train.device") -> DistInfo:
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
         torch.cuda.set_device(local)
-    if not dist.is_initialized():
+    owned = not dist.is_initialized()
+    if owned:
         dist.init_process_group(backend="nccl" if use_cuda else "gloo")
-    return DistInfo(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if use_cuda else "cpu"))
+    return DistInfo(dist.get_rank(), dist.get_world_size(), torch.device(f"cuda:{local}" if use_cuda else "cpu"),
+                    owned)
 
 
 def cleanup(info: DistInfo) -> None:
-    if info.world > 1:
+    """Leave the process group :func:`setup` joined."""
+    if info.world > 1 and info.owned:
         import torch.distributed as dist
 
         if dist.is_initialized():
@@ -80,3 +87,23 @@ def total(value: int, info: DistInfo) -> int:
     values: list = [None] * info.world
     dist.all_gather_object(values, value)
     return sum(values)
+
+
+def from_main(info: DistInfo, work: Callable[[], Any]) -> Any:
+    """``work()`` run by the main process, its result on every process (its error too:
+    re-raised by the main process, named on the others: a ``RuntimeError``)."""
+    if info.world == 1:
+        return work()
+    outcome: tuple[str, Any] = ("ok", None)
+    error = None
+    if info.main:
+        try:
+            outcome = ("ok", work())
+        except Exception as exc:  # noqa: BLE001 - re-raised below, after the others heard of it
+            error, outcome = exc, ("error", f"{type(exc).__name__}: {exc}")
+    outcome = share(outcome, info)
+    if error is not None:
+        raise error
+    if outcome[0] == "error":
+        raise RuntimeError(f"rank {info.rank}: the main process (rank 0) stopped the job: {outcome[1]}")
+    return outcome[1]

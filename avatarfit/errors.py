@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from os import PathLike
 
-__all__ = ["AvatarfitError", "FormatError", "ShapeError", "InvalidValueError", "DTypeError", "FitFailedError"]
+__all__ = ["AvatarfitError", "FormatError", "ShapeError", "InvalidValueError", "DTypeError", "FitFailedError",
+           "JobsFailedError"]
 
 
 class AvatarfitError(Exception):
@@ -46,3 +47,16 @@ class DTypeError(AvatarfitError, TypeError, ValueError):
 class FitFailedError(AvatarfitError, RuntimeError):
     """A fit could not produce a result: every setting of a search diverged, or the
     device ran out of memory. The message says which option to change."""
+
+
+class JobsFailedError(AvatarfitError, RuntimeError):
+    """Jobs of a launch failed (trainings or evaluation cells). The message names each
+    failed job, the end of its error and its log file; what finished stays written.
+
+    Attributes:
+        failed: ``job name -> log file`` of every failed job.
+    """
+
+    def __init__(self, message: str, failed: dict[str, str]) -> None:
+        self.failed = dict(failed)
+        super().__init__(message)

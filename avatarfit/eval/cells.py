@@ -1,12 +1,13 @@
 """One cell of the evaluation: what it depends on (its spec: a finished cell with another
 is computed again), what it computes (a decoding of the prior's or the DAM encoder's codes,
 or a fit job with its search) and the JSON file it writes. Cells run in worker processes
-(:mod:`avatarfit.eval.pool`)."""
+(in the jobs of :mod:`avatarfit.eval.jobs`)."""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from ..config import to_dict
 from .config import EvalConfig
 from .plan import TASKS, Cell
 
-__all__ = ["CELL_FORMAT", "cell_args", "cell_spec", "describe", "run_cell"]
+__all__ = ["CELL_FORMAT", "pose_base", "cell_args", "cell_spec", "describe", "run_cell"]
 
 
 def _sha(text: str) -> str:
@@ -28,11 +29,19 @@ def _sha(text: str) -> str:
 CELL_FORMAT = 2
 
 
-def cell_spec(config: EvalConfig, cell: Cell, run: Path, capture: Path) -> dict[str, Any]:
-    """What a cell's result depends on (a finished cell with another spec is recomputed)."""
+def cell_spec(config: EvalConfig, cell: Cell, run: Path, capture: Path, base: Cell | None = None) -> dict[str, Any]:
+    """What a cell's result depends on (a finished cell with another spec is recomputed);
+    ``base``: the cell whose searched settings it reuses (:func:`pose_base`)."""
     run_cfg = (run / "config.yaml").read_text(encoding="utf-8") if (run / "config.yaml").is_file() else ""
-    return {"cell": cell.key, "format": CELL_FORMAT, "capture": str(capture), "run": str(run),
+    spec = {"cell": cell.key, "format": CELL_FORMAT, "capture": str(capture), "run": str(run),
             "run_config": _sha(run_cfg), "fit": to_dict(config.fit), "device": config.device}
+    return {**spec, "from": base.key} if base is not None else spec
+
+
+def pose_base(cell: Cell) -> Cell:
+    """The cell whose searched lr and lambda_L a headset-pose cell (Table 9) reuses: the
+    model's HMC fit with L_L."""
+    return Cell(cell.model, "hmc", True)
 
 
 def _grid(config: EvalConfig, cell: Cell) -> tuple[tuple[float, ...], tuple[float, ...]]:
@@ -111,11 +120,13 @@ def _fit_cell(args: dict[str, Any]) -> dict[str, Any]:
 
 
 def run_cell(args: dict[str, Any]) -> dict[str, Any]:
-    """Run one cell (in a worker process) and write its JSON file; returns what it wrote."""
+    """Run one cell and write its JSON file (the main process of a distributed fit alone);
+    returns what it wrote."""
     t0 = time.perf_counter()
     out = _decode_cell(args) if args["kind"].startswith("decode") else _fit_cell(args)
     doc = {"spec": args["spec"], **out, "seconds": time.perf_counter() - t0}
-    write_text_atomic(Path(args["json"]), json.dumps(json_safe(doc), indent=1))
+    if int(os.environ.get("RANK", "0")) == 0:
+        write_text_atomic(Path(args["json"]), json.dumps(json_safe(doc), indent=1))
     return doc
 
 

@@ -15,7 +15,8 @@ Layout (``configs/eval/small.yaml`` is a complete example)::
     models: [dam, dam_flow, dam_hmc_enc, ...]
     tables: [6, 7, 8, 9]
     fit: {frames: 8, steps: 200, lr: [0.01, 0.1, 0.5], ...}
-    jobs: 2
+    jobs: 2                        # jobs side by side on this machine (launch.launcher local)
+    launch: {launcher: slurm, partition: gpu, gpus_per_job: 1, time_min: 240}   # or on a cluster
 """
 
 from __future__ import annotations
@@ -28,7 +29,8 @@ from typing import Any
 from ..config import from_dict, merge_mappings, read_mapping
 from ..errors import FormatError
 
-__all__ = ["SubjectSpec", "CaptureSpec", "TrainSpec", "EvalFitSpec", "EvalConfig", "load_eval_config"]
+__all__ = ["SubjectSpec", "CaptureSpec", "TrainSpec", "EvalFitSpec", "LaunchSpec", "LAUNCHERS", "EvalConfig",
+           "load_eval_config"]
 
 
 @dataclass(frozen=True)
@@ -126,6 +128,61 @@ class EvalFitSpec:
             raise ValueError("fit: expected pose noise >= 0 and grid_frames >= 1")
 
 
+LAUNCHERS = ("local", "slurm")
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """Where the trainings and cells run: each is a submitit job.
+
+    Attributes:
+        launcher: ``local`` (processes on this machine, ``jobs`` at a time; DAM-*-Reg
+            trainings start after their DAM) or ``slurm`` (every job submitted with
+            ``sbatch`` at once; DAM-*-Reg trainings and the cells wait for what they need
+            through ``afterok`` dependencies).
+        partition, account: SLURM partition and account (empty: the cluster's default).
+        gpus_per_job: GPUs of each job (local and 0: every job sees this machine's GPUs).
+        cpus_per_job: CPU cores of each job (0: one thread per job locally when ``jobs`` > 1,
+            the cluster's default on SLURM).
+        mem_gb: memory of each job in GB (0: the cluster's default).
+        time_min: time limit of each job in minutes (0: 24 h on SLURM, none locally). A job
+            that reaches it, or is pre-empted, is requeued and continues from its checkpoint
+            (trainings from ``last.pt``, fit cells from their finished batches).
+        requeues: how many times a job may be requeued after reaching its time limit.
+        fit_processes: processes of each fit cell (0: one per GPU of the job); more than one
+            fits the cell's frames across them, as ``torchrun`` does for ``avatarfit fit``.
+        sbatch: further ``sbatch`` parameters, e.g. ``{qos: high, constraint: a100}``.
+    """
+
+    launcher: str = "local"
+    partition: str = ""
+    account: str = ""
+    gpus_per_job: int = 0
+    cpus_per_job: int = 0
+    mem_gb: float = 0.0
+    time_min: int = 0
+    requeues: int = 20
+    fit_processes: int = 0
+    sbatch: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(f"launch.launcher: expected one of {list(LAUNCHERS)}, got {self.launcher!r}")
+        for name in ("gpus_per_job", "cpus_per_job", "time_min", "requeues", "fit_processes"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValueError(f"launch.{name}: expected a whole number >= 0, got {value!r}")
+        if not isinstance(self.mem_gb, (int, float)) or self.mem_gb < 0:
+            raise ValueError(f"launch.mem_gb: expected a number >= 0, got {self.mem_gb!r}")
+        if not isinstance(self.sbatch, dict) or not all(isinstance(k, str) for k in self.sbatch):
+            raise ValueError(f"launch.sbatch: expected a mapping of sbatch parameters, got {self.sbatch!r}")
+
+    @property
+    def processes_per_fit(self) -> int:
+        """Processes of each fit cell."""
+        return self.fit_processes or max(1, self.gpus_per_job)
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     """Everything ``avatarfit evaluate`` runs (see the module's docstring).
@@ -133,8 +190,10 @@ class EvalConfig:
     Attributes:
         models: model names of :data:`avatarfit.eval.plan.MODELS`.
         tables: the paper's tables to fill: 6, 7, 8, 9.
-        jobs: processes side by side (trainings and fits; one thread each when > 1).
+        jobs: jobs side by side with the local launcher (trainings and cells; one thread
+            each when > 1 and ``launch.cpus_per_job`` is 0).
         device: ``auto``, ``cpu`` or ``cuda``.
+        launch: where the jobs run (:class:`LaunchSpec`).
         source: the file the config was read from (paths in it are relative to its folder).
     """
 
@@ -146,6 +205,7 @@ class EvalConfig:
     tables: tuple[int, ...] = (6, 7, 8, 9)
     jobs: int = 1
     device: str = "auto"
+    launch: LaunchSpec = field(default_factory=LaunchSpec)
     source: str = ""
 
     def __post_init__(self) -> None:

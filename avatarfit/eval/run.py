@@ -7,13 +7,15 @@ Output folder::
     tables.md, tables.csv           averaged over the subjects (as the paper averages four)
     table{6,7,8,9}.png              bar charts: PSNR and geometry error per model and task
     SUBJECT/capture/                the subject's capture (when made here)
-    SUBJECT/runs/MODEL/             training runs (+ MODEL.yaml, MODEL.log)
+    SUBJECT/runs/MODEL/             training runs
+    jobs/SUBJECT/JOB/               each job's logs (ID_0_log.out, ID_0_log.err) and submitit's files
     SUBJECT/cells/MODEL/TASK.json   a finished cell: its settings and its summary
     SUBJECT/cells/MODEL/TASK/       a fit cell's folder (``avatarfit fit`` outputs: strips, TensorBoard)
     SUBJECT/tables.md, tables.csv, table*.png, fits_table{7,8}.png   the subject's own
 
 Every cell is written as it finishes; a re-run with ``resume`` recomputes nothing already
-done (a cell whose settings, frames or trained model changed is computed again).
+done (a cell whose settings, frames or trained model changed is computed again) and
+continues interrupted trainings from their last checkpoint.
 """
 
 from __future__ import annotations
@@ -27,10 +29,10 @@ import yaml
 
 from .._io import write_text_atomic
 from ..config import merge_mappings, to_dict
-from .cache import finished_cells
+from .cache import finished_cells, read_cell, summary_of
+from .cells import cell_spec, describe, pose_base
 from .config import EvalConfig, SubjectSpec, capture_path
-from .plan import MODELS, Cell, plan_cells, table_models
-from .pool import run_cells
+from .plan import MODELS, TASKS, Cell, plan_cells, table_models
 
 __all__ = ["EvalResult", "run_evaluation", "model_train_config", "check_capture_for", "resolved_config_yaml"]
 
@@ -142,6 +144,12 @@ def run_evaluation(config: EvalConfig, out: str | Path, *, subjects: list[str] |
                    log: Callable[[str], None] = print) -> EvalResult:
     """Run the evaluation ``config`` describes into ``out`` (see the module's docstring).
 
+    Every training and every cell not finished yet is a job (:mod:`avatarfit.eval.launch`:
+    local processes, ``config.jobs`` at a time, or SLURM jobs, ``config.launch``); DAM-*-Reg
+    trainings wait for their DAM, cells for their model, Table 9's cells for the HMC fit
+    whose searched settings they reuse (a model's cells are one job, in that order). A
+    subject's tables are written when its last cell finishes.
+
     The top-level tables average every subject of the config whose cells are all finished
     in ``out``: those run now and those finished by earlier runs (``--subjects`` splits an
     evaluation over several runs or machines).
@@ -157,8 +165,9 @@ def run_evaluation(config: EvalConfig, out: str | Path, *, subjects: list[str] |
         ValueError: unknown subject names, training settings the trainer rejects.
         FileNotFoundError: a capture without what a table needs (before any training).
         FileExistsError: ``out`` holds something and ``resume`` is not set.
+        JobsFailedError: naming each failed training or cell and its log (after the others).
     """
-    from ..train.parallel import TrainTask, train_side_by_side
+    from .launch import run_jobs
     from .report import write_reports
 
     t0 = time.perf_counter()
@@ -179,35 +188,105 @@ def run_evaluation(config: EvalConfig, out: str | Path, *, subjects: list[str] |
     if tables_only:
         return _tables_only(config, out, cells, t0, log)
     _prepare_out(out, config, resume)
+    launch = config.launch
+    where = (f"{config.jobs} job(s) at a time on this machine" if launch.launcher == "local"
+             else f"SLURM jobs{' on partition ' + launch.partition if launch.partition else ''}")
     log(f"evaluate: {len(chosen)} subject(s), {len(models)} models, {len(cells)} cells each, tables "
-        f"{', '.join(map(str, config.tables))}; {config.jobs} process(es); output {out}")
+        f"{', '.join(map(str, config.tables))}; {where}; output {out}, job logs {out / 'jobs'}")
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    jobs, contexts = [], {}
     for k, s in enumerate(chosen):
         log(f"[{k + 1}/{len(chosen)}] {s.name}")
         folder = out / s.name
         capture = _subject_capture(config, s, folder, progress, log)
         check_capture_for(capture, models, data)
-        runs = {m: folder / "runs" / m for m in models}
-        tasks = {m: TrainTask(model_train_config(config, m, folder / "runs"), runs[m],
-                              after=(MODELS[m].pretrained,) if MODELS[m].pretrained else ()) for m in models}
-        labels = {m: MODELS[m].title for m in models}
-        t1 = time.perf_counter()
-        trained = train_side_by_side(tasks, capture, workers=config.jobs, progress=progress, log=log, labels=labels)
-        log(f"  models: {'trained ' + str(len(trained)) if trained else 'reused'} "
-            f"({(time.perf_counter() - t1) / 60:.1f} min)")
-        t1 = time.perf_counter()
-        results[s.name] = run_cells(config, capture, runs, folder / "cells", cells, progress, log)
-        log(f"  cells: {(time.perf_counter() - t1) / 60:.1f} min")
-        write_reports(config, folder, {s.name: results[s.name]}, runs=runs, capture=capture)
+        subject_jobs, done = _subject_jobs(config, s.name, folder, capture, models, cells)
+        results[s.name] = done
+        contexts[s.name] = (folder, capture)
+        trainings = sum(j.kind == "train" for j in subject_jobs)
+        log(f"  {trainings} training(s) and {len(cells) - len(done)} cell(s) of "
+            f"{len(subject_jobs) - trainings} model(s) to run; {len(done)} cell(s) finished before")
+        jobs += subject_jobs
+        if len(done) == len(cells):
+            _subject_reports(config, s.name, contexts[s.name], done)
+
+    def finished(job, result) -> None:
+        subject = job.name.split("/", 1)[0]
+        if job.kind == "train":
+            log(f"  {job.label}: {result}")
+            return
+        for cell in job.kwargs["cells"]:
+            results[subject][cell.key] = summary_of(result[cell.key])
+            log(f"  {subject} {cell.key}: {describe(cell, result[cell.key]['summary'])}")
+        if len(results[subject]) == len(cells):
+            _subject_reports(config, subject, contexts[subject], results[subject])
+
+    run_jobs(jobs, launch, out / "jobs", parallel=config.jobs, progress=progress, log=log, on_finish=finished)
     for s in config.subjects:
-        if s.name not in results:
-            earlier = finished_cells(config, out, s)
+        if s.name not in results or len(results[s.name]) < len(cells):
+            earlier = finished_cells(config, out, s) if s.name not in results else {}
             if len(earlier) == len(cells):
                 results[s.name] = earlier
+            else:
+                results.pop(s.name, None)
     results = {s.name: results[s.name] for s in config.subjects if s.name in results}
     log(f"tables: mean over {', '.join(results)}")
     files = write_reports(config, out, results)
     return EvalResult(results=results, out=out, files=files, seconds=time.perf_counter() - t0)
+
+
+def _subject_jobs(config: EvalConfig, subject: str, folder: Path, capture: Path, models: list[str],
+                  cells: list[Cell]) -> tuple[list, dict[str, dict[str, Any]]]:
+    """The jobs of a subject: each unfinished training, and for each model with unfinished
+    cells one job that runs them after its training; and ``key -> summary`` of the cells
+    finished before (with a finished model, the same spec)."""
+    from ..train.runs import run_is_done, train_run
+    from .jobs import model_cells
+    from .launch import Job
+
+    runs = {m: folder / "runs" / m for m in models}
+    configs = {m: model_train_config(config, m, folder / "runs") for m in models}
+    pending = {m for m in models if not run_is_done(runs[m], configs[m])}
+    jobs: list[Job] = []
+    for m in models:  # the DAM before its DAM-*-Reg runs (the list is in dependency order)
+        if m in pending:
+            need = MODELS[m].pretrained
+            jobs.append(Job(f"{subject}/train-{m}", "train", f"{subject} {MODELS[m].title} training", train_run,
+                            {"config": configs[m], "capture": capture, "run": runs[m]},
+                            after=(f"{subject}/train-{need}",) if need in pending else ()))
+    planned = {c.key for c in cells}
+    cells_dir = folder / "cells"
+    done: dict[str, dict[str, Any]] = {}
+    for m in models:
+        todo, bases = [], {}
+        for cell in sorted((c for c in cells if c.model == m), key=lambda c: TASKS[c.task].pose):
+            base = pose_base(cell) if TASKS[cell.task].pose and pose_base(cell).key in planned else None
+            if base is not None:
+                bases[cell.key] = base
+            if m not in pending and (base is None or base.key in done):
+                doc = read_cell(cells_dir / f"{cell.key}.json", cell_spec(config, cell, runs[m], capture, base))
+                if doc is not None:
+                    done[cell.key] = summary_of(doc)
+                    continue
+            todo.append(cell)
+        if todo:
+            fits = any(TASKS[c.task].is_fit for c in todo)
+            jobs.append(Job(f"{subject}/cells-{m}", "cells", f"{subject} {MODELS[m].title} cells", model_cells,
+                            {"config": config, "cells": todo, "bases": {c.key: bases[c.key] for c in todo
+                                                                        if c.key in bases},
+                             "run": runs[m], "capture": capture, "cells_dir": cells_dir},
+                            after=(f"{subject}/train-{m}",) if m in pending else (),
+                            processes=config.launch.processes_per_fit if fits else 1))
+    return jobs, done
+
+
+def _subject_reports(config: EvalConfig, subject: str, context: tuple[Path, Path],
+                     cells: dict[str, dict[str, Any]]) -> None:
+    from .report import write_reports
+
+    folder, capture = context
+    runs = {m: folder / "runs" / m for m in table_models(config.tables, config.models)}
+    write_reports(config, folder, {subject: cells}, runs=runs, capture=capture)
 
 
 def _tables_only(config: EvalConfig, out: Path, cells: list[Cell], t0: float,

@@ -41,7 +41,7 @@ from ..data.splits import SPLIT_WORDS, frames_of_split, spread
 from ..data.selection import select_frames, select_refs
 from ..data.stats import identity_distance, read_stats
 from ..device import resolve_device
-from ..distributed import DistInfo, cleanup, setup, share, total, wait_all
+from ..distributed import DistInfo, cleanup, from_main, setup, total, wait_all
 from ..errors import FitFailedError, FormatError
 from ..observe.recorded import RecordedHmc
 from ..observe.sources import TargetSource
@@ -134,26 +134,6 @@ def _processes(job: FitJob) -> DistInfo:
     return setup(job.device, "--device")
 
 
-def _from_main(info: DistInfo, work: Callable[[], Any]) -> Any:
-    """``work()`` run by the main process, its result on every process (its error too:
-    re-raised by the main process, named on the others)."""
-    if info.world == 1:
-        return work()
-    outcome: tuple[str, Any] = ("ok", None)
-    error = None
-    if info.main:
-        try:
-            outcome = ("ok", work())
-        except Exception as exc:  # noqa: BLE001 - re-raised below, after the others heard of it
-            error, outcome = exc, ("error", f"{type(exc).__name__}: {exc}")
-    outcome = share(outcome, info)
-    if error is not None:
-        raise error
-    if outcome[0] == "error":
-        raise RuntimeError(f"rank {info.rank}: the main process (rank 0) stopped the job: {outcome[1]}")
-    return outcome[1]
-
-
 def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: Callable[[str], None],
                  info: DistInfo) -> FitReport:
     from tqdm.auto import tqdm
@@ -184,7 +164,7 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
         return source.build(job.target, frames, pose_noise_rot=job.pose_noise_rot,
                             pose_noise_trans=job.pose_noise_trans, seed=job.seed).to(device)
 
-    _from_main(info, lambda: prepare_out(out, job, overwrite))
+    from_main(info, lambda: prepare_out(out, job, overwrite))
     batches = units(refs, job.batch, job.sequence, source.has_truth if recorded is not None else None)
     # Finished batches are read (and checked) before anything new is computed or written.
     # Several processes (torchrun): each fits every world-th batch, from its rank on.
@@ -198,12 +178,12 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
             if [str(n) for n in finished[k]["names"]] != [f"{r.segment}/{r.frame}" for r in unit]:
                 raise FormatError(path, "holds other frames than this job's batch; --overwrite to start again")
     config = job.fit  # lambda_L already resolved for the target kind (FitJob)
-    search_doc = _from_main(info, lambda: _search(job, out, avatar, run_path, pool, recorded, build, log)) \
+    search_doc = from_main(info, lambda: _search(job, out, avatar, run_path, pool, recorded, build, log)) \
         if job.search else None
     if search_doc is not None:
         config = dataclasses.replace(config, lr=float(search_doc["lr"]),
                                      lambda_latent=float(search_doc["lambda_latent"]))
-    _from_main(info, lambda: write_config(out, job, config, avatar, refs))
+    from_main(info, lambda: write_config(out, job, config, avatar, refs))
 
     from torch.utils.tensorboard import SummaryWriter
 
@@ -265,7 +245,7 @@ def _run_fit_job(job: FitJob, out: Path, overwrite: bool, progress: bool, log: C
         _write_results(out, merged, summary, frames, config, avatar, job, writer)
         return summary, frames
 
-    summary, frames = _from_main(info, merge_and_write)  # once, by the main process; its figures for all
+    summary, frames = from_main(info, merge_and_write)  # once, by the main process; its figures for all
     writer.close()
     fitted_now = total(fitted_now, info)
     wait_all(info)  # no process leaves (and tears the group down) while another is still in a collective

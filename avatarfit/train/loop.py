@@ -60,6 +60,17 @@ class TrainResult:
     initial_psnr_face: float = math.nan
     selected_by: str = "loss"
 
+    def describe(self) -> str:
+        """One line: why it stopped, the best evaluation and the validation PSNR."""
+        why = {"steps": "step budget reached", "early": "stopped early (no validation improvement)",
+               "time": "time budget reached"}.get(self.stopped, self.stopped)
+        best = (f"best validation loss {self.best_loss:.4f} at step {self.best_step}" if self.selected_by == "loss"
+                else f"best prior R^2 on validation frames at step {self.best_step} (validation loss "
+                f"{self.best_loss:.4f})")
+        return (f"{why} after {self.steps} steps ({self.seconds / 60:.1f} min): {best}; validation frontal PSNR "
+                f"{self.psnr:.2f} dB (face pixels {self.psnr_face:.2f} dB; untrained {self.initial_psnr:.2f} / "
+                f"{self.initial_psnr_face:.2f} dB)")
+
 
 def _to(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:
     return {k: v.to(device) for k, v in batch.items()}

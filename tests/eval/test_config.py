@@ -38,6 +38,10 @@ def test_shipped_configs_load(name):
     ({"fit": {"lr": [0]}}, ["fit.lr"]),
     ({"fit": {"stepz": 3}}, ["unknown key", "stepz"]),
     ({"colour": 1}, ["unknown key", "colour"]),
+    ({"launch": {"launcher": "pbs"}}, ["launch.launcher", "local", "slurm", "pbs"]),
+    ({"launch": {"gpus": 1}}, ["unknown key", "gpus", "gpus_per_job"]),
+    ({"launch": {"time_min": -5}}, ["launch.time_min", "-5"]),
+    ({"launch": {"sbatch": ["qos=high"]}}, ["launch.sbatch", "mapping"]),
 ])
 def test_bad_configs_name_the_file_and_the_setting(tmp_path, change, words):
     path = write(tmp_path, **change)
@@ -80,3 +84,20 @@ def test_the_saved_config_reads_back_from_the_output_folder(tmp_path):
 def test_the_tiny_config_has_every_model_and_table():
     config = load_eval_config(REPO / "configs/eval/tiny.yaml")
     assert config.tables == (6, 7, 8, 9) and len(config.models) == 10 and config.base_path().is_file()
+
+
+def test_launch_settings_from_the_command_line_override_the_file(tmp_path, capsys):
+    from avatarfit.cli import _launch_overrides, build_parser
+
+    path = write(tmp_path, launch={"launcher": "slurm", "partition": "cpu", "time_min": 60})
+    args = build_parser("evaluate").parse_args(["evaluate", "--config", str(path), "--partition", "gpu",
+                                                "--gpus-per-job", "2", "--sbatch", "qos=high", "--sbatch",
+                                                "constraint=a100"])
+    config = load_eval_config(path, {"launch": _launch_overrides(args)})
+    launch = config.launch
+    assert (launch.launcher, launch.partition, launch.time_min, launch.gpus_per_job) == ("slurm", "gpu", 60, 2)
+    assert launch.sbatch == {"qos": "high", "constraint": "a100"}
+    assert launch.processes_per_fit == 2  # one fitting process per GPU of the job
+    args = build_parser("evaluate").parse_args(["evaluate", "--config", str(path), "--sbatch", "qos"])
+    with pytest.raises(ValueError, match="--sbatch: expected KEY=VALUE"):
+        _launch_overrides(args)

@@ -1,0 +1,279 @@
+"""Running a graph of jobs (trainings, evaluation cells) through submitit: processes on
+this machine (``local``) or a SLURM cluster (``slurm``), one code path for both.
+
+Each :class:`Job` is submitted by its own executor, whose folder holds the job's logs
+(``JOBS/<subject>/<job>/<id>_0_log.out`` and ``.err``). Locally, at most ``parallel`` jobs
+run at once and a job starts when the jobs it waits for have finished; on SLURM every job
+is submitted at once, each waiting for the others through ``afterok`` dependencies (and
+cancelled by SLURM when one of them fails). A job that reaches its time limit or is
+pre-empted is requeued by submitit (:class:`Requeueable`'s ``checkpoint`` hook) and
+continues from its own files: trainings from ``last.pt``, fit cells from their finished
+batches.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from ..errors import JobsFailedError
+from .config import LaunchSpec
+
+__all__ = ["Job", "Requeueable", "submission_parameters", "submit_all", "run_jobs"]
+
+#: Seconds between looks at the jobs' states (SLURM's ``sacct`` is asked less often by submitit).
+_POLL = {"local": 0.5, "slurm": 15.0}
+
+
+@dataclass(frozen=True)
+class Job:
+    """One unit of work.
+
+    Attributes:
+        name: unique name, also its log folder below the jobs folder (``p7/train-dam``).
+        kind: what it is, for the progress counts (``train`` or ``cell``).
+        label: how messages name it.
+        fn: a module-level function, called as ``fn(**kwargs)`` in the job's process(es);
+            called again after a requeue, it must continue from its own files.
+        kwargs: its arguments (picklable).
+        after: names of the jobs it waits for.
+        processes: processes of the job (more than one: ``fn`` runs in each, with
+            ``torch.distributed``'s environment set, as under ``torchrun``).
+    """
+
+    name: str
+    kind: str
+    label: str
+    fn: Callable[..., Any]
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    after: tuple[str, ...] = ()
+    processes: int = 1
+
+
+class Requeueable:
+    """``fn(**kwargs)`` with ``threads`` CPU threads, which submitit requeues after a
+    pre-emption or a time limit (it calls :meth:`checkpoint` on the signal): the new
+    attempt calls ``fn`` again, and ``fn`` continues from its own files."""
+
+    def __init__(self, fn: Callable[..., Any], kwargs: dict[str, Any], threads: int = 0,
+                 distributed: bool = False) -> None:
+        self.fn, self.kwargs, self.threads, self.distributed = fn, kwargs, threads, distributed
+
+    def __call__(self) -> Any:
+        if self.threads:
+            import torch
+
+            torch.set_num_threads(self.threads)
+        if self.distributed:  # RANK, WORLD_SIZE, MASTER_ADDR/PORT, LOCAL_RANK from the job's tasks
+            from submitit.helpers import TorchDistributedEnvironment
+
+            TorchDistributedEnvironment().export(set_cuda_visible_devices=False, overwrite=True)
+        return self.fn(**self.kwargs)
+
+    def checkpoint(self, *args: Any, **kwargs: Any):
+        """submitit's hook before a requeue: the same call again (the work resumes from its
+        files, which it writes as it goes)."""
+        from submitit.helpers import DelayedSubmission
+
+        return DelayedSubmission(self)
+
+
+def _local_gpus(spec: LaunchSpec) -> int:
+    """GPUs a local job sees (the first ones): ``gpus_per_job``, or every GPU of the machine."""
+    if spec.gpus_per_job:
+        return spec.gpus_per_job
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def submission_parameters(spec: LaunchSpec, job: Job, dependencies: list[str]) -> dict[str, Any]:
+    """The submitit parameters of ``job`` (``AutoExecutor.update_parameters``), with the
+    SLURM ids of the jobs it waits for in ``dependencies``."""
+    params: dict[str, Any] = {"name": job.name.replace("/", "-"), "tasks_per_node": job.processes, "nodes": 1}
+    if spec.launcher == "local":
+        params.update(timeout_min=spec.time_min or 10 ** 6, gpus_per_node=_local_gpus(spec))
+        return params
+    params["timeout_min"] = spec.time_min or 24 * 60
+    if spec.gpus_per_job:
+        params["gpus_per_node"] = spec.gpus_per_job
+    if spec.cpus_per_job:
+        params["cpus_per_task"] = spec.cpus_per_job
+    if spec.mem_gb:
+        params["mem_gb"] = spec.mem_gb
+    if spec.partition:
+        params["slurm_partition"] = spec.partition
+    if spec.account:
+        params["slurm_account"] = spec.account
+    extra = dict(spec.sbatch)
+    if dependencies:
+        params["slurm_dependency"] = "afterok:" + ":".join(dependencies)
+        extra.setdefault("kill-on-invalid-dep", "yes")
+    if extra:
+        params["slurm_additional_parameters"] = extra
+    return params
+
+
+def _threads(spec: LaunchSpec, parallel: int) -> int:
+    if spec.cpus_per_job:
+        return spec.cpus_per_job
+    return 1 if spec.launcher == "local" and parallel > 1 else 0
+
+
+def _submit(job: Job, spec: LaunchSpec, folder: Path, dependencies: list[str], parallel: int):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder / job.name, cluster=spec.launcher,
+                                     slurm_max_num_timeout=spec.requeues, local_max_num_timeout=spec.requeues)
+    executor.update_parameters(**submission_parameters(spec, job, dependencies))
+    return executor.submit(Requeueable(job.fn, job.kwargs, _threads(spec, parallel), job.processes > 1))
+
+
+def _log_file(handle) -> str:
+    """The job's error log when it has anything in it, else its output log."""
+    err, out = Path(handle.paths.stderr), Path(handle.paths.stdout)
+    return str(err if err.is_file() and err.stat().st_size else out)
+
+
+def _error_text(exc: BaseException) -> str:
+    """The job's own exception (``Type: message``) out of submitit's report of its traceback."""
+    text = str(exc)
+    if "Traceback (most recent call last):" in text:
+        trace = text.split("Traceback (most recent call last):", 1)[1].split("\n----", 1)[0]
+        lines = trace.strip("\n").splitlines()
+        first = next((k for k, line in enumerate(lines) if line and not line[0].isspace()), None)
+        if first is not None:
+            return " ".join(line.strip() for line in lines[first:] if line.strip())[:400]
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    return lines[0][:400] if lines else type(exc).__name__
+
+
+def submit_all(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, parallel: int = 1) -> dict[str, Any]:
+    """Submit every job now, in list order, each depending on the jobs it waits for (on
+    SLURM: ``afterok`` on their ids, which must come earlier in the list).
+
+    Returns:
+        ``job name -> submitit job``.
+    """
+    handles: dict[str, Any] = {}
+    for job in jobs:
+        later = [d for d in job.after if d not in handles]
+        if later:
+            raise ValueError(f"jobs: {job.name} waits for {later}, which must come before it in the list")
+        handles[job.name] = _submit(job, spec, Path(folder), [handles[d].job_id for d in job.after], parallel)
+    return handles
+
+
+def run_jobs(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, *, parallel: int = 1,
+             progress: bool = True, log: Callable[[str], None] = print,
+             on_finish: Callable[[Job, Any], None] | None = None) -> dict[str, Any]:
+    """Run ``jobs`` (waiting for one another as their ``after`` says) and wait for them all.
+
+    Args:
+        jobs: the jobs; ``after`` may only name jobs of the list (what is finished before
+            is left out of the list, and out of ``after``).
+        spec: the launcher and its settings.
+        folder: the jobs' folder (one log folder per job).
+        parallel: jobs at once with the local launcher (a job of N processes counts N).
+        progress: a progress bar with the counts of finished, running and failed jobs.
+        on_finish: called in this process with each finished job and its result.
+
+    Returns:
+        ``job name -> result`` (task 0's).
+
+    Raises:
+        JobsFailedError: after every job that could run has run, naming each failed job
+            (and those not started because a job they wait for failed) and its log file.
+        KeyboardInterrupt: the unfinished jobs are cancelled first.
+    """
+    from tqdm.auto import tqdm
+
+    folder = Path(folder)
+    by_name = {j.name: j for j in jobs}
+    unknown = {d for j in jobs for d in j.after if d not in by_name}
+    if len(by_name) != len(jobs) or unknown:
+        raise ValueError(f"jobs: names must be unique and after= must name jobs of the list; unknown {sorted(unknown)}")
+    waiting = list(jobs)
+    running: dict[str, Any] = {}  # name -> submitit job
+    results: dict[str, Any] = {}
+    failed: dict[str, tuple[str, str]] = {}  # name -> (what, log file)
+    kinds = sorted({j.kind for j in jobs})
+    bar = tqdm(total=len(jobs), desc="jobs", unit="job", disable=not progress)
+
+    def counts() -> str:
+        parts = []
+        for kind in kinds:
+            total = sum(j.kind == kind for j in jobs)
+            done = sum(by_name[n].kind == kind for n in results)
+            mine = [h for n, h in running.items() if by_name[n].kind == kind]
+            run = len(mine) if spec.launcher == "local" else sum(h.state == "RUNNING" for h in mine)
+            bad = sum(by_name[n].kind == kind for n in failed)
+            parts.append(f"{kind} {done}/{total} done, {run} running" + (f", {len(mine) - run} queued"
+                                                                          if len(mine) > run else "") +
+                         (f", {bad} failed" if bad else ""))
+        return "; ".join(parts)
+
+    def submit_ready() -> None:  # the local launcher: what can start now
+        for job in list(waiting):
+            lost = [d for d in job.after if d in failed]
+            if lost:
+                waiting.remove(job)
+                failed[job.name] = (f"not started: it needs {by_name[lost[0]].label}, which failed", "")
+                bar.update(1)
+                continue
+            busy = sum(by_name[n].processes for n in running)
+            if not all(d in results for d in job.after) or (running and busy + job.processes > parallel):
+                continue
+            running[job.name] = _submit(job, spec, folder, [], parallel)
+            waiting.remove(job)
+            log(f"  started {job.label}: log {running[job.name].paths.stdout}")
+
+    try:
+        if spec.launcher == "local":
+            submit_ready()
+        else:
+            running.update(submit_all(jobs, spec, folder))
+            waiting.clear()
+            log(f"  submitted {len(jobs)} job(s) (SLURM ids {', '.join(h.job_id for h in running.values())}); logs in "
+                f"{folder}")
+        while running or waiting:
+            time.sleep(_POLL[spec.launcher])
+            for name in [n for n, h in running.items() if h.done()]:
+                handle = running.pop(name)
+                job = by_name[name]
+                lost = [d for d in job.after if d in failed]
+                try:
+                    results[name] = handle.results()[0]
+                except Exception as exc:  # noqa: BLE001 - the job's own error, reported with its log
+                    if lost:  # SLURM cancelled it (kill-on-invalid-dep)
+                        failed[name] = (f"not started: it needs {by_name[lost[0]].label}, which failed", "")
+                    else:
+                        failed[name] = (_error_text(exc), _log_file(handle))
+                        log(f"  FAILED {job.label}: {failed[name][0]} (log {failed[name][1]})")
+                else:
+                    if on_finish is not None:
+                        on_finish(job, results[name])
+                bar.update(1)
+                bar.set_postfix_str(counts())
+            if spec.launcher == "local":
+                submit_ready()
+            if waiting and not running:  # only jobs whose dependencies can no longer finish
+                for job in waiting:
+                    failed[job.name] = ("not started: a job it needs failed", "")
+                break
+    except KeyboardInterrupt:
+        for handle in running.values():
+            handle.cancel(check=False)
+        log(f"  interrupted: cancelled {len(running)} running job(s); --resume continues from what they wrote")
+        raise
+    finally:
+        bar.close()
+    if failed:
+        lines = [f"{by_name[n].label}: {what}" + (f" (log {path})" if path else "") for n, (what, path) in failed.items()]
+        raise JobsFailedError(f"{len(failed)} of {len(jobs)} job(s) failed ({counts()}):\n  " + "\n  ".join(lines) +
+                              "\nwhat finished is kept; --resume runs the rest",
+                              {n: path for n, (_, path) in failed.items()})
+    return results
