@@ -798,6 +798,9 @@ def main(argv: list[str] | None = None) -> int:
     except (AvatarfitError, ValueError, OSError) as exc:  # OSError: files and folders (missing, exist, permissions)
         print(f"avatarfit {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"avatarfit {args.command}: interrupted", file=sys.stderr)
+        return 130
     return 0
 
 

@@ -191,3 +191,32 @@ def test_tables_only_from_a_copy_holding_only_cells_and_run_configs(evaluated, t
             shutil.copy(path, copy / rel)
     again = run_evaluation(config, copy, tables_only=True, progress=False, log=lambda m: None)
     assert again.results == result.results
+
+
+def test_a_fit_cell_in_two_processes_writes_what_one_process_does(evaluated, tmp_path):
+    """``launch.fit_processes: 2``: the cells' job runs two processes (gloo on the CPU) that
+    fit the frames between them, as torchrun does for ``avatarfit fit``; the cells equal
+    those of a one-process job."""
+    import dataclasses
+
+    from avatarfit.eval.jobs import model_cells
+    from avatarfit.eval.launch import Job, run_jobs
+    from avatarfit.eval.plan import Cell
+
+    config, result, _ = evaluated
+    config = dataclasses.replace(config, fit=dataclasses.replace(config.fit, batch=1))  # a batch per process
+    cells = [Cell("dam", "decode_encoder", True), Cell("dam", "hmc", True)]
+    folder = result.out / "p1"
+    jobs = [Job(f"p1/cells-{n}", "cells", f"cells in {n}", model_cells,
+                {"config": config, "cells": cells, "bases": {}, "run": folder / "runs" / "dam",
+                 "capture": folder / "capture", "cells_dir": tmp_path / str(n)}, processes=n) for n in (1, 2)]
+    docs = run_jobs(jobs, config.launch, tmp_path / "jobs", parallel=3, progress=False, log=lambda m: None)
+    assert len(list((tmp_path / "2" / "dam" / "hmc" / "tb").glob("events.*.rank*"))) == 2  # both fitted
+
+    def plain(doc):
+        return {k: v for k, v in doc["summary"].items() if "seconds" not in k}, \
+            [{k: v for k, v in f.items() if "seconds" not in k} for f in doc["frames"]]
+
+    for cell in cells:
+        one, two = (json.loads((tmp_path / str(n) / f"{cell.key}.json").read_text()) for n in (1, 2))
+        assert plain(two) == plain(one) == plain(docs["p1/cells-2"][cell.key])
