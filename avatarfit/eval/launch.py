@@ -14,6 +14,8 @@ batches.
 from __future__ import annotations
 
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,13 +58,22 @@ class Job:
 class Requeueable:
     """``fn(**kwargs)`` with ``threads`` CPU threads, which submitit requeues after a
     pre-emption or a time limit (it calls :meth:`checkpoint` on the signal): the new
-    attempt calls ``fn`` again, and ``fn`` continues from its own files."""
+    attempt calls ``fn`` again, and ``fn`` continues from its own files.
+
+    ``env``: environment variables set first (the local launcher passes the caller's
+    ``CUDA_VISIBLE_DEVICES`` on: submitit's own numbers GPUs from 0); ``exit_on_term``:
+    SIGTERM ends the process (how the local launcher cancels a job; submitit ignores it,
+    as SLURM sends it before its own kill)."""
 
     def __init__(self, fn: Callable[..., Any], kwargs: dict[str, Any], threads: int = 0,
-                 distributed: bool = False) -> None:
+                 distributed: bool = False, env: dict[str, str] | None = None, exit_on_term: bool = False) -> None:
         self.fn, self.kwargs, self.threads, self.distributed = fn, kwargs, threads, distributed
+        self.env, self.exit_on_term = dict(env or {}), exit_on_term
 
     def __call__(self) -> Any:
+        os.environ.update(self.env)
+        if self.exit_on_term:
+            signal.signal(signal.SIGTERM, _exit)
         if self.threads:
             import torch
 
@@ -82,12 +93,16 @@ class Requeueable:
 
 
 def _local_gpus(spec: LaunchSpec) -> int:
-    """GPUs a local job sees (the first ones): ``gpus_per_job``, or every GPU of the machine."""
+    """How many GPUs a local job sees: ``gpus_per_job``, or every GPU this process sees."""
     if spec.gpus_per_job:
         return spec.gpus_per_job
     import torch
 
     return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def _exit(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def submission_parameters(spec: LaunchSpec, job: Job, dependencies: list[str]) -> dict[str, Any]:
@@ -129,7 +144,24 @@ def _submit(job: Job, spec: LaunchSpec, folder: Path, dependencies: list[str], p
     executor = submitit.AutoExecutor(folder=folder / job.name, cluster=spec.launcher,
                                      slurm_max_num_timeout=spec.requeues, local_max_num_timeout=spec.requeues)
     executor.update_parameters(**submission_parameters(spec, job, dependencies))
-    return executor.submit(Requeueable(job.fn, job.kwargs, _threads(spec, parallel), job.processes > 1))
+    local = spec.launcher == "local"
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    env = {"CUDA_VISIBLE_DEVICES": visible} if local and visible is not None and not spec.gpus_per_job else {}
+    return executor.submit(Requeueable(job.fn, job.kwargs, _threads(spec, parallel), job.processes > 1, env,
+                                       exit_on_term=local))
+
+
+def _cancel(handle, spec: LaunchSpec) -> None:
+    """Cancel a job: SLURM's ``scancel``; locally SIGTERM to the job's controller, which
+    passes it to the job's processes (a SIGINT, submitit's own local cancel, is lost where
+    the command started with SIGINT ignored, as in a script's background job)."""
+    if spec.launcher != "local":
+        handle.cancel(check=False)
+        return
+    try:
+        os.kill(int(handle.job_id), signal.SIGTERM)
+    except (ProcessLookupError, ValueError):
+        pass
 
 
 def _log_file(handle) -> str:
@@ -149,6 +181,10 @@ def _error_text(exc: BaseException) -> str:
             return " ".join(line.strip() for line in lines[first:] if line.strip())[:400]
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
     return lines[0][:400] if lines else type(exc).__name__
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 def submit_all(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, parallel: int = 1) -> dict[str, Any]:
@@ -187,7 +223,7 @@ def run_jobs(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, *, pa
     Raises:
         JobsFailedError: after every job that could run has run, naming each failed job
             (and those not started because a job they wait for failed) and its log file.
-        KeyboardInterrupt: the unfinished jobs are cancelled first.
+        KeyboardInterrupt: on Ctrl-C or SIGTERM, after cancelling the unfinished jobs.
     """
     from tqdm.auto import tqdm
 
@@ -231,6 +267,9 @@ def run_jobs(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, *, pa
             waiting.remove(job)
             log(f"  started {job.label}: log {running[job.name].paths.stdout}")
 
+    previous = None
+    if threading.current_thread() is threading.main_thread():  # `kill PID` cancels the jobs as Ctrl-C does
+        previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if spec.launcher == "local":
             submit_ready()
@@ -266,11 +305,17 @@ def run_jobs(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, *, pa
                 break
     except KeyboardInterrupt:
         for handle in running.values():
-            handle.cancel(check=False)
+            _cancel(handle, spec)
+        if spec.launcher == "local":  # gone before a --resume can start them again
+            t0 = time.monotonic()
+            while any(not h.done() for h in running.values()) and time.monotonic() - t0 < 15:
+                time.sleep(0.1)
         log(f"  interrupted: cancelled {len(running)} running job(s); --resume continues from what they wrote")
         raise
     finally:
         bar.close()
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     if failed:
         lines = [f"{by_name[n].label}: {what}" + (f" (log {path})" if path else "") for n, (what, path) in failed.items()]
         raise JobsFailedError(f"{len(failed)} of {len(jobs)} job(s) failed ({counts()}):\n  " + "\n  ".join(lines) +

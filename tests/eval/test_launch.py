@@ -8,6 +8,8 @@ import csv
 import os
 import signal
 import stat
+import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -32,20 +34,32 @@ def _stamp(path: str, needs: str = "") -> str:
     return path
 
 
+def _sleep(seconds: float) -> None:
+    time.sleep(seconds)
+
+
 def _fail() -> None:
     raise ValueError("no frame s1/000042 in this capture")
 
 
-def _children(pid: int) -> list[int]:
-    found = []
+def _tasks(pid: int) -> list[int]:
+    """The processes below ``pid`` that run a job's function (submitit's task processes)."""
+    parents = {}
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
-                fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+                parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             except OSError:
                 continue
-            if int(fields[1]) == pid:
-                found.append(int(entry.name))
+    below, found = {pid}, []
+    for _ in range(4):
+        below |= {p for p, parent in parents.items() if parent in below}
+    for p in below - {pid}:
+        try:
+            if b"submitit.core._submit" in Path(f"/proc/{p}/cmdline").read_bytes():
+                found.append(p)
+        except OSError:
+            continue
     return found
 
 
@@ -86,7 +100,7 @@ def test_a_preempted_training_is_requeued_and_ends_where_an_uninterrupted_one_do
     handle = _submit(Job("t", "train", "T", train_run, {"config": config, "capture": tiny_capture, "run": run}),
                      LaunchSpec(), tmp_path / "jobs", [], 1)
     _wait_for(run / "last.pt")
-    tasks = _children(int(handle.job_id))
+    tasks = _tasks(int(handle.job_id))
     assert len(tasks) == 1
     os.kill(tasks[0], signal.SIGUSR2)  # what SLURM sends before a pre-emption or the time limit
     line = handle.results()[0]
@@ -101,6 +115,34 @@ def test_a_preempted_training_is_requeued_and_ends_where_an_uninterrupted_one_do
     for m in metrics:
         m.pop("seconds", None)
     assert metrics[0] == metrics[1]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def test_a_terminated_command_cancels_its_local_jobs(tmp_path):
+    """``kill PID`` of the waiting command (started with SIGINT ignored, as a script's
+    background job is) leaves no job running that a --resume would start again."""
+    code = ("from avatarfit.eval.launch import Job, run_jobs; from avatarfit.eval.config import LaunchSpec; "
+            "from tests.eval.test_launch import _sleep; "
+            f"run_jobs([Job('s', 'cells', 'S', _sleep, {{'seconds': 600}})], LaunchSpec(), {str(tmp_path)!r}, "
+            "progress=False)")
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    t0 = time.monotonic()
+    while not _tasks(proc.pid):
+        assert time.monotonic() - t0 < 60 and proc.poll() is None, "the job did not start"
+        time.sleep(0.1)
+    task = _tasks(proc.pid)[0]
+    time.sleep(1.0)  # the job's function is running
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=60)
+    assert "interrupted: cancelled 1 running job(s)" in out, out
+    assert not _alive(task)
 
 
 TWO = {"subjects": [{"name": "a", "subject": "procedural", "seed": 3},
@@ -135,8 +177,9 @@ def test_an_evaluation_whose_training_is_killed_resumes_to_the_uninterrupted_tab
     worker.start()
     _wait_for(out / "a" / "runs" / "dam" / "last.pt")
     controller = int(next((out / "jobs" / "a" / "train-dam").glob("*_0_log.out")).name.split("_")[0])
-    for pid in _children(controller):
-        os.kill(pid, signal.SIGKILL)  # the machine went away mid-training
+    tasks = _tasks(controller)
+    assert len(tasks) == 1
+    os.kill(tasks[0], signal.SIGKILL)  # the machine went away mid-training
     worker.join(timeout=600)
     error = box.get("error")
     assert isinstance(error, JobsFailedError), error
@@ -190,6 +233,7 @@ def test_slurm_scripts_carry_the_resources_and_the_dependencies(tmp_path, monkey
     assert "--dependency" not in first
     assert "#SBATCH --dependency=afterok:101" in second and "#SBATCH --kill-on-invalid-dep=yes" in second
     assert "#SBATCH --dependency=afterok:102" in third and "#SBATCH --ntasks-per-node=2" in third
-    assert f"#SBATCH --output={tmp_path / 'jobs' / 's' / 'train-dam'}/%j_%t_log.out" in first
+    assert f"#SBATCH --output={tmp_path / 'jobs' / 's' / 'train-dam'}/%j_0_log.out" in first  # the job's log folder
+    assert "-m submitit.core._submit" in first and "srun" in first
     with pytest.raises(ValueError, match="before it"):
         submit_all(jobs[::-1], spec, tmp_path / "jobs2")
