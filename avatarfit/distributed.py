@@ -42,6 +42,9 @@ def setup(device: str = "auto", argument: str = "train.device") -> DistInfo:
 
     local = int(os.environ.get("LOCAL_RANK", "0"))
     if use_cuda:
+        if local >= torch.cuda.device_count():
+            raise ValueError(f"{argument}: process LOCAL_RANK {local} has no GPU of its own (this machine shows "
+                             f"{torch.cuda.device_count()}); start at most that many processes per machine")
         torch.cuda.set_device(local)
     owned = not dist.is_initialized()
     if owned:

@@ -141,14 +141,17 @@ class LaunchSpec:
             ``sbatch`` at once; DAM-*-Reg trainings and the cells wait for what they need
             through ``afterok`` dependencies).
         partition, account: SLURM partition and account (empty: the cluster's default).
-        gpus_per_job: GPUs of each job (local and 0: every job sees this machine's GPUs).
-        cpus_per_job: CPU cores of each job (0: one thread per job locally when ``jobs`` > 1,
-            the cluster's default on SLURM).
+        gpus_per_job: GPUs of a job that fits across processes (one per process, at most
+            this many); trainings and decodings get one. Locally a job then waits for free GPUs
+            and sees only its own; 0: every local job sees every GPU of the machine.
+        cpus_per_job: CPU cores of each job, shared by its processes (0: one thread per job
+            locally when ``jobs`` > 1, the cluster's default on SLURM).
         mem_gb: memory of each job in GB (0: the cluster's default).
         time_min: time limit of each job in minutes (0: 24 h on SLURM, none locally). A job
             that reaches it, or is pre-empted, is requeued and continues from its checkpoint
             (trainings from ``last.pt``, fit cells from their finished batches).
-        requeues: how many times a job may be requeued after reaching its time limit.
+        requeues: how many times a job may be requeued after reaching its time limit
+            (pre-emptions do not count; submitit's local executor stops at 6 in any case).
         fit_processes: processes of each fit cell (0: one per GPU of the job); more than one
             fits the cell's frames across them, as ``torchrun`` does for ``avatarfit fit``.
         sbatch: further ``sbatch`` parameters, e.g. ``{qos: high, constraint: a100}``.
@@ -174,8 +177,13 @@ class LaunchSpec:
                 raise ValueError(f"launch.{name}: expected a whole number >= 0, got {value!r}")
         if not isinstance(self.mem_gb, (int, float)) or self.mem_gb < 0:
             raise ValueError(f"launch.mem_gb: expected a number >= 0, got {self.mem_gb!r}")
-        if not isinstance(self.sbatch, dict) or not all(isinstance(k, str) for k in self.sbatch):
-            raise ValueError(f"launch.sbatch: expected a mapping of sbatch parameters, got {self.sbatch!r}")
+        if not isinstance(self.sbatch, dict) or not all(isinstance(k, str) and isinstance(v, (str, int, float))
+                                                       for k, v in self.sbatch.items()):
+            raise ValueError(f"launch.sbatch: expected a mapping of sbatch parameters to single values (qos: high), "
+                             f"got {self.sbatch!r}")
+        if self.gpus_per_job and self.fit_processes > self.gpus_per_job:
+            raise ValueError(f"launch.fit_processes: {self.fit_processes} processes need a GPU each, but gpus_per_job "
+                             f"is {self.gpus_per_job}")
 
     @property
     def processes_per_fit(self) -> int:

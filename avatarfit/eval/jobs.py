@@ -38,7 +38,7 @@ def model_cells(config: EvalConfig, cells: list[Cell], bases: dict[str, Cell], r
     """
     import os
 
-    from ..distributed import cleanup, from_main, setup
+    from ..distributed import cleanup, from_main, setup, wait_all
 
     info = setup(config.device, "device") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
     docs: dict[str, dict[str, Any]] = {}
@@ -51,8 +51,9 @@ def model_cells(config: EvalConfig, cells: list[Cell], bases: dict[str, Cell], r
                 docs[cell.key] = done
                 continue
             grid = None
-            if base is not None:
-                doc = json.loads((cells_dir / f"{base.key}.json").read_text(encoding="utf-8"))
+            if base is not None:  # read by the main process, which wrote it
+                doc = from_main(info, lambda: json.loads((cells_dir / f"{base.key}.json").read_text(encoding="utf-8"))) \
+                    if info is not None else json.loads((cells_dir / f"{base.key}.json").read_text(encoding="utf-8"))
                 grid = ((doc["lr"],), (doc["lambda_latent"],))
             (cells_dir / cell.key).parent.mkdir(parents=True, exist_ok=True)
             args = cell_args(config, cell, run, capture, cells_dir, spec, grid)
@@ -60,6 +61,8 @@ def model_cells(config: EvalConfig, cells: list[Cell], bases: dict[str, Cell], r
                 docs[cell.key] = from_main(info, lambda: run_cell(args))
             else:
                 docs[cell.key] = run_cell(args)
+            if info is not None:  # the main process has written the cell's JSON before any process reads it
+                wait_all(info)
     finally:
         if info is not None:
             cleanup(info)

@@ -24,7 +24,7 @@ from typing import Any, Callable
 from ..errors import JobsFailedError
 from .config import LaunchSpec
 
-__all__ = ["Job", "Requeueable", "submission_parameters", "submit_all", "run_jobs"]
+__all__ = ["Job", "Requeueable", "job_gpus", "visible_gpus", "submission_parameters", "submit_all", "run_jobs"]
 
 #: Seconds between looks at the jobs' states (SLURM's ``sacct`` is asked less often by submitit).
 _POLL = {"local": 0.5, "slurm": 15.0}
@@ -92,76 +92,135 @@ class Requeueable:
         return DelayedSubmission(self)
 
 
-def _local_gpus(spec: LaunchSpec) -> int:
-    """How many GPUs a local job sees: ``gpus_per_job``, or every GPU this process sees."""
-    if spec.gpus_per_job:
-        return spec.gpus_per_job
+def visible_gpus() -> list[str]:
+    """The GPUs this process sees, as ``CUDA_VISIBLE_DEVICES`` names them (or numbered)."""
+    names = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if names is not None:
+        return [n.strip() for n in names.split(",") if n.strip()]
     import torch
 
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+    return [str(k) for k in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
+
+
+def job_gpus(spec: LaunchSpec, job: Job) -> int:
+    """GPUs ``job`` is given: one per process, at most ``gpus_per_job`` (0: the local
+    launcher's jobs share every GPU)."""
+    return min(spec.gpus_per_job, job.processes) if spec.gpus_per_job else 0
 
 
 def _exit(signum: int, frame: Any) -> None:
     raise SystemExit(128 + signum)
 
 
+def _sbatch_extra(spec: LaunchSpec, dependencies: list[str]) -> dict[str, Any]:
+    extra = {k.replace("_", "-"): v for k, v in spec.sbatch.items()}
+    if dependencies:
+        extra.setdefault("kill-on-invalid-dep", "yes")
+    return extra
+
+
 def submission_parameters(spec: LaunchSpec, job: Job, dependencies: list[str]) -> dict[str, Any]:
     """The submitit parameters of ``job`` (``AutoExecutor.update_parameters``), with the
-    SLURM ids of the jobs it waits for in ``dependencies``."""
+    SLURM ids of the jobs it waits for in ``dependencies``. Locally the job's GPUs are
+    set by the launcher itself (:class:`Requeueable`'s ``env``)."""
     params: dict[str, Any] = {"name": job.name.replace("/", "-"), "tasks_per_node": job.processes, "nodes": 1}
     if spec.launcher == "local":
-        params.update(timeout_min=spec.time_min or 10 ** 6, gpus_per_node=_local_gpus(spec))
+        params.update(timeout_min=spec.time_min or 10 ** 6, gpus_per_node=0)
         return params
     params["timeout_min"] = spec.time_min or 24 * 60
     if spec.gpus_per_job:
-        params["gpus_per_node"] = spec.gpus_per_job
+        params["gpus_per_node"] = job_gpus(spec, job)
     if spec.cpus_per_job:
-        params["cpus_per_task"] = spec.cpus_per_job
+        params["cpus_per_task"] = max(1, spec.cpus_per_job // job.processes)
     if spec.mem_gb:
         params["mem_gb"] = spec.mem_gb
     if spec.partition:
         params["slurm_partition"] = spec.partition
     if spec.account:
         params["slurm_account"] = spec.account
-    extra = dict(spec.sbatch)
     if dependencies:
         params["slurm_dependency"] = "afterok:" + ":".join(dependencies)
-        extra.setdefault("kill-on-invalid-dep", "yes")
+    extra = _sbatch_extra(spec, dependencies)
     if extra:
         params["slurm_additional_parameters"] = extra
     return params
 
 
-def _threads(spec: LaunchSpec, parallel: int) -> int:
+def _threads(spec: LaunchSpec, job: Job, parallel: int) -> int:
+    """CPU threads of each of the job's processes (0: torch's default)."""
     if spec.cpus_per_job:
-        return spec.cpus_per_job
+        return max(1, spec.cpus_per_job // job.processes)
     return 1 if spec.launcher == "local" and parallel > 1 else 0
 
 
-def _submit(job: Job, spec: LaunchSpec, folder: Path, dependencies: list[str], parallel: int):
+def _submit(job: Job, spec: LaunchSpec, folder: Path, dependencies: list[str], parallel: int,
+            gpus: list[str] | None = None):
+    """Submit ``job``; locally ``gpus`` are the GPUs it sees (``None``: the caller's own)."""
     import submitit
 
+    from ..errors import JobsFailedError
+
+    (folder / job.name).mkdir(parents=True, exist_ok=True)
+    for old in (folder / job.name).glob("*_result.pkl"):  # a reused process id must not find an old result
+        old.unlink()
     executor = submitit.AutoExecutor(folder=folder / job.name, cluster=spec.launcher,
                                      slurm_max_num_timeout=spec.requeues, local_max_num_timeout=spec.requeues)
     executor.update_parameters(**submission_parameters(spec, job, dependencies))
     local = spec.launcher == "local"
-    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
-    env = {"CUDA_VISIBLE_DEVICES": visible} if local and visible is not None and not spec.gpus_per_job else {}
-    return executor.submit(Requeueable(job.fn, job.kwargs, _threads(spec, parallel), job.processes > 1, env,
-                                       exit_on_term=local))
-
-
-def _cancel(handle, spec: LaunchSpec) -> None:
-    """Cancel a job: SLURM's ``scancel``; locally SIGTERM to the job's controller, which
-    passes it to the job's processes (a SIGINT, submitit's own local cancel, is lost where
-    the command started with SIGINT ignored, as in a script's background job)."""
-    if spec.launcher != "local":
-        handle.cancel(check=False)
-        return
+    env = {}
+    if local:
+        names = visible_gpus() if gpus is None else gpus
+        env = {"CUDA_VISIBLE_DEVICES": ",".join(names)} if names or "CUDA_VISIBLE_DEVICES" in os.environ else {}
     try:
-        os.kill(int(handle.job_id), signal.SIGTERM)
-    except (ProcessLookupError, ValueError):
-        pass
+        return executor.submit(Requeueable(job.fn, job.kwargs, _threads(spec, job, parallel), job.processes > 1, env,
+                                           exit_on_term=local))
+    except (submitit.core.utils.FailedSubmissionError, submitit.core.utils.FailedJobError, OSError) as exc:
+        raise JobsFailedError(f"{job.label}: could not be submitted ({type(exc).__name__}: {str(exc).strip()[:600]})",
+                              {job.name: ""}) from None
+
+
+def _descendants(pid: int) -> list[int]:
+    """Processes below ``pid`` (Linux ``/proc``; none found elsewhere)."""
+    parents: dict[int, int] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            parents[int(entry.name)] = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    below: set[int] = set()
+    frontier = {pid}
+    while frontier:
+        frontier = {p for p, parent in parents.items() if parent in frontier} - below
+        below |= frontier
+    return sorted(below)
+
+
+def _cancel(handles: dict[str, Any], spec: LaunchSpec, log: Callable[[str], None]) -> None:
+    """Cancel jobs: SLURM's ``scancel``; locally SIGTERM to each job's controller, which
+    passes it to the job's processes (a SIGINT, submitit's own local cancel, is lost where
+    the command started with SIGINT ignored, as in a script's background job), then
+    SIGKILL to what still runs after 15 s."""
+    if spec.launcher != "local":
+        for handle in handles.values():
+            handle.cancel(check=False)
+        return
+    below = {name: _descendants(int(h.job_id)) for name, h in handles.items()}
+    for handle in handles.values():
+        try:
+            os.kill(int(handle.job_id), signal.SIGTERM)
+        except (ProcessLookupError, ValueError):
+            pass
+    t0 = time.monotonic()
+    while any(not h.done() for h in handles.values()) and time.monotonic() - t0 < 15:
+        time.sleep(0.1)
+    for name, handle in handles.items():
+        if not handle.done():
+            log(f"  {name}: still running 15 s after SIGTERM; killed")
+            for pid in [int(handle.job_id)] + below[name]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
 
 
 def _log_file(handle) -> str:
@@ -187,18 +246,28 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def submit_all(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, parallel: int = 1) -> dict[str, Any]:
+def submit_all(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, parallel: int = 1,
+               handles: dict[str, Any] | None = None) -> dict[str, Any]:
     """Submit every job now, in list order, each depending on the jobs it waits for (on
     SLURM: ``afterok`` on their ids, which must come earlier in the list).
 
+    Args:
+        handles: filled as jobs are submitted (what was submitted before an error).
+
     Returns:
         ``job name -> submitit job``.
+
+    Raises:
+        JobsFailedError: ``sbatch`` refused a job (the ones before it are submitted).
     """
-    handles: dict[str, Any] = {}
-    for job in jobs:
-        later = [d for d in job.after if d not in handles]
+    handles = {} if handles is None else handles
+    known = {j.name for j in jobs}
+    for k, job in enumerate(jobs):
+        later = [d for d in job.after if d not in {j.name for j in jobs[:k]}]
         if later:
-            raise ValueError(f"jobs: {job.name} waits for {later}, which must come before it in the list")
+            raise ValueError(f"jobs: {job.name} waits for {later}, which must come before it in the list"
+                             if all(d in known for d in later) else f"jobs: {job.name} waits for unknown {later}")
+    for job in jobs:
         handles[job.name] = _submit(job, spec, Path(folder), [handles[d].job_id for d in job.after], parallel)
     return handles
 
@@ -214,6 +283,8 @@ def run_jobs(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, *, pa
         spec: the launcher and its settings.
         folder: the jobs' folder (one log folder per job).
         parallel: jobs at once with the local launcher (a job of N processes counts N).
+            With ``gpus_per_job``, a local job also waits for free GPUs of this machine and
+            sees only its own (:func:`job_gpus`).
         progress: a progress bar with the counts of finished, running and failed jobs.
         on_finish: called in this process with each finished job and its result.
 
@@ -221,9 +292,12 @@ def run_jobs(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, *, pa
         ``job name -> result`` (task 0's).
 
     Raises:
+        ValueError: a local job needs more GPUs than this machine shows.
         JobsFailedError: after every job that could run has run, naming each failed job
-            (and those not started because a job they wait for failed) and its log file.
-        KeyboardInterrupt: on Ctrl-C or SIGTERM, after cancelling the unfinished jobs.
+            (and those not started because a job they wait for failed) and its log file;
+            or when ``sbatch`` refuses a job.
+        KeyboardInterrupt: on Ctrl-C, SIGTERM or SIGHUP. On this and any other error the
+            unfinished jobs are cancelled first.
     """
     from tqdm.auto import tqdm
 
@@ -232,6 +306,13 @@ def run_jobs(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, *, pa
     unknown = {d for j in jobs for d in j.after if d not in by_name}
     if len(by_name) != len(jobs) or unknown:
         raise ValueError(f"jobs: names must be unique and after= must name jobs of the list; unknown {sorted(unknown)}")
+    local = spec.launcher == "local"
+    free = visible_gpus() if local and spec.gpus_per_job else []
+    short = [j for j in jobs if local and job_gpus(spec, j) > len(free)]
+    if short:
+        raise ValueError(f"launch.gpus_per_job: {short[0].label} needs {job_gpus(spec, short[0])} GPU(s), this machine "
+                         f"shows {len(free)} (CUDA_VISIBLE_DEVICES {os.environ.get('CUDA_VISIBLE_DEVICES', 'unset')})")
+    held: dict[str, list[str]] = {}  # name -> the GPUs a running local job was given
     waiting = list(jobs)
     running: dict[str, Any] = {}  # name -> submitit job
     results: dict[str, Any] = {}
@@ -245,7 +326,7 @@ def run_jobs(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, *, pa
             total = sum(j.kind == kind for j in jobs)
             done = sum(by_name[n].kind == kind for n in results)
             mine = [h for n, h in running.items() if by_name[n].kind == kind]
-            run = len(mine) if spec.launcher == "local" else sum(h.state == "RUNNING" for h in mine)
+            run = len(mine) if local else sum(h.state == "RUNNING" for h in mine)
             bad = sum(by_name[n].kind == kind for n in failed)
             parts.append(f"{kind} {done}/{total} done, {run} running" + (f", {len(mine) - run} queued"
                                                                           if len(mine) > run else "") +
@@ -261,20 +342,27 @@ def run_jobs(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, *, pa
                 bar.update(1)
                 continue
             busy = sum(by_name[n].processes for n in running)
-            if not all(d in results for d in job.after) or (running and busy + job.processes > parallel):
+            need = job_gpus(spec, job)
+            if not all(d in results for d in job.after) or (running and busy + job.processes > parallel) or \
+                    need > len(free):
                 continue
-            running[job.name] = _submit(job, spec, folder, [], parallel)
+            gpus = None
+            if spec.gpus_per_job:
+                gpus, free[:need] = free[:need], []
+                held[job.name] = gpus
+            running[job.name] = _submit(job, spec, folder, [], parallel, gpus)
             waiting.remove(job)
-            log(f"  started {job.label}: log {running[job.name].paths.stdout}")
+            log(f"  started {job.label}" + (f" on GPU {','.join(gpus)}" if gpus else "") +
+                f": log {running[job.name].paths.stdout}")
 
-    previous = None
-    if threading.current_thread() is threading.main_thread():  # `kill PID` cancels the jobs as Ctrl-C does
-        previous = signal.signal(signal.SIGTERM, _interrupt)
+    previous = {}
+    if threading.current_thread() is threading.main_thread():  # `kill PID`, a closed terminal: as Ctrl-C
+        previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGTERM, signal.SIGHUP)}
     try:
-        if spec.launcher == "local":
+        if local:
             submit_ready()
         else:
-            running.update(submit_all(jobs, spec, folder))
+            submit_all(jobs, spec, folder, handles=running)
             waiting.clear()
             log(f"  submitted {len(jobs)} job(s) (SLURM ids {', '.join(h.job_id for h in running.values())}); logs in "
                 f"{folder}")
@@ -282,6 +370,7 @@ def run_jobs(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, *, pa
             time.sleep(_POLL[spec.launcher])
             for name in [n for n, h in running.items() if h.done()]:
                 handle = running.pop(name)
+                free.extend(held.pop(name, []))
                 job = by_name[name]
                 lost = [d for d in job.after if d in failed]
                 try:
@@ -297,25 +386,22 @@ def run_jobs(jobs: list[Job], spec: LaunchSpec, folder: str | os.PathLike, *, pa
                         on_finish(job, results[name])
                 bar.update(1)
                 bar.set_postfix_str(counts())
-            if spec.launcher == "local":
+            if local:
                 submit_ready()
             if waiting and not running:  # only jobs whose dependencies can no longer finish
                 for job in waiting:
                     failed[job.name] = ("not started: a job it needs failed", "")
                 break
-    except KeyboardInterrupt:
-        for handle in running.values():
-            _cancel(handle, spec)
-        if spec.launcher == "local":  # gone before a --resume can start them again
-            t0 = time.monotonic()
-            while any(not h.done() for h in running.values()) and time.monotonic() - t0 < 15:
-                time.sleep(0.1)
-        log(f"  interrupted: cancelled {len(running)} running job(s); --resume continues from what they wrote")
+    except BaseException as exc:  # Ctrl-C, a signal, a report that failed to write, sbatch refusing a job
+        if running:
+            _cancel(running, spec, log)
+            what = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"stopped ({type(exc).__name__})"
+            log(f"  {what}: cancelled {len(running)} unfinished job(s); --resume continues from what they wrote")
         raise
     finally:
         bar.close()
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
     if failed:
         lines = [f"{by_name[n].label}: {what}" + (f" (log {path})" if path else "") for n, (what, path) in failed.items()]
         raise JobsFailedError(f"{len(failed)} of {len(jobs)} job(s) failed ({counts()}):\n  " + "\n  ".join(lines) +

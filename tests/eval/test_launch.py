@@ -20,7 +20,7 @@ import yaml
 
 from avatarfit.errors import JobsFailedError
 from avatarfit.eval.config import LaunchSpec, load_eval_config
-from avatarfit.eval.launch import Job, _submit, run_jobs, submit_all
+from avatarfit.eval.launch import Job, _submit, run_jobs, submission_parameters, submit_all
 from avatarfit.eval.run import run_evaluation
 from avatarfit.train.runs import train_run
 from tests.train.conftest import tiny_config
@@ -141,7 +141,7 @@ def test_a_terminated_command_cancels_its_local_jobs(tmp_path):
     time.sleep(1.0)  # the job's function is running
     proc.send_signal(signal.SIGTERM)
     out, _ = proc.communicate(timeout=60)
-    assert "interrupted: cancelled 1 running job(s)" in out, out
+    assert "interrupted: cancelled 1 unfinished job(s)" in out, out
     assert not _alive(task)
 
 
@@ -226,10 +226,13 @@ def test_slurm_scripts_carry_the_resources_and_the_dependencies(tmp_path, monkey
     assert [h.job_id for h in handles.values()] == ["101", "102", "103"]
     first, second, third = ((tmp_path / f"script_{n}.sh").read_text() for n in (101, 102, 103))
     for text in (first, second, third):
-        for line in ("#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --gpus-per-node=2",
-                     "#SBATCH --cpus-per-task=8", "#SBATCH --mem=64GB", "#SBATCH --time=240", "#SBATCH --qos=high",
-                     "#SBATCH --signal=USR2@90", "#SBATCH --open-mode=append"):
+        for line in ("#SBATCH --partition=gpu", "#SBATCH --account=lab", "#SBATCH --mem=64GB", "#SBATCH --time=240",
+                     "#SBATCH --qos=high", "#SBATCH --signal=USR2@90", "#SBATCH --open-mode=append"):
             assert line in text, (line, text)
+    # a training runs one process on one GPU; the two-process cells share the job's GPUs and cores
+    for text in (first, second):
+        assert "#SBATCH --gpus-per-node=1" in text and "#SBATCH --cpus-per-task=8" in text
+    assert "#SBATCH --gpus-per-node=2" in third and "#SBATCH --cpus-per-task=4" in third
     assert "--dependency" not in first
     assert "#SBATCH --dependency=afterok:101" in second and "#SBATCH --kill-on-invalid-dep=yes" in second
     assert "#SBATCH --dependency=afterok:102" in third and "#SBATCH --ntasks-per-node=2" in third
@@ -237,3 +240,46 @@ def test_slurm_scripts_carry_the_resources_and_the_dependencies(tmp_path, monkey
     assert "-m submitit.core._submit" in first and "srun" in first
     with pytest.raises(ValueError, match="before it"):
         submit_all(jobs[::-1], spec, tmp_path / "jobs2")
+    mine = LaunchSpec(launcher="slurm", sbatch={"kill_on_invalid_dep": "no"})  # the user's choice stands
+    assert submission_parameters(mine, jobs[1], ["7"])["slurm_additional_parameters"] == {"kill-on-invalid-dep": "no"}
+
+
+def test_sbatch_refusing_a_job_is_named_and_cancels_what_was_submitted(tmp_path, monkeypatch):
+    bin_dir = _fake_slurm(tmp_path)
+    (bin_dir / "sbatch").write_text(f"""#!/bin/sh
+if [ -f {tmp_path}/count ]; then echo "sbatch: error: invalid partition specified: gpux" >&2; exit 1; fi
+echo 100 > {tmp_path}/count; echo "Submitted batch job 100"
+""")
+    (bin_dir / "scancel").write_text(f"#!/bin/sh\necho \"$@\" >> {tmp_path}/cancelled\n")
+    (bin_dir / "scancel").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
+    jobs = [Job("s/a", "train", "A", _stamp, {"path": "x"}), Job("s/b", "train", "B", _stamp, {"path": "y"})]
+    with pytest.raises(JobsFailedError, match="B: could not be submitted.*invalid partition") as err:
+        run_jobs(jobs, LaunchSpec(launcher="slurm", partition="gpux"), tmp_path / "jobs", progress=False,
+                 log=lambda m: None)
+    assert set(err.value.failed) == {"s/b"}
+    assert "100" in (tmp_path / "cancelled").read_text()  # A, already queued, was cancelled
+
+
+def _gpu_span(path: str) -> str:
+    """Record the GPUs this job sees and when it ran."""
+    t0 = time.time()
+    time.sleep(1.0)
+    Path(path).write_text(f"{os.environ.get('CUDA_VISIBLE_DEVICES')} {t0} {time.time()}")
+    return path
+
+
+def test_local_jobs_with_gpus_per_job_get_gpus_of_their_own(tmp_path, monkeypatch):
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,6")  # the caller's GPUs, by their own names
+    spec = LaunchSpec(gpus_per_job=1)
+    jobs = [Job(f"s/{k}", "cells", str(k), _gpu_span, {"path": str(tmp_path / str(k))}) for k in range(3)]
+    run_jobs(jobs, spec, tmp_path / "jobs", parallel=3, progress=False, log=lambda m: None)
+    spans = [(g, float(a), float(b)) for g, a, b in (Path(tmp_path / str(k)).read_text().split() for k in range(3))]
+    assert {g for g, _, _ in spans} <= {"4", "6"}
+    for i, (g, a, b) in enumerate(spans):
+        for h, c, d in spans[i + 1:]:
+            assert g != h or b <= c or d <= a, spans  # two jobs at once never share a GPU
+    with pytest.raises(ValueError, match="needs 2 GPU.*shows 1"):
+        monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4")
+        run_jobs([Job("s/x", "cells", "X", _gpu_span, {"path": "x"}, processes=2)], LaunchSpec(gpus_per_job=2),
+                 tmp_path / "j2", parallel=2, progress=False)
