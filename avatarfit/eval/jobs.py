@@ -36,11 +36,9 @@ def model_cells(config: EvalConfig, cells: list[Cell], bases: dict[str, Cell], r
     Returns:
         ``cell key -> document`` (spec, summary, per-frame records) of every cell given.
     """
-    import os
-
     from ..distributed import cleanup, from_main, setup, wait_all
 
-    info = setup(config.device, "device") if int(os.environ.get("WORLD_SIZE", "1")) > 1 else None
+    info = setup(config.device, "device")  # one process, or a process group for the whole job
     docs: dict[str, dict[str, Any]] = {}
     try:
         for cell in cells:
@@ -52,18 +50,14 @@ def model_cells(config: EvalConfig, cells: list[Cell], bases: dict[str, Cell], r
                 continue
             grid = None
             if base is not None:  # read by the main process, which wrote it
-                doc = from_main(info, lambda: json.loads((cells_dir / f"{base.key}.json").read_text(encoding="utf-8"))) \
-                    if info is not None else json.loads((cells_dir / f"{base.key}.json").read_text(encoding="utf-8"))
+                path = cells_dir / f"{base.key}.json"
+                doc = from_main(info, lambda: json.loads(path.read_text(encoding="utf-8")))
                 grid = ((doc["lr"],), (doc["lambda_latent"],))
             (cells_dir / cell.key).parent.mkdir(parents=True, exist_ok=True)
             args = cell_args(config, cell, run, capture, cells_dir, spec, grid)
-            if info is not None and not TASKS[cell.task].is_fit:
-                docs[cell.key] = from_main(info, lambda: run_cell(args))
-            else:
-                docs[cell.key] = run_cell(args)
-            if info is not None:  # the main process has written the cell's JSON before any process reads it
-                wait_all(info)
+            fits = TASKS[cell.task].is_fit  # a fit runs on every process; a decoding on the main one
+            docs[cell.key] = run_cell(args) if fits else from_main(info, lambda: run_cell(args))
+            wait_all(info)  # the main process has written the cell's JSON before any process reads it
     finally:
-        if info is not None:
-            cleanup(info)
+        cleanup(info)
     return docs
