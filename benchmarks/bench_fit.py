@@ -186,7 +186,6 @@ def _per_batch(args, cap, frames, base, device) -> None:
               f"{ratio3} |", flush=True)
 
 
-
 def _convergence(avatar, cap, base, device, args) -> None:
     refs = frames_of_split(avatar.info, Path(args.run), cap, "test")
     target = _target(avatar, cap, refs, device)
@@ -205,10 +204,6 @@ def _convergence(avatar, cap, base, device, args) -> None:
         m = score_fit(avatar, target, result).metrics
         print(f"| {name} | {seconds:.2f} | {float(result.steps.float().mean()):.0f} | {float(m['psnr'].mean()):.2f} | "
               f"{float(m['psnr_face'].mean()):.2f} | {float(m['geom_mm'].mean()):.4f} |", flush=True)
-
-
-if __name__ == "__main__":
-    main()
 
 
 def _reproducibility(avatar, cap, base, device, args) -> None:
@@ -234,3 +229,7 @@ def _reproducibility(avatar, cap, base, device, args) -> None:
             print(f"| {split} ({len(refs)}) | {name} | {statistics.median(seconds):.2f} | {float(P.mean()):.2f} | "
                   f"{float(dp.mean()):.3f} / {float(dp.max()):.3f} | {float(G.mean()):.4f} | "
                   f"{float(dg.mean()):.4f} / {float(dg.max()):.4f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

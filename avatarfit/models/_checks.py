@@ -45,4 +45,7 @@ class EqualizedLinear(torch.nn.Linear):
         self.scale = in_features ** -0.5
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.nn.functional.linear(x, self.weight * self.scale, self.bias)
+        # The scale applied to the (B, out) product, not to the (out, in) weight: the same
+        # function, without an (out, in) tensor made and differentiated every call (the
+        # DAM encoder's geometry layer is 256 x V*3: two 4.5M-element passes per step).
+        return torch.nn.functional.linear(x, self.weight) * self.scale + self.bias
