@@ -77,7 +77,12 @@ class FitConfig:
         smoothness: weight of ``||z - z_previous||^2 / L`` (sequence fitting; needs ``previous``).
         raster_every: run the rasteriser's hard test (which face covers each pixel) at most
             every this many steps and keep its faces in between (barycentrics, depth and
-            texture still follow the vertices every step); 1 rasterises every step.
+            texture still follow the vertices every step); 1 (the default) rasterises every
+            step. Kept faces (e.g. 8) save about a third of a step's time, but with antialiased
+            outlines a fit then moves with float rounding (a view is rasterised again when a
+            vertex crosses ``raster_shift``, a threshold that rounding flips), and measured on
+            validation frames they converge to worse fits (README, "Fitting: measured quality
+            and speed").
         raster_shift: rasterise a view again as soon as one of its vertices has moved more
             than this many pixels on screen since its kept faces were chosen.
         antialias: render with antialiased outlines, so that the image's gradient moves
@@ -109,7 +114,7 @@ class FitConfig:
     lr_rotation: float = 0.005
     lr_translation: float = 0.3
     smoothness: float = 0.0
-    raster_every: int = 8
+    raster_every: int = 1
     raster_shift: float = 0.5
     antialias: bool = True
     photometric: bool = False
