@@ -106,7 +106,7 @@ def _fit_cell(args: dict[str, Any]) -> dict[str, Any]:
     from ..fit.optimize import FitConfig
 
     fit = FitConfig(steps=args["steps"], patience=args["patience"], lambda_latent=args["grid"][1][0],
-                    fit_headset=args["pose"])
+                    fit_headset=args["pose"], raster_every=args["raster_every"])
     job = FitJob(run=args["run"], capture=args["capture"], target=args["kind"], frames=args["frames_spec"],
                  batch=args["batch"], search=True, grid=args["grid"], search_frames=args["search_frames"],
                  pose_noise_rot=args["pose_noise_rot"] if args["pose"] else 0.0,
@@ -137,7 +137,7 @@ def cell_args(config: EvalConfig, cell: Cell, run: Path, capture: Path, cells_di
     return {"kind": task.kind, "pose": task.pose, "run": str(run), "capture": str(capture), "device": config.device,
             "frames": f.frames, "frames_spec": f"test:{f.frames}" if f.frames else "test", "batch": f.batch,
             "search_frames": f.search_frames, "steps": f.steps, "patience": f.patience,
-            "pose_noise_rot": f.pose_noise_rot, "pose_noise_trans": f.pose_noise_trans,
+            "raster_every": f.raster_every, "pose_noise_rot": f.pose_noise_rot, "pose_noise_trans": f.pose_noise_trans,
             "grid": grid or _grid(config, cell), "folder": str(cells_dir / cell.key), "spec": spec,
             "json": str(cells_dir / f"{cell.key}.json")}
 

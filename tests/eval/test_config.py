@@ -37,6 +37,7 @@ def test_shipped_configs_load(name):
     ({"subjects": [{"name": "p"}]}, ["exactly one of"]),
     ({"fit": {"lr": [0]}}, ["fit.lr"]),
     ({"fit": {"stepz": 3}}, ["unknown key", "stepz"]),
+    ({"fit": {"raster_every": 0}}, ["raster_every", "0"]),
     ({"colour": 1}, ["unknown key", "colour"]),
     ({"launch": {"launcher": "pbs"}}, ["launch.launcher", "local", "slurm", "pbs"]),
     ({"launch": {"gpus": 1}}, ["unknown key", "gpus", "gpus_per_job"]),
@@ -79,6 +80,21 @@ def test_the_saved_config_reads_back_from_the_output_folder(tmp_path):
     assert Path(again.subjects[1].capture) == (tmp_path / "cap").resolve()
     assert saved.read_text().startswith(f"# avatarfit evaluate: the resolved config (read from {path.resolve()})")
     assert again.models == config.models and again.tables == config.tables and again.fit == config.fit
+
+
+def test_a_cell_fitted_on_another_rasterisation_schedule_is_not_reused(tmp_path):
+    """The schedule is part of a cell's spec (a finished cell with another spec is fitted
+    again, and ``--tables-only`` does not tabulate it) and reaches the fit."""
+    from avatarfit.eval.cells import cell_args, cell_spec
+    from avatarfit.eval.plan import Cell
+
+    every = load_eval_config(write(tmp_path))
+    kept = load_eval_config(write(tmp_path, fit={"raster_every": 8}))
+    assert every.fit.raster_every == 1 and kept.fit.raster_every == 8
+    cell, run = Cell("dam", "hmc", True), tmp_path / "run"
+    assert cell_spec(every, cell, run, tmp_path) != cell_spec(kept, cell, run, tmp_path)
+    args = cell_args(kept, cell, run, tmp_path, tmp_path / "cells", cell_spec(kept, cell, run, tmp_path))
+    assert args["raster_every"] == 8
 
 
 def test_the_tiny_config_has_every_model_and_table():
