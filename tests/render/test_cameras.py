@@ -64,7 +64,7 @@ def test_points_on_or_behind_the_camera_plane_give_finite_values_and_gradients()
                           (48, 64), backend="bbox")
     out.image.sum().backward()
     assert bool(torch.isfinite(verts.grad).all())
-    assert float(out.mask.sum()) > 0
+    assert float(out.mask.sum().detach()) > 0
     # The visible face's gradients are right: autograd against central differences, in
     # float64 (steps far below any pixel, so no pixel changes face or crosses a texel).
     D = torch.float64
