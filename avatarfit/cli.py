@@ -251,8 +251,8 @@ def _add_fit(sub, full: bool) -> None:
                     f"{cfg('patience')})")
     ft.add_argument("--raster-every", type=int, metavar="K", help="run the rasteriser's hard test (which face covers "
                     "each pixel) every K steps at most, keeping each pixel's face in between, and sooner when a vertex "
-                    f"moves more than half a pixel; 1 = every step (default {cfg('raster_every')}). 8 is about a third "
-                    "faster per step, but its fits move with float rounding and converged worse on validation frames)")
+                    f"moves more than half a pixel; 1 = every step (default {cfg('raster_every')}). 8 saves 7-37 %% of a "
+                    "step's time, but its fits move with float rounding and converged worse on validation frames")
     ft.add_argument("--no-antialias", action="store_true", help="render one face per pixel, with no gradient at "
                     "outlines (default: antialiased silhouettes, so the fit moves outlines onto the target's)")
     ft.add_argument("--hmc-dir", type=Path, metavar="DIR", help="fit recorded HMC views (--target hmc): "
